@@ -1,0 +1,41 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from tinyeval.cli import app
+
+runner = CliRunner()
+
+
+def test_models_json_lists_defaults():
+    result = runner.invoke(app, ["models", "smollm2-135m", "qwen2.5-7b", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["alias"]: r for r in json.loads(result.stdout)}
+    assert rows["qwen2.5-7b"]["layers"] == 28
+    assert rows["smollm2-135m"]["layers"] == 30 and rows["smollm2-135m"]["available_locally"]
+
+
+def test_data_json_lists_every_dataset(data_root):
+    result = runner.invoke(app, ["data", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    counts = {(r["dataset"], r["split"]): r["rows"] for r in rows}
+    assert counts[("gsm8k", "test")] == 1319 and counts[("legal_hearsay", "test")] == 95
+    assert {r["dataset"] for r in rows} >= {"gsm8k", "math", "math500", "gsm1k_public", "arc_easy", "arc_challenge",
+                                             "boolq", "piqa", "winogrande", "commonsense_qa", "lsat_lr", "lsat_rc",
+                                             "lsat_ar", "legal_hearsay"}
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["models", "qwen9"], "unknown model 'qwen9'"),
+    (["data", "gsm9k"], "unknown dataset 'gsm9k'"),
+    (["data", "--data-root", "/nonexistent/root"], "does not exist"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, needle):
+    proc = subprocess.run([sys.executable, "-m", "tinyeval.cli", *argv], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 2
