@@ -1,0 +1,86 @@
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tinyeval.cli import app
+from tinyeval.errors import TinyevalError
+from tinyeval.report import render, results
+from tinyeval.report.results import TaskScore, delta
+
+FIXTURES = Path(__file__).parent / "fixtures"
+runner = CliRunner()
+
+
+@pytest.fixture
+def run_dir(tmp_path) -> Path:
+    shutil.copy(FIXTURES / "results.json", tmp_path / "results.json")
+    return tmp_path
+
+
+def test_report_rerenders_golden_markdown_and_plots(run_dir):
+    result = runner.invoke(app, ["report", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert (run_dir / "report.md").read_text() == (FIXTURES / "report.md").read_text()
+    for name in ("accuracy_vs_params_gsm8k.png", "accuracy_vs_params_arc_easy.png", "training_curves.png"):
+        assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_json_rows(run_dir):
+    result = runner.invoke(app, ["report", str(run_dir), "--json"])
+    rows = json.loads(result.stdout)
+    assert [r["cell"] for r in rows] == ["base", "tinylora-13", "lora-r1-sft", "lora-r8"]
+    assert rows[1]["gsm8k"] == "50.0 / 75.0"
+
+
+@pytest.mark.parametrize("gate,code", [
+    (["gsm8k=0.25"], 1),                 # lora-r8 failed: a missing score fails the gate
+    (["tinylora-13/gsm8k=0.7"], 0),
+    (["tinylora-13/gsm8k=0.8"], 1),
+    (["lora-r1-sft/arc_easy=0.2", "tinylora-13/arc_easy=0.5"], 0),
+])
+def test_fail_under_exit_codes(run_dir, gate, code):
+    argv = ["report", str(run_dir)] + [x for g in gate for x in ("--fail-under", g)]
+    assert runner.invoke(app, argv).exit_code == code
+
+
+@pytest.mark.parametrize("spec", ["gsm8k", "gsm8k=high", "=0.5"])
+def test_bad_threshold_is_clear(spec):
+    with pytest.raises(TinyevalError, match="--fail-under"):
+        render.parse_threshold(spec)
+
+
+def test_gate_rejects_unknown_task_and_cell(run_dir):
+    r = results.load(run_dir)
+    with pytest.raises(TinyevalError, match="not in this run"):
+        render.gate(r, [render.parse_threshold("math500=0.1")])
+    with pytest.raises(TinyevalError, match="no cell named"):
+        render.gate(r, [render.parse_threshold("nope/gsm8k=0.1")])
+
+
+def test_missing_or_bad_results_file(tmp_path):
+    with pytest.raises(TinyevalError, match="no results.json"):
+        results.load(tmp_path)
+    (tmp_path / "results.json").write_text('{"version": 1, "cells": []}')
+    with pytest.raises(TinyevalError, match="not a tinyeval results file"):
+        results.load(tmp_path)
+
+
+def test_paired_delta_matches_hand_computation():
+    a = TaskScore("acc", 0.75, 0.2, 4, correct=[1, 1, 1, 0])
+    b = TaskScore("acc", 0.25, 0.2, 4, correct=[1, 0, 0, 0])
+    d = delta(a, b)
+    diffs = [0, 1, 1, 0]  # mean 0.5, sample sd sqrt(1/3)
+    half = 1.959964 * math.sqrt(1 / 3) / 2
+    assert d.paired and d.value == pytest.approx(0.5)
+    assert (d.low, d.high) == (pytest.approx(0.5 - half), pytest.approx(0.5 + half))
+    assert sum(diffs) / 4 == d.value
+
+
+def test_unpaired_delta_uses_both_stderrs():
+    d = delta(TaskScore("acc", 0.6, 0.03), TaskScore("acc", 0.5, 0.04))
+    assert not d.paired
+    assert d.high - d.value == pytest.approx(1.959964 * 0.05)

@@ -1,0 +1,123 @@
+"""Views of a `Results`: one row model, rendered as a rich table, as Markdown, and checked by a CI gate.
+
+All views share `rows()`, so the terminal table, report.md and `--json` can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.table import Table
+
+from tinyeval.errors import TinyevalError
+from tinyeval.report.results import Cell, Results, TaskScore, delta
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x * 100:.1f}"
+
+
+def _score_text(score: TaskScore | None) -> str:
+    """'12.0' or, for math, 'strict 4.0 / lenient 12.0' — format compliance beside correctness."""
+    if score is None:
+        return "–"
+    if score.strict is not None and score.lenient is not None:
+        return f"{_pct(score.strict)} / {_pct(score.lenient)}"
+    return _pct(score.value)
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def rows(results: Results) -> list[dict[str, str]]:
+    """One display row per cell: method, trainable params, bytes, each task's score and Δ vs base."""
+    base = next((c for c in results.cells if c.method == "base"), None)
+    out = []
+    for cell in results.cells:
+        row = {"cell": cell.name, "algo": cell.algo or "–", "trainable": f"{cell.trainable:,}",
+               "bytes (bf16)": _bytes(cell.bytes_bf16), "status": cell.status}
+        for task in results.tasks:
+            score = cell.scores.get(task)
+            row[task] = _score_text(score)
+            if base is not None:
+                d = delta(score, base.scores[task]) if score and cell is not base and task in base.scores else None
+                row[f"Δ {task}"] = str(d) if d else "–"
+        out.append(row)
+    return out
+
+
+def math_note(results: Results) -> str:
+    tasks = [t for t in results.tasks if any(c.scores.get(t) and c.scores[t].strict is not None for c in results.cells)]
+    return (f"Math tasks ({', '.join(tasks)}) show strict / lenient accuracy (%): strict needs the requested answer "
+            "format, lenient only the right value; their gap is format compliance. Δ is the primary metric's change "
+            "vs base in points, with a 95% CI (paired over items when available).") if tasks else ""
+
+
+def table(results: Results) -> Table:
+    data = rows(results)
+    t = Table(title=f"tinyeval train-and-eval · {results.model} · preset {results.preset}", caption=math_note(results))
+    for key in data[0] if data else []:
+        t.add_column(key, overflow="fold", justify="left" if key in ("cell", "algo", "status") else "right")
+    for row in data:
+        t.add_row(*row.values())
+    return t
+
+
+def markdown(results: Results, plots: list[str] | None = None) -> str:
+    """report.md: ready to paste into a CI job summary (GitHub's $GITHUB_STEP_SUMMARY)."""
+    data = rows(results)
+    lines = [f"# tinyeval: {results.model} (preset `{results.preset}`)", ""]
+    if results.created:
+        lines += [f"Run started {results.created}.", ""]
+    if data:
+        keys = list(data[0])
+        lines += ["| " + " | ".join(keys) + " |", "|" + "|".join("---" for _ in keys) + "|"]
+        lines += ["| " + " | ".join(r[k].replace("|", "\\|") for k in keys) + " |" for r in data]
+    if note := math_note(results):
+        lines += ["", note]
+    failed = [c for c in results.cells if c.status == "failed"]
+    if failed:
+        lines += ["", "## Failed cells", ""] + [f"- `{c.name}`: {c.error}" for c in failed]
+    for path in plots or []:
+        lines += ["", f"![{path}]({path})"]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    task: str
+    value: float
+    cell: str | None = None  # None: every trained cell must pass
+
+
+def parse_threshold(spec: str) -> Threshold:
+    """'gsm8k=0.5' (every trained cell) or 'tinylora-13/gsm8k=0.5' (one cell); values are fractions."""
+    target, sep, value = spec.partition("=")
+    cell, _, task = target.rpartition("/")
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if not sep or not task or number is None:
+        raise TinyevalError(f"--fail-under '{spec}': expected TASK=VALUE or CELL/TASK=VALUE, e.g. gsm8k=0.5")
+    return Threshold(task, number, cell or None)
+
+
+def gate(results: Results, thresholds: list[Threshold]) -> list[str]:
+    """Violations of the thresholds, as readable lines; an empty list means the gate passes."""
+    failures = []
+    for th in thresholds:
+        if th.task not in results.tasks:
+            raise TinyevalError(f"--fail-under names task '{th.task}', not in this run ({', '.join(results.tasks)})")
+        cells: list[Cell] = [results.cell(th.cell)] if th.cell else [c for c in results.cells if c.method != "base"]
+        for cell in cells:
+            score = cell.scores.get(th.task)
+            if score is None or score.value < th.value:
+                got = "missing" if score is None else f"{score.value:.4f}"
+                failures.append(f"{cell.name} {th.task}: {got} < {th.value}")
+    return failures
