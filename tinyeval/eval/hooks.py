@@ -1,0 +1,99 @@
+"""Functions the YAML tasks in `tasks/` call through lm-eval's `!function` tag.
+
+They exist so that lm-eval scores with the same code that trains: the GSM8K filters are
+`tinyeval.grading.gsm8k_strict` / `gsm8k_lenient`, MATH500 is judged by `tinyeval.grading.math_equal`
+(math-verify), exactly as the training rewards do. Nothing here re-implements lm-eval: each function is
+one plug-in point of a stock `ConfigurableTask` (custom_dataset, doc_to_target, a `custom` filter,
+process_results).
+
+Datasets are resolved when a task is built, not when the YAML is written: `load_dataset` turns the
+tinyeval dataset name into absolute data-root paths (`TINYEVAL_DATA`) and loads them with the same
+`datasets` builders (`json`, `csv`) that a stock lm-eval task uses with `data_files`; with no data root it
+falls back to the hub copy, converted to the data-root schema by `tinyeval.data`.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from tinyeval import data, grading
+
+INVALID = "[invalid]"  # what lm-eval's own regex filter returns when nothing matches
+_BUILDERS = {".jsonl": ("json", {}), ".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t"})}
+
+
+def load_dataset(dataset: str, **_metadata):
+    """`custom_dataset` hook: every split of a tinyeval dataset as a `datasets.DatasetDict`.
+
+    lm-eval passes the task's metadata (version, config source, ...) alongside `dataset_kwargs`; only
+    `dataset` (a name in `tinyeval.data.DATASETS`) matters. A missing file with no hub copy raises
+    `TinyevalError` naming the data-root path it looked for.
+    """
+    import datasets
+
+    splits = {}
+    for split in data.spec(dataset).files:
+        path = data.local_path(dataset, split)
+        if path is not None:
+            builder, kwargs = _BUILDERS[path.suffix]
+            splits[split] = datasets.load_dataset(builder, data_files={split: str(path.resolve())}, split=split,
+                                                  **kwargs)
+        else:
+            splits[split] = datasets.Dataset.from_list(data.load(dataset, split).rows)
+    return datasets.DatasetDict(splits)
+
+
+# ---- GSM8K ---------------------------------------------------------------------------------------------
+
+def canonical_number(value: Decimal | None) -> str:
+    """One spelling per number, so lm-eval's string exact_match equals tinyeval's Decimal equality.
+
+    `Decimal.normalize` alone would print 1000 as '1E+3'; fixed-point formatting undoes that.
+    """
+    return INVALID if value is None else format(value.normalize(), "f")
+
+
+def gsm8k_target(doc: dict) -> str:
+    """The gold number after `####`, canonical ('1,000' -> '1000')."""
+    return canonical_number(grading.gsm8k_gold(doc["answer"]))
+
+
+def gsm8k_strict(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
+    """`custom` filter: the number after the last `#### ` (the requested format), else '[invalid]'."""
+    return [[canonical_number(grading.gsm8k_strict(r)) for r in rs] for rs in resps]
+
+
+def gsm8k_lenient(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
+    """`custom` filter: the last number anywhere in the completion, else '[invalid]'."""
+    return [[canonical_number(grading.gsm8k_lenient(r)) for r in rs] for rs in resps]
+
+
+def gsm8k_fewshot_target(doc: dict) -> str:
+    """A train solution as a few-shot answer: reasoning without `<<expr=value>>` calculator notes."""
+    return re.sub(r"<<[^>]*>>", "", doc["answer"])
+
+
+# ---- MATH500 -------------------------------------------------------------------------------------------
+
+def math_boxed(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
+    """`custom` filter (strict): the content of the last `\\boxed{}`, else '[invalid]'."""
+    return [[_or_invalid(grading.last_boxed(r)) for r in rs] for rs in resps]
+
+
+def math_lenient(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
+    """`custom` filter (lenient): the answer `tinyeval.grading.grade_math` would judge, boxed or not."""
+    return [[_or_invalid(grading.grade_math(r, doc["answer"]).extracted) for r in rs] for rs, doc in zip(resps, docs)]
+
+
+def math_process_results(doc: dict, results: list[str]) -> dict[str, int]:
+    """Score one filtered answer: math-verify equivalence, and plain exact match of the answer string."""
+    pred = results[0]
+    if pred == INVALID:
+        return {"math_verify": 0, "exact_match": 0}
+    return {"math_verify": int(grading.math_equal(doc["answer"], pred)),
+            "exact_match": int(pred.strip() == doc["answer"].strip())}
+
+
+def _or_invalid(text: str | None) -> str:
+    return INVALID if text is None else text
