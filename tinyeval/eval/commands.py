@@ -1,0 +1,44 @@
+"""`tinyeval eval`: flags -> `EvalConfig` -> `tinyeval.eval.run.evaluate` -> table. Heavy imports stay inside."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tinyeval.cli import DataRoot, JsonFlag, emit
+
+
+def evaluate(
+    model: Annotated[str, typer.Option("--model", "-m", help="Alias (smollm2-135m), hub id or model directory.")],
+    tasks: Annotated[str, typer.Option("--tasks", "-t", help="Comma-separated tasks or groups from tasks/ "
+                                       "(gsm8k, math500, arc_easy, legal_hearsay, tinyeval_all, ...).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (results.json, samples/).")],
+    adapter: Annotated[Optional[Path], typer.Option(help="PEFT LoRA or tinyeval adapter directory.")] = None,
+    backend: Annotated[str, typer.Option(help="hf | vllm | auto (vllm on GPU, hf on CPU).")] = "auto",
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate the first N items of each task.")] = None,
+    num_fewshot: Annotated[Optional[int], typer.Option(help="Override every task's few-shot count.")] = None,
+    chat: Annotated[Optional[bool], typer.Option("--chat/--no-chat", help="Chat template (default: on when the "
+                                                 "tokenizer has one).")] = None,
+    max_gen_toks: Annotated[Optional[int], typer.Option(help="Generation limit for every generative task "
+                                                        "(default: per task, 512 gsm8k / 1024 math500).")] = None,
+    batch_size: Annotated[int, typer.Option(help="HF backend batch size.")] = 20,
+    dtype: Annotated[str, typer.Option(help="bfloat16 | float16 | float32.")] = "bfloat16",
+    seed: Annotated[int, typer.Option(help="Seed for lm-eval, torch, few-shot sampling and vLLM.")] = 0,
+    merge: Annotated[bool, typer.Option(help="vllm: serve a merged checkpoint instead of a LoRA.")] = False,
+    data_root: DataRoot = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Evaluate a model (optionally with an adapter) under lm-eval on tinyeval's offline task suite."""
+    from tinyeval.eval.results import table_rows
+    from tinyeval.eval.run import EvalConfig, evaluate as run
+
+    cfg = EvalConfig(model=model, tasks=[t.strip() for t in tasks.split(",") if t.strip()], out=out,
+                     adapter=adapter, backend=backend, limit=limit, num_fewshot=num_fewshot, chat=chat,
+                     max_gen_toks=max_gen_toks, batch_size=batch_size, dtype=dtype, seed=seed, merge=merge,
+                     data_root=data_root)
+    record = run(cfg)
+    title = f"tinyeval eval: {model}" + (f" + {adapter}" if adapter else "") + f" ({record['backend']}, " \
+            f"{record['seconds']:.0f} s) -> {out / 'results.json'}"
+    emit(table_rows(record["tasks"]), title, as_json)

@@ -1,0 +1,119 @@
+"""Turn lm-eval's output into tinyeval's per-task summary: metric, value, stderr, n, config hash, and for
+math tasks the strict / lenient decomposition.
+
+Every math score is reported twice because the GSM8K baseline moves by 10+ points with the extractor:
+  strict   - right answer in the requested format (`#### N`, `\\boxed{}`),
+  lenient  - right answer wherever it is,
+  format   - share of completions that used the format at all (right or wrong).
+`lenient - strict` is then format compliance, not reasoning: an adapter that only teaches the format moves
+strict and format, not lenient. The per-task dict is a superset of `tinyeval.report.results.TaskScore`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+
+from tinyeval.eval.hooks import INVALID
+
+
+@dataclass(frozen=True)
+class MathScoring:
+    """How a math task's two scores are named in lm-eval's output."""
+
+    metric: str
+    strict_filter: str
+    lenient_filter: str
+
+
+_GSM8K = MathScoring("exact_match", "strict-match", "flexible-extract")
+MATH_TASKS: dict[str, MathScoring] = {
+    "gsm8k": _GSM8K,
+    "gsm8k_cot_8shot": _GSM8K,
+    "gsm8k_parity": _GSM8K,
+    "math500": MathScoring("math_verify", "strict-boxed", "lenient"),
+}
+
+
+def config_hash(task_config: dict, settings: dict) -> str:
+    """A hash of everything that decides prompts and scoring: the task config lm-eval ran (functions are
+    dumped as their source) plus the run-wide prompt settings (chat template, few-shot turns).
+
+    Two runs with equal hashes saw the same prompts and were scored the same way. The YAML's absolute
+    path and function addresses are machine noise, so they are left out.
+    """
+    cfg = {k: v for k, v in task_config.items() if k != "metadata"}
+    cfg["version"] = (task_config.get("metadata") or {}).get("version")
+    text = json.dumps({"task": cfg, "settings": settings}, sort_keys=True, default=str)
+    text = re.sub(r" at 0x[0-9a-f]+", "", text)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _metric_keys(task_results: dict) -> list[str]:
+    return [k for k in task_results if "," in k and "_stderr," not in k]
+
+
+def _per_doc(samples: list[dict], filt: str, metric: str) -> dict[int, dict]:
+    return {s["doc_id"]: s for s in samples if s["filter"] == filt and metric in s}
+
+
+def _filtered(sample: dict):
+    value = sample["filtered_resps"]
+    return value[0] if isinstance(value, list) and value else value
+
+
+def decompose(samples: list[dict], scoring: MathScoring) -> dict:
+    """strict / lenient / format rates and the two kinds of disagreement, from lm-eval's per-sample log."""
+    strict = _per_doc(samples, scoring.strict_filter, scoring.metric)
+    lenient = _per_doc(samples, scoring.lenient_filter, scoring.metric)
+    ids = sorted(strict)
+    n = len(ids) or 1
+    s_ok = {i: bool(strict[i][scoring.metric]) for i in ids}
+    l_ok = {i: bool(lenient[i][scoring.metric]) for i in ids}
+    formatted = {i: _filtered(strict[i]) != INVALID for i in ids}
+    return {
+        "strict": sum(s_ok.values()) / n,
+        "lenient": sum(l_ok.values()) / n,
+        "format_rate": sum(formatted.values()) / n,
+        "right_answer_wrong_format": sum(l_ok[i] and not s_ok[i] for i in ids),
+        "right_format_wrong_answer": sum(formatted[i] and not s_ok[i] for i in ids),
+    }
+
+
+def summarize_task(name: str, out: dict, settings: dict) -> dict:
+    """One task's row of results.json from lm-eval's `simple_evaluate` output."""
+    res = out["results"][name]
+    scoring = MATH_TASKS.get(name)
+    keys = _metric_keys(res)
+    primary = f"{scoring.metric},{scoring.lenient_filter}" if scoring else keys[0]
+    metric, filt = primary.split(",", 1)
+    samples = out.get("samples", {}).get(name, [])
+    docs = _per_doc(samples, filt, metric)
+    row = {
+        "metric": metric,
+        "filter": filt,
+        "value": res[primary],
+        "stderr": res.get(f"{metric}_stderr,{filt}"),
+        "n": out["n-samples"][name]["effective"],
+        "config_hash": config_hash(out["configs"][name], settings),
+        "version": out["versions"].get(name),
+        "num_fewshot": out["n-shot"].get(name),
+        "metrics": {k: res[k] for k in keys},
+        "correct": [int(docs[i][metric]) for i in sorted(docs)],
+    }
+    if scoring:
+        row.update(decompose(samples, scoring))
+    return row
+
+
+def table_rows(tasks: dict[str, dict]) -> list[dict]:
+    """Rows for the rich table: one per task; math tasks add strict / lenient / format (percent)."""
+    def pct(v: float | None) -> str:
+        return "" if v is None else f"{v * 100:.1f}"
+
+    return [{"task": name, "metric": t["metric"], "value": pct(t["value"]),
+             "±": pct(t["stderr"]) if isinstance(t["stderr"], float) else "n/a", "n": t["n"],
+             "strict": pct(t.get("strict")), "lenient": pct(t.get("lenient")), "format": pct(t.get("format_rate"))}
+            for name, t in tasks.items()]

@@ -1,0 +1,125 @@
+"""`tinyeval eval` as a function: build the backend, run lm-eval's `simple_evaluate` on `tasks/`, write the
+results. The scoring is lm-eval's; this module only chooses the settings and records them.
+
+Outputs in `out/`: `samples/<task>.jsonl` (lm-eval's per-sample log: prompt, raw and filtered response,
+metrics), then `results.json` (per task: metric, value, stderr, n, config hash, strict/lenient for math,
+per-item correctness). Each file is written atomically and results.json last, so a results.json on disk
+always describes a finished run whose samples are beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tinyeval.errors import TinyevalError
+
+DTYPES = ("bfloat16", "float16", "float32")
+
+
+@dataclass
+class EvalConfig:
+    """One evaluation run. Every method in a comparison should share all fields but `adapter`."""
+
+    model: str  # alias (smollm2-135m), hub id or local model directory
+    tasks: list[str]  # task or group names from tasks/ (tinyeval_all, gsm8k, ...)
+    out: Path  # output directory (created; results.json inside is replaced atomically)
+    adapter: Path | None = None  # PEFT LoRA dir or tinyeval adapter dir; None = the base model
+    backend: str = "auto"  # hf | vllm | auto (the faster one on this device: vllm on GPU, hf on CPU)
+    limit: int | None = None  # first N items of every task (None = all)
+    num_fewshot: int | None = None  # override every task's few-shot count (None = each task's own)
+    chat: bool | None = None  # apply the chat template; None = on iff the tokenizer has one (instruct models)
+    max_gen_toks: int | None = None  # override every generative task's limit (None = YAML: 512 gsm8k, 1024 math)
+    batch_size: int = 20  # HF backend batch (vLLM batches itself)
+    dtype: str = "bfloat16"
+    seed: int = 0  # python / numpy / torch / few-shot seeds and the vLLM engine seed
+    merge: bool = False  # vllm: serve a merged checkpoint instead of the adapter as a LoRA
+    data_root: str | None = None  # default: $TINYEVAL_DATA, else the hub
+    log_samples: bool = True
+    extra: dict = field(default_factory=dict)  # recorded in results.json as is (e.g. the training cell)
+
+    def __post_init__(self) -> None:
+        from tinyeval.eval.backends import BACKENDS
+
+        self.out = Path(self.out)
+        self.adapter = Path(self.adapter) if self.adapter is not None else None
+        if self.backend not in (*BACKENDS, "auto"):
+            raise TinyevalError(f"unknown backend '{self.backend}'; choose hf, vllm or auto")
+        if self.dtype not in DTYPES:
+            raise TinyevalError(f"unknown dtype '{self.dtype}'; choose {', '.join(DTYPES)}")
+        for name, value in (("limit", self.limit), ("max_gen_toks", self.max_gen_toks),
+                            ("batch_size", self.batch_size)):
+            if value is not None and value < 1:
+                raise TinyevalError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if self.num_fewshot is not None and self.num_fewshot < 0:
+            raise TinyevalError(f"--num-fewshot must be >= 0, got {self.num_fewshot}")
+
+
+def _has_chat_template(model: str) -> bool:
+    from transformers import AutoTokenizer
+
+    from tinyeval.models import model_dir
+
+    return bool(getattr(AutoTokenizer.from_pretrained(model_dir(model)), "chat_template", None))
+
+
+def simple_evaluate(cfg: EvalConfig, lm, chat: bool) -> dict:
+    """lm-eval's `simple_evaluate` on our task index with the run's settings."""
+    import lm_eval
+
+    from tinyeval.eval.tasks import task_manager
+
+    seed = cfg.seed
+    out = lm_eval.simple_evaluate(
+        model=lm, tasks=list(cfg.tasks), task_manager=task_manager(), limit=cfg.limit,
+        num_fewshot=cfg.num_fewshot, apply_chat_template=chat, fewshot_as_multiturn=chat,
+        gen_kwargs={"max_gen_toks": cfg.max_gen_toks} if cfg.max_gen_toks else None,
+        log_samples=cfg.log_samples, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+        fewshot_random_seed=seed, bootstrap_iters=1000)
+    if out is None:
+        raise TinyevalError("lm-eval returned no results (non-zero rank of a distributed run?)")
+    return out
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Run the evaluation and write `cfg.out`; returns the results.json content."""
+    from tinyeval import data
+    from tinyeval.eval import backends, results
+    from tinyeval.eval.tasks import check_task_names, quiet_lm_eval
+    from tinyeval.io import write_json, write_jsonl
+
+    if cfg.data_root is not None:
+        os.environ[data.ENV_VAR] = str(data.data_root(cfg.data_root))  # the task hook reads it
+    check_task_names(cfg.tasks)
+    quiet_lm_eval()
+    backend = backends.default_backend() if cfg.backend == "auto" else cfg.backend
+    chat = _has_chat_template(cfg.model) if cfg.chat is None else cfg.chat
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="tinyeval-eval-") as work:
+        spec = backends.BackendSpec(cfg.model, cfg.adapter, cfg.dtype, cfg.batch_size, cfg.seed, cfg.merge,
+                                    Path(work))
+        lm = backends.BACKENDS[backend](spec)
+        out = simple_evaluate(cfg, lm, chat)
+    settings = {"chat_template": chat, "fewshot_as_multiturn": chat}
+    tasks = {name: results.summarize_task(name, out, settings) for name in out["results"]
+             if name in out["configs"]}
+    for name in tasks:
+        write_jsonl(cfg.out / "samples" / f"{name}.jsonl", out.get("samples", {}).get(name, []))
+    record = {
+        "model": cfg.model,
+        "adapter": str(cfg.adapter) if cfg.adapter else None,
+        "backend": backend,
+        "settings": {**{k: v for k, v in asdict(cfg).items() if k not in ("extra", "out")}, **settings,
+                     "backend": backend, "adapter": str(cfg.adapter) if cfg.adapter else None},
+        "lm_eval_version": out.get("lm_eval_version"),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(time.time() - started, 1),
+        "groups": out.get("group_subtasks", {}),
+        "tasks": tasks,
+        "extra": cfg.extra,
+    }
+    write_json(cfg.out / "results.json", record)
+    return record
