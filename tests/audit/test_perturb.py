@@ -1,0 +1,153 @@
+"""Perturbation engine: exact arithmetic, hand-picked GSM8K items re-solved independently, broken chains caught."""
+
+from __future__ import annotations
+
+import random
+import re
+from fractions import Fraction
+
+import pytest
+
+from tinyeval.audit.perturb import PerturbConfig, Skip, perturb_item, perturb_rows, plan_item, verify_twin
+from tinyeval.audit.probe_chain import (ChainError, annotate_prose, evaluate, final_answer, format_number,
+                                        parse_number, verify_chain)
+from tinyeval.audit.probe_swaps import swap_entities
+
+# (question, solution, independent solver over the question's numbers in order) - real GSM8K test items.
+ITEMS = {
+    "eggs": (
+        "Janet’s ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her "
+        "friends every day with four. She sells the remainder at the farmers' market daily for $2 per fresh duck "
+        "egg. How much in dollars does she make every day at the farmers' market?",
+        "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\nShe makes 9 * 2 = $<<9*2=18>>18 every day at "
+        "the farmer’s market.\n#### 18",
+        lambda eggs, price: (eggs - 3 - 4) * price,
+    ),
+    "percent_money": (
+        "Josh decides to try flipping a house.  He buys a house for $80,000 and then puts in $50,000 in repairs.  "
+        "This increased the value of the house by 150%.  How much profit did he make?",
+        "The cost of the house and repairs came out to 80,000+50,000=$<<80000+50000=130000>>130,000\nHe increased "
+        "the value of the house by 80,000*1.5=<<80000*1.5=120000>>120,000\nSo the new value of the house is "
+        "120,000+80,000=$<<120000+80000=200000>>200,000\nSo he made a profit of 200,000-130,000=$<<200000-130000="
+        "70000>>70,000\n#### 70000",
+        lambda house, repairs, pct: house * (1 + pct / 100) - house - repairs,
+    ),
+    "decimal_money": (
+        "Marie ordered one chicken meal that costs $12, 5 packs of milk that costs $3 each, 4 apples that cost "
+        "$1.50 each, and some boxes of pizza. Marie paid a total of $50. How many boxes of pizza did Marie order "
+        "if each box costs $8.50?",
+        "Five packs of milk cost $3 x 5 = $<<3*5=15>>15.\nFour apples cost $1.50 x 4 = $<<1.5*4=6>>6.\nThe total "
+        "cost of the chicken meal, milk, and apples is $12 + $15 + $6 = $<<12+15+6=33>>33.\nThus, the boxes of "
+        "pizza cost $50 - $33 = $<<50-33=17>>17.\nTherefore, Marie ordered $17/$8.50 = <<17/8.5=2>>2 boxes of "
+        "pizza.\n#### 2",
+        lambda meal, packs, milk, apples, apple, total, box: (total - meal - packs * milk - apples * apple) / box,
+    ),
+    "fraction_word": (
+        "Jim spends 2 hours watching TV and then decides to go to bed and reads for half as long.  He does this 3 "
+        "times a week.  How many hours does he spend on TV and reading in 4 weeks?",
+        "He reads for 2/2=<<2/2=1>>1 hour a night\nSo he spends 2+1=<<2+1=3>>3 hours on these activities\nThat "
+        "means he spends 3*3=<<3*3=9>>9 hours a week on them\nSo in 4 weeks, he spends 9*4=<<9*4=36>>36 hours on "
+        "these activities\n#### 36",
+        lambda tv, times, weeks: (tv + tv / 2) * times * weeks,
+    ),
+    "prose_calculation": (
+        "Siobhan has 2 fewer jewels than Aaron. Aaron has 5 more jewels than half of Raymond's jewels. If Raymond "
+        "has 40 jewels, how many jewels does Siobhan have?",
+        "Half of Raymond's jewels is 40/2 = <<40/2=20>>20\nSince Aaron has 5 more jewels than half of Raymond's "
+        "jewels, he has 20+5 = <<5+20=25>>25 jewels.\nIf Siobhan has 2 fewer jewels than Aaron, he has 25-2 = 23 "
+        "jewels.\n#### 23",
+        lambda fewer, more, raymond: raymond / 2 + more - fewer,
+    ),
+}
+
+
+def numbers(text: str) -> list[Fraction]:
+    return [parse_number(m) for m in re.findall(r"(?<![\d.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?", text)]
+
+
+def test_evaluate_is_exact_and_refuses_code():
+    assert evaluate("80000*1.5") == 120000
+    assert evaluate("0.1+0.2") == Fraction(3, 10)  # exact, not 0.30000000000000004
+    assert evaluate("2*3", [Fraction(5), Fraction(7)]) == 35
+    for bad in ("__import__('os')", "a+1", "2**100000", "1/0", "[1]"):
+        with pytest.raises(ChainError):
+            evaluate(bad)
+
+
+def test_format_number_keeps_the_written_style():
+    assert format_number(Fraction(1500), like="1,200") == "1,500"
+    assert format_number(Fraction(15, 4), like="2.50") == "3.75"
+    assert format_number(Fraction(3), like="2.50") == "3.00"
+    assert format_number(Fraction(1, 4), like=".5") == ".25"
+    with pytest.raises(ChainError):
+        format_number(Fraction(1, 3))
+
+
+@pytest.mark.parametrize("name", sorted(ITEMS))
+def test_hand_picked_items_reproduce_correct_answers(name):
+    question, solution, solve = ITEMS[name]
+    assert solve(*numbers(question)) == final_answer(solution)  # the solver itself is right on the original
+    made = 0
+    for seed in range(12):
+        try:
+            twin = perturb_item(question, solution, PerturbConfig(seed=seed))
+        except Skip:
+            continue
+        made += 1
+        verify_chain(twin.answer)
+        assert twin.question != question
+        assert final_answer(twin.answer) == solve(*numbers(twin.question)) != final_answer(solution)
+    assert made >= 6, f"{name}: only {made} of 12 seeds gave a twin"
+
+
+def test_reexecution_catches_a_broken_chain():
+    question, solution, _ = ITEMS["eggs"]
+    twin = perturb_item(question, solution, PerturbConfig(seed=3))
+    m = re.search(r"<<([^=]*)=(\d+)>>", twin.answer)
+    broken = twin.answer.replace(m.group(0), f"<<{m.group(1)}={int(m.group(2)) + 1}>>", 1)
+    with pytest.raises(ChainError, match="step 1"):
+        verify_chain(broken)
+    plan = plan_item(question, solution)
+    values = {v: parse_number(twin.changes.get(format_number(v), format_number(v))) for v in plan.vars}
+    verify_twin(plan, twin.question, twin.answer, values, [s.result for s in verify_chain(twin.answer)])
+    wrong_final = re.sub(r"#### (\d+)", lambda f: f"#### {int(f.group(1)) + 1}", twin.answer)
+    with pytest.raises(ChainError):
+        verify_twin(plan, twin.question, wrong_final, values, [s.result for s in verify_chain(twin.answer)])
+
+
+def test_unsafe_items_are_skipped_with_a_reason():
+    unannotated = ("Tom has 3 apples and buys 4 more. How many apples does he have?", "He has seven.\n#### 7")
+    with pytest.raises(Skip, match="no calculator annotations"):
+        perturb_item(*unannotated, PerturbConfig())
+    mental_math = ("He works 8 hours a day for 5 days. At $10 an hour, what does he earn?",
+                   "He earns 40*10=<<40*10=400>>400 dollars.\n#### 400")  # 40 = 8*5 was never written down
+    with pytest.raises(Skip, match="unexplained constant"):
+        perturb_item(*mental_math, PerturbConfig())
+
+
+def test_annotate_prose_adds_only_calculations_that_hold():
+    text = "so 99 + 5 = $104. Also 8 x 20 = 160, 2+2=5, 10*2 = $<<10*2=20>>20 and 12/20 x 100% = 60%"
+    out = annotate_prose(text)
+    assert "$<<99+5=104>>104" in out and "<<8*20=160>>160" in out
+    assert "2+2=5" in out and "<<2+2" not in out and out.count("<<10*2=20>>") == 1
+
+
+def test_swaps_keep_numbers_and_are_consistent():
+    question, solution, _ = ITEMS["eggs"]
+    q, s, swaps = swap_entities(question, solution, random.Random(0), names=True, objects=True)
+    assert "Janet" in swaps and swaps["Janet"] in q and swaps["Janet"] in s and "Janet" not in q + s
+    assert numbers(q) == numbers(question) and final_answer(s) == 18
+
+
+def test_gsm8k_test_coverage_and_every_twin_verifies(data_root):
+    from tinyeval.data import load
+
+    rows = load("gsm8k", "test").rows
+    twins, cov = perturb_rows(rows, PerturbConfig(seed=0))
+    assert cov.total == 1319 and cov.perturbed == len(twins) == cov.total - sum(cov.skipped.values())
+    assert cov.rate >= 0.70  # measured 0.73 (the issue's 85% target is not reached; see README)
+    for twin in twins:
+        verify_chain(twin.answer)
+        assert final_answer(twin.answer) != final_answer(rows[twin.index]["answer"])
+    again, _ = perturb_rows(rows[:50], PerturbConfig(seed=0))
+    assert [t.question for t in again] == [t.question for t in twins if t.index < 50]  # seeded: reproducible

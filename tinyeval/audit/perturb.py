@@ -1,0 +1,480 @@
+"""Verified number perturbation of GSM8K: the same problem with new numbers and a recomputed answer.
+
+A memorised item is recalled by its surface; a model that reasons solves its twin with new numbers just as
+well. The engine reads each solution's `<<expr=value>>` annotations as a program over the question's numbers:
+
+  1. link every number inside an annotation to where it comes from: a number of the question (`var`), a
+     percentage of one (`pct`: 150% read as 1.5, 20% off as 0.8), an earlier step's result (`step`), or a
+     unit constant (`const`: 60 minutes, 12 months, 100 percent, "twice" as 2);
+  2. resample the question numbers within a plausible range (same decimal places and roundness, order
+     between them kept, percentages at most 100), re-run every step with exact fractions, and keep the draw
+     only if every result keeps its sign and stays whole (or money-like) where the original did;
+  3. rewrite question and solution (annotations from the links, prose numbers by value) and verify the new
+     text by re-executing its chain and re-deriving every link from the rewritten question.
+
+An item is skipped, with its reason counted, whenever any link is ambiguous or unexplained: a number in the
+prose that no step produces, a constant the question does not justify, a chain that does not re-execute.
+Skipping is the safe failure; a twin with a wrong answer would poison the probe.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from tinyeval.audit.probe_chain import (NUMBER, annotate_prose, ChainError, Step, decimals, evaluate, final_answer, format_number,
+                                        parse_number, parse_steps, verify_chain)
+from tinyeval.errors import TinyevalError
+
+F = Fraction
+# Constants a solution may use without a number in the question: units and "twice"/"half"-style words.
+# Non-integers need a word in the question that justifies them, else a "0.5" could be 30 minutes in hours.
+UNIT_CONSTANTS = frozenset(map(F, (2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 24, 52, 60, 100, 1000, 365, 3600)))
+FRACTION_WORDS: dict[Fraction, str] = {
+    F(1, 2): r"half|halves", F(1, 4): r"quarter|fourth", F(3, 4): r"three[- ](?:quarters|fourths)",
+    F(1, 3): r"third", F(2, 3): r"two[- ]thirds", F(1, 10): r"tenth", F(1, 100): r"percent|%",
+    F(3, 2): r"half|one and a half", F(1, 5): r"fifth",
+}
+# A percentage p% enters a chain as p/100, 1 + p/100 (an increase) or 1 - p/100 (a discount).
+PCT_FORMS: dict[str, Callable[[Fraction], Fraction]] = {
+    "of": lambda p: p / 100, "up": lambda p: 1 + p / 100, "down": lambda p: 1 - p / 100,
+}
+ROUND_GRAINS = (1000, 500, 100, 50, 25, 10, 5)
+# Words that make a question number also readable as a constant ("2 bolts ... half that much": /2).
+UNIT_WORDS: dict[Fraction, str] = {F(k): w for k, w in {
+    2: r"\b(?:half|halves|twice|double|pair|two|both)\b", 3: r"\b(?:third|triple|thrice|three)\b",
+    4: r"\b(?:quarter|fourth|four)\b", 7: r"\b(?:week|seven)", 12: r"\b(?:dozen|month|twelve|feet|foot)",
+    24: r"\bday", 60: r"\b(?:hour|minute)", 100: r"percent|%|\bcent", 52: r"\bweek", 365: r"\byear",
+    1000: r"\bthousand", 10: r"\b(?:dime|ten)\b", 5: r"\b(?:nickel|five)\b", 25: r"\bquarter",
+}.items()}
+
+
+@dataclass(frozen=True)
+class PerturbConfig:
+    """How far and how often to resample.
+
+    seed: RNG seed; one (seed, item) pair always gives the same twin.
+    tries: resampling attempts per item before it is skipped as "no valid draw".
+    spread: new values lie within [v * (1 - spread), v * (1 + spread)] (small numbers get a few more).
+    new_answer: require the twin's answer to differ from the original's (a twin with the same answer
+        cannot tell recall from reasoning).
+    names: also swap person names (gender kept) in question and solution.
+    objects: also swap a few interchangeable objects (apples <-> oranges).
+    """
+
+    seed: int = 0
+    tries: int = 400
+    spread: float = 0.5
+    new_answer: bool = True
+    names: bool = False
+    objects: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tries < 1:
+            raise TinyevalError(f"tries must be >= 1, got {self.tries}")
+        if not 0 < self.spread < 1:
+            raise TinyevalError(f"spread must be in (0, 1), got {self.spread}")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Where one number of a chain comes from: kind var|pct|step|const, a key, and a pct form."""
+
+    kind: str
+    key: Fraction | int  # var/pct/const: the question value; step: the step index
+    form: str = ""
+
+
+@dataclass
+class Var:
+    """A question number that may change; every occurrence of the same value changes together."""
+
+    value: Fraction
+    texts: list[str]
+    percent: bool
+
+
+@dataclass
+class Plan:
+    """A solution read as a program: steps, the source of each of their numbers, and the answer's source."""
+
+    steps: list[Step]
+    links: list[list[Ref]]
+    answer: Ref
+    vars: dict[Fraction, Var]
+    fixed: set[Fraction]  # question numbers that must not change (ordinals, times, years, fractions, 0, 1)
+    pinned: set[Fraction]  # values used where they have two possible sources: every draw keeps them
+    sources: dict[Fraction, set[tuple]]  # value -> every ("var"|"pct"|"step"|"fixed", key[, form]) giving it
+
+
+@dataclass(frozen=True)
+class Twin:
+    """A perturbed item in GSM8K's own format, plus what changed."""
+
+    index: int
+    question: str
+    answer: str
+    original_answer: str
+    new_answer: str
+    changes: dict[str, str]  # old number -> new number, names and objects too
+
+
+@dataclass
+class Coverage:
+    total: int = 0
+    perturbed: int = 0
+    skipped: Counter = field(default_factory=Counter)  # reason -> items
+
+    @property
+    def rate(self) -> float:
+        return self.perturbed / self.total if self.total else 0.0
+
+    def as_dict(self) -> dict:
+        return {"total": self.total, "perturbed": self.perturbed, "coverage": round(self.rate, 4),
+                "skipped": dict(self.skipped.most_common())}
+
+
+class Skip(Exception):
+    """An item that cannot be perturbed safely; the message is the reason counted in Coverage."""
+
+
+# ---- 1. linking -----------------------------------------------------------------------------------------
+
+def _fixed_token(question: str, m: re.Match) -> bool:
+    """Numbers that are labels, not quantities: 3rd, 10am, 3:30, 1/2, years, and 0 or 1 (grammar)."""
+    before, after = question[max(0, m.start() - 1):m.start()], question[m.end():m.end() + 1]
+    value = parse_number(m.group())
+    year = "," not in m.group() and value.denominator == 1 and 1900 <= value <= 2100
+    return after.isalpha() or after in ":/" or before in ":/" or year or value in (0, 1)
+
+
+def question_vars(question: str) -> tuple[dict[Fraction, Var], set[Fraction]]:
+    found: dict[Fraction, Var] = {}
+    fixed: set[Fraction] = set()
+    for m in NUMBER.finditer(question):
+        value = parse_number(m.group())
+        if _fixed_token(question, m):
+            fixed.add(value)
+            continue
+        percent = bool(re.match(r"\s*(?:%|percent)", question[m.end():]))
+        var = found.setdefault(value, Var(value, [], percent))
+        var.texts.append(m.group())
+        var.percent |= percent
+    for value in fixed & set(found):  # one value both fixed and free: keep every occurrence fixed
+        del found[value]
+    return found, fixed
+
+
+def _sources(question: str, steps: list[Step], plan_vars: dict[Fraction, Var], fixed: set[Fraction],
+             consts: set[Fraction]) -> dict[Fraction, set[tuple]]:
+    """Every way a value can arise in this item: a question number (free or fixed), a percentage form, a
+    step result, a constant, a unit word of the question."""
+    found: dict[Fraction, set[tuple]] = {}
+    for v, var in plan_vars.items():
+        found.setdefault(v, set()).add(("var", v))
+        for form, fn in PCT_FORMS.items() if var.percent else ():
+            found.setdefault(fn(v), set()).add(("pct", v, form))
+    for v in fixed | consts:
+        found.setdefault(v, set()).add(("fixed", v))
+    for j, step in enumerate(steps):
+        found.setdefault(step.result, set()).add(("step", j))
+    for v, words in UNIT_WORDS.items():  # guards a question number against a unit reading, not steps
+        if v in plan_vars and re.search(words, question, re.I):
+            found.setdefault(v, set()).add(("fixed", v))
+    return found
+
+
+def _available(sources: dict[Fraction, set[tuple]], value: Fraction, before_step: int,
+               prose: bool = False) -> set[tuple]:
+    """Sources of `value` that exist before step `before_step` runs (later steps cannot feed it); prose
+    may also say "1" on its own ("1 serving"), which is not a step's input. Of several steps with the same
+    result, the latest is meant (750 - 250 after 1000/4=250 and 750/3=250 subtracts the newer 250)."""
+    last = before_step + 1 if prose else before_step  # "He makes $10.5 because 3 x 3.5 = <<3*3.5=10.5>>"
+    found = {s for s in sources.get(value, ()) if s[0] != "step" or s[1] < last}
+    steps = sorted(s for s in found if s[0] == "step")
+    return (found - set(steps[:-1])) | ({("fixed", F(1))} if prose and value == 1 and not found else set())
+
+
+def _link(value: Fraction, i: int, results: list[Fraction], plan_vars: dict[Fraction, Var],
+          fixed: set[Fraction], question: str) -> Ref:
+    """The source of one number of step `i`: the latest earlier step, else a question number, else a
+    percentage form, else a constant the question justifies. Ambiguous values are pinned (see plan_item),
+    so which of several equal sources is chosen never changes a result."""
+    prior = [j for j in range(i) if results[j] == value]
+    if prior:
+        return Ref("step", prior[-1])
+    if value in plan_vars:
+        return Ref("var", value)
+    pcts = [Ref("pct", v.value, form) for v in plan_vars.values() if v.percent
+            for form, fn in PCT_FORMS.items() if fn(v.value) == value]
+    if pcts:
+        return pcts[0]
+    if value in fixed or value in UNIT_CONSTANTS or value == 1:
+        return Ref("const", value)
+    word = FRACTION_WORDS.get(value)
+    if word and re.search(word, question, re.I):
+        return Ref("const", value)
+    raise Skip("unexplained constant in a step")
+
+
+def prose_numbers(solution: str, steps: list[Step]) -> list[tuple[re.Match, int]]:
+    """Numbers of the solution's prose with the index of the next step; result echoes and `#### N` left out.
+
+    GSM8K writes each result right after its annotation ("<<9*2=18>>18"); that echo is the step's result
+    by position, and the final `#### N` is the answer, so neither needs to be read by value.
+    """
+    bounds = [0, *(s.end for s in steps)]
+    ends = [*(s.start for s in steps), len(solution)]
+    final = re.search(r"####.*$", solution.rstrip())
+    out = []
+    for k, (lo, hi) in enumerate(zip(bounds, ends)):
+        for m in NUMBER.finditer(solution, lo, hi):
+            echo = k > 0 and m.start() == lo
+            if not echo and not (final and m.start() >= final.start()):
+                out.append((m, k))
+    return out
+
+
+def plan_item(question: str, solution: str) -> Plan:
+    """Read one item's chain and link every number; raises Skip with the reason when that is not safe.
+
+    A value used where it has two possible sources (40% of a file and 40 minutes; "2 bolts" and "half" as
+    /2) is pinned: every draw must keep it, so either reading gives the same chain and the same prose.
+    """
+    try:
+        steps = verify_chain(solution)
+        answer = final_answer(solution)
+    except ChainError as e:
+        raise Skip("original chain does not re-execute" if "evaluates" in str(e) else "unreadable chain") from e
+    if not steps:
+        raise Skip("no calculator annotations")
+    plan_vars, fixed = question_vars(question)
+    results = [s.result for s in steps]
+    links = [[_link(leaf.value, i, results, plan_vars, fixed, question) for leaf in step.leaves]
+             for i, step in enumerate(steps)]
+    if answer in results:
+        answer_ref = Ref("step", max(j for j, r in enumerate(results) if r == answer))
+    elif answer in plan_vars:
+        answer_ref = Ref("var", answer)
+    else:
+        raise Skip("final answer is not a step result")
+    used = {r.key for row in links for r in row if r.kind in ("var", "pct")}
+    fixed |= set(plan_vars) - used  # question numbers outside the chain stay as they are
+    plan_vars = {v: var for v, var in plan_vars.items() if v in used}
+    consts = {r.key for row in links for r in row if r.kind == "const"}
+    sources = _sources(question, steps, plan_vars, fixed, consts)
+    uses = [(leaf.value, i, False) for i, step in enumerate(steps) for leaf in step.leaves]
+    uses += [(parse_number(m.group()), k, True) for m, k in prose_numbers(solution, steps)]
+    if any(not _available(sources, v, k, prose) for v, k, prose in uses):
+        raise Skip("unexplained number in solution prose")
+    pinned = {v for v, k, prose in uses if len(_available(sources, v, k, prose)) > 1}
+    if answer_ref.kind == "var" and answer_ref.key not in plan_vars:
+        raise Skip("final answer is a question number outside the chain")
+    if not set(plan_vars) - pinned:
+        raise Skip("no free question number enters the chain")
+    return Plan(steps, links, answer_ref, plan_vars, fixed, pinned, sources)
+
+
+# ---- 2. resampling ----------------------------------------------------------------------------------------
+
+def candidates(var: Var, spread: float) -> list[Fraction]:
+    """Plausible new values: same decimal places and roundness (50 -> 30, 40, 60, 70), percentages <= 100."""
+    places = max(decimals(var.value) or 0, *(len(t.split(".")[1]) if "." in t else 0 for t in var.texts))
+    unit = F(1, 10**places)
+    whole = int(var.value / unit)
+    grain = next((g for g in ROUND_GRAINS if whole % g == 0 and whole // g >= 2), 1)
+    lo = max(grain, int(whole * (1 - spread)) // grain * grain)
+    hi = -(-int(whole * (1 + spread)) // grain) * grain
+    if grain == 1 and places == 0:
+        lo, hi = max(2, lo), max(hi, whole + 3)  # small counts: 3 -> 2..6, never 0 or 1 (grammar)
+    if var.percent and var.value <= 100:
+        hi = min(hi, int(100 / unit) // grain * grain)
+    return [unit * k for k in range(lo, hi + 1, grain)]
+
+
+def _nice(new: Fraction, old: Fraction) -> bool:
+    """A new step result is acceptable if it keeps the sign and the wholeness (or cents) of the old one."""
+    if (new > 0) != (old > 0) or (new < 0) != (old < 0):
+        return False
+    if old.denominator == 1:
+        return new.denominator == 1
+    places = decimals(new)
+    return places is not None and places <= max(decimals(old) or 0, 2)
+
+
+def recompute(plan: Plan, values: dict[Fraction, Fraction]) -> list[Fraction]:
+    """Every step's result with question numbers replaced by `values` (old -> new)."""
+    results: list[Fraction] = []
+    for step, refs in zip(plan.steps, plan.links):
+        results.append(evaluate(step.expr, [resolve(r, values, results) for r in refs]))
+    return results
+
+
+def resolve(ref: Ref, values: dict[Fraction, Fraction], results: Sequence[Fraction]) -> Fraction:
+    return {"var": lambda: values[ref.key], "pct": lambda: PCT_FORMS[ref.form](values[ref.key]),
+            "step": lambda: results[ref.key], "const": lambda: ref.key}[ref.kind]()
+
+
+def _compared(plan: Plan) -> list[tuple[Fraction, Fraction]]:
+    """Pairs of question numbers that meet in one step (`8 - 2`, `40 / 20`), smaller first: their order is
+    what "2 hours less" or "a part of the whole" rests on, so a draw must keep it."""
+    pairs = set()
+    for refs in plan.links:
+        keys = sorted({r.key for r in refs if r.kind in ("var", "pct")})
+        pairs |= {(a, b) for i, a in enumerate(keys) for b in keys[i + 1:]}
+    return sorted(pairs)
+
+
+def _pools(plan: Plan, free: list[Fraction], spread: float) -> dict[Fraction, tuple[list, list]]:
+    """Per number: all plausible values, and those sharing its small divisors (48 -> multiples of 12),
+    which keep divisions whole far more often."""
+    pools = {}
+    for v in free:
+        every = candidates(plan.vars[v], spread)
+        g = math.gcd(v.numerator, 60) if v.denominator == 1 else 1
+        alike = [c for c in every if c.denominator == 1 and c.numerator % g == 0] if g > 1 else []
+        pools[v] = (every, alike if len(alike) > 1 else every)
+    return pools
+
+
+def _draw(plan: Plan, config: PerturbConfig, rng: random.Random) -> tuple[dict, list[Fraction]]:
+    olds = sorted(plan.vars)
+    pinned_vars = {v for v in olds if v in plan.pinned or any(fn(v) in plan.pinned for fn in PCT_FORMS.values())
+                   and plan.vars[v].percent}
+    free = [v for v in olds if v not in pinned_vars]
+    if not free:
+        raise Skip("no free question number enters the chain")
+    pools, compared = _pools(plan, free, config.spread), _compared(plan)
+    old_answer = resolve(plan.answer, {v: v for v in olds}, [s.result for s in plan.steps])
+    taken = plan.fixed | {r.key for row in plan.links for r in row if r.kind == "const"}
+    for _ in range(config.tries):
+        moved = rng.sample(free, rng.randint(1, len(free)))  # a few numbers at a time: more draws divide
+        values = {v: rng.choice(pools[v][rng.random() < 0.5]) if v in moved else v for v in olds}
+        news = set(values.values())
+        if len(news) < len(olds) or taken & (news - set(olds)) or any(values[a] >= values[b] for a, b in compared):
+            continue  # distinct, no collision with a fixed number, order kept where two numbers meet
+        try:
+            results = recompute(plan, values)
+        except ChainError:
+            continue
+        if not all(_nice(new, s.result) and (s.result not in plan.pinned or new == s.result)
+                   for new, s in zip(results, plan.steps)):
+            continue
+        answer = resolve(plan.answer, values, results)
+        if config.new_answer and answer == old_answer:
+            continue
+        return values, results
+    raise Skip("no valid draw")
+
+
+# ---- 3. rewriting and verification -------------------------------------------------------------------------
+
+def _source_value(src: tuple, values: dict, results: Sequence[Fraction]) -> Fraction:
+    kind, key = src[0], src[1]
+    return {"var": lambda: values[key], "pct": lambda: PCT_FORMS[src[2]](values[key]),
+            "step": lambda: results[key], "fixed": lambda: key}[kind]()
+
+
+def _rewrite_prose(plan: Plan, solution: str, values: dict, results: list[Fraction]) -> dict[int, str]:
+    """New text for every prose number, by start offset: by source for numbers read by value, the step's
+    new result for echoes, the new answer for `#### N`."""
+    out: dict[int, str] = {}
+    for m, k in prose_numbers(solution, plan.steps):
+        found = _available(plan.sources, parse_number(m.group()), k, prose=True)
+        news = {_source_value(s, values, results) for s in found}
+        if len(news) != 1:
+            raise Skip("ambiguous number in solution prose")
+        out[m.start()] = format_number(news.pop(), like=m.group())
+    for i, step in enumerate(plan.steps):
+        echo = NUMBER.match(solution, step.end)
+        if echo:
+            out[echo.start()] = format_number(results[i], like=echo.group())
+    final = re.search(r"####\s*(\S+)\s*$", solution)
+    if final:
+        out[final.start(1)] = format_number(resolve(plan.answer, values, results), like=final.group(1))
+    return out
+
+
+def rewrite(plan: Plan, question: str, solution: str, values: dict, results: list[Fraction]) -> tuple[str, str]:
+    """The twin's question and solution: annotations rebuilt from links, prose numbers from their sources."""
+    new_q = NUMBER.sub(lambda m: format_number(values[parse_number(m.group())], like=m.group())
+                       if parse_number(m.group()) in plan.vars and not _fixed_token(question, m) else m.group(),
+                       question)
+    prose = _rewrite_prose(plan, solution, values, results)
+    step_at = {step.start: i for i, step in enumerate(plan.steps)}
+    parts, pos = [], 0
+    while pos < len(solution):
+        if pos in step_at:
+            i = step_at[pos]
+            step, expr, cut = plan.steps[i], [], 0
+            for leaf, ref in zip(step.leaves, plan.links[i]):
+                expr += [step.expr[cut:leaf.start], format_number(resolve(ref, values, results), like=leaf.text)]
+                cut = leaf.end
+            expr.append(step.expr[cut:])
+            parts.append(f"<<{''.join(expr)}={format_number(results[i], like=step.result_text)}>>")
+            pos = step.end
+        elif pos in prose:
+            m = NUMBER.match(solution, pos) or re.compile(r"-?[\d,.]+").match(solution, pos)
+            parts.append(prose[pos])
+            pos = m.end()
+        else:
+            parts.append(solution[pos])
+            pos += 1
+    return new_q, "".join(parts)
+
+
+def verify_twin(plan: Plan, question: str, solution: str, values: dict, results: list[Fraction]) -> None:
+    """Check the rewritten text itself, not the numbers we meant to write.
+
+    The new solution's chain must re-execute; its `#### N` must be the recomputed answer; every var-linked
+    number must appear in the new question; every step-linked number must equal that step's new written
+    result. Raises ChainError at the first failure.
+    """
+    steps = verify_chain(solution)
+    if len(steps) != len(plan.steps):
+        raise ChainError(f"twin has {len(steps)} steps, original {len(plan.steps)}")
+    in_question = {parse_number(m.group()) for m in NUMBER.finditer(question)}
+    for i, (step, refs) in enumerate(zip(steps, plan.links)):
+        for leaf, ref in zip(step.leaves, refs):
+            if ref.kind in ("var", "pct") and values[ref.key] not in in_question:
+                raise ChainError(f"step {i + 1}: {leaf.text} is not a number of the new question")
+            if leaf.value != resolve(ref, values, [s.result for s in steps]):
+                raise ChainError(f"step {i + 1}: {leaf.text} does not match its source {ref.kind}")
+    if final_answer(solution) != resolve(plan.answer, values, [s.result for s in steps]):
+        raise ChainError("final answer differs from the re-executed chain")
+
+
+def perturb_item(question: str, solution: str, config: PerturbConfig, index: int = 0) -> Twin:
+    """One verified twin of a GSM8K item; raises Skip with the reason when it cannot be made safely."""
+    from tinyeval.audit.probe_swaps import swap_entities
+
+    rng = random.Random(f"{config.seed}:{index}")
+    solution = annotate_prose(solution)
+    plan = plan_item(question, solution)
+    values, results = _draw(plan, config, rng)
+    new_q, new_a = rewrite(plan, question, solution, values, results)
+    try:
+        verify_twin(plan, new_q, new_a, values, results)
+    except ChainError as e:
+        raise Skip("twin failed verification") from e
+    changes = {format_number(v): format_number(values[v]) for v in sorted(plan.vars) if values[v] != v}
+    new_q, new_a, swapped = swap_entities(new_q, new_a, rng, names=config.names, objects=config.objects)
+    return Twin(index, new_q, new_a, format_number(final_answer(solution)), format_number(final_answer(new_a)),
+                {**changes, **swapped})
+
+
+def perturb_rows(rows: Sequence[dict], config: PerturbConfig) -> tuple[list[Twin], Coverage]:
+    """Twins of every row that can be perturbed safely, and the coverage with skip reasons."""
+    twins, cov = [], Coverage(total=len(rows))
+    for i, row in enumerate(rows):
+        try:
+            twins.append(perturb_item(row["question"], row["answer"], config, i))
+        except Skip as e:
+            cov.skipped[str(e)] += 1
+    cov.perturbed = len(twins)
+    return twins, cov
