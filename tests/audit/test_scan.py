@@ -1,0 +1,122 @@
+"""Corpus scan: normalisation, hashing, index, scan evidence, engines and merge (tiny in-memory inputs)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tinyeval.audit import ngrams
+from tinyeval.audit.config import Normalisation, Recipe, Thresholds
+from tinyeval.audit.engines import run
+from tinyeval.audit.index import build_index
+from tinyeval.audit.readers import plan_tasks
+from tinyeval.audit.scan import scan_task
+from tinyeval.audit.verdict import merge
+
+GSM = Normalisation(strip_annotations=True, numbers=True)
+ROWS = [
+    {"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+                 "How many clips did Natalia sell altogether in April and May?",
+     "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips "
+               "altogether in April and May.\n#### 72"},
+    {"question": "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. "
+                 "How much did she earn?",
+     "answer": "Weng earns 12/60 = $<<12/60=0.2>>0.2 per minute.\nWorking 50 minutes, she earned 0.2 x 50 = "
+               "$<<0.2*50=10>>10.\n#### 10"},
+    {"question": "A farmer has 1000 apples and sells them for $5 each in the morning market today.",
+     "answer": "#### 5000"},
+]
+FILLER = ("The lobster is a species of crustacean found in the eastern Atlantic Ocean and the Black Sea. " * 3)
+
+
+def recipe(**kw) -> Recipe:
+    return Recipe(name="t", dataset="t", fields=("question", "answer"), normalisation=GSM, **kw)
+
+
+def write_jsonl(path, texts):
+    path.write_text("".join(json.dumps({"text": t, "id": i}) + "\n" for i, t in enumerate(texts)))
+    return path
+
+
+@pytest.mark.parametrize("text,words", [
+    ("Natalia sold 48/2 = <<48/2=24>>24 clips", ["natalia", "sold", "48", "2", "24", "clips"]),
+    ("It costs $1,000.00, not 1,000,000 or 3,4", ["it", "costs", "1000", "not", "1000000", "or", "3", "4"]),
+    ("ＦＵＬＬ width ﬁne x² ÉCOLE", ["full", "width", "fine", "x2", "école"]),
+    ("“Quoted”—dash…   spaced\u00a0out", ["quoted", "dash", "spaced", "out"]),
+    ("e\u0301t\u00e9 5.50", ["été", "5", "50"]),
+])
+def test_normalisation(text, words):
+    assert ngrams.words_of(text, GSM) == words
+
+
+def test_normalisation_options_are_honoured():
+    assert ngrams.words_of("A <<1+1=2>>2 a,b", Normalisation()) == ["a", "1", "1", "2", "2", "a", "b"]
+    assert ngrams.words_of("Hello, World", Normalisation(punctuation=False, lowercase=False)) == ["Hello,", "World"]
+
+
+def test_kgram_hashes_do_not_depend_on_batch_or_neighbours():
+    text = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi averyveryverylongwordoverSIXTYfour" \
+           + "x" * 70
+    alone = ngrams.kgrams(ngrams.prefix(ngrams.word_hashes(ngrams.encode([text], GSM))), 5)
+    enc = ngrams.encode(["some other doc", "Prefix words here. " + text.upper()], GSM)
+    inside = ngrams.kgrams(ngrams.prefix(ngrams.word_hashes(enc)), 5)
+    assert np.isin(alone, inside).all()
+    assert len(np.unique(alone)) == len(alone)  # distinct windows hash differently
+
+
+def test_scan_finds_injected_item_with_offsets(tmp_path):
+    index = build_index(ROWS, recipe())
+    item = ROWS[0]["question"] + "\n" + ROWS[0]["answer"]
+    doc = FILLER + item.upper().replace("<<48/2=24>>", "") + " " + FILLER
+    src = write_jsonl(tmp_path / "c.jsonl", [FILLER, doc, FILLER])
+    res = scan_task(plan_tasks([str(src)])[0], index)
+    assert res.stats.docs == 3
+    (hit,) = [h for h in res.pairs if h.item == 0]
+    assert hit.matched == index.items[0].positions and hit.span == len(index.items[0].words.split())
+    assert doc[hit.start:hit.end].lower().startswith("natalia sold clips") and doc[hit.end - 2:hit.end] == "72"
+    merged = merge([res], index)
+    (v,) = [v for v in merged.verdicts if v.id.endswith("/0")]
+    assert v.contaminated and v.fraction == 1.0 and v.similarity == 100.0
+
+
+def test_ngrams_never_span_two_documents(tmp_path):
+    index = build_index(ROWS, recipe())
+    words = index.items[0].words.split()
+    src = write_jsonl(tmp_path / "c.jsonl", [" ".join(words[:10]), " ".join(words[10:20])])
+    res = scan_task(plan_tasks([str(src)])[0], index)
+    assert len(res.matched) == 0
+
+
+def test_items_shorter_than_n_are_indexed_whole_down_to_min_n():
+    rows = [{"question": "one two three four five six seven eight nine", "answer": ""},
+            {"question": "too short to index", "answer": ""}]
+    index = build_index(rows, recipe())
+    assert [it.k for it in index.items] == [9, 0] and index.lengths == (9,)
+    enc = ngrams.encode(["x one two three four five six seven eight nine y"], GSM)
+    at, _ = index.lookup(ngrams.kgrams(ngrams.prefix(ngrams.word_hashes(enc)), 9))
+    assert at.tolist() == [1]
+
+
+def test_partial_copy_flags_by_span_and_stray_ngram_does_not(tmp_path):
+    index = build_index(ROWS, recipe(thresholds=Thresholds(min_span=20)))
+    words0 = index.items[0].words.split()
+    words1 = index.items[1].words.split()
+    docs = [FILLER + " ".join(words0[:24]) + " " + FILLER,  # a 24-word run of item 0: partial copy
+            FILLER + " ".join(words1[5:18]) + " " + FILLER]  # one stray 13-gram of item 1
+    res = scan_task(plan_tasks([str(write_jsonl(tmp_path / "c.jsonl", docs))])[0], index)
+    verdicts = {v.id.rsplit("/", 1)[1]: v for v in merge([res], index).verdicts}
+    assert verdicts["0"].contaminated and verdicts["0"].span == 24
+    assert not verdicts["1"].contaminated and verdicts["1"].span == 13
+
+
+def test_local_engine_gives_same_result_with_any_worker_count(tmp_path):
+    index = build_index(ROWS, recipe())
+    item = ROWS[1]["question"] + " " + ROWS[1]["answer"]
+    paths = [str(write_jsonl(tmp_path / f"c{i}.jsonl", [FILLER, item if i % 2 else FILLER])) for i in range(4)]
+    tasks = plan_tasks(paths)
+    one = merge(run("local", tasks, index, 1), index)
+    two = merge(run("local", tasks, index, 2), index)
+    assert one.verdicts == two.verdicts and one.stats.docs == two.stats.docs == 8
+    assert len(one.verdicts[0].hits) == 2  # found in the two odd shards

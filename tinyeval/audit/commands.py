@@ -1,0 +1,76 @@
+"""CLI commands of the audit area (kept light: the scan's modules load inside the function bodies).
+
+Model probes plug into `audit --model M`: after the corpus scan it calls
+`tinyeval.audit.probes.run_probes(bench=..., model=..., out=...)` and files the returned dict as the
+report's "probes" section (`tinyeval.audit.report.add_section`); until that function exists, `--model`
+is a clear error.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tinyeval.errors import TinyevalError
+
+
+def _run_probes(bench: str, model: str, out: str) -> dict:
+    """Model probes after the scan: `tinyeval.audit.probes.run_probes`, when that area has built it."""
+    import importlib
+
+    try:
+        run_probes = getattr(importlib.import_module("tinyeval.audit.probes"), "run_probes", None)
+    except ModuleNotFoundError:
+        run_probes = None
+    if run_probes is None:
+        raise TinyevalError("--model: model probes (tinyeval.audit.probes.run_probes) are not built yet; "
+                            "run the corpus scan without --model")
+    return run_probes(bench=bench, model=model, out=out)
+
+
+def audit(
+    bench: Annotated[str, typer.Argument(help="Benchmark recipe in audits/ (gsm8k, math500, ...) or a .yaml.")],
+    corpus: Annotated[list[str] | None, typer.Option(
+        "--corpus", help="Corpus: file, directory, glob or hf://dataset[:config[:split]]; repeatable.")] = None,
+    out: Annotated[str, typer.Option("--out", help="Output directory (report.json, report.md, run.json).")] = "runs/audit",
+    engine: Annotated[str, typer.Option("--engine", help="local (processes) or ray.")] = "local",
+    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes (default: all cores).")] = None,
+    address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (engine ray).")] = None,
+    text_field: Annotated[str, typer.Option("--text-field", help="Document text field in JSONL/parquet/hub.")] = "text",
+    n: Annotated[int | None, typer.Option("--n", help="n-gram length in words (default: the recipe's, 13).")] = None,
+    min_span: Annotated[int | None, typer.Option("--min-span", help="Flag items with a matched run of at least this many words.")] = None,
+    fail_above: Annotated[float | None, typer.Option("--fail-above", help="Exit 1 if more than PCT% of items are contaminated.")] = None,
+    decontaminate: Annotated[str | None, typer.Option("--decontaminate", help="Write the corpus without contaminated documents here.")] = None,
+    decontaminate_mode: Annotated[str, typer.Option("--decontaminate-mode", help="docs (drop documents) or spans (GPT-3 cut).")] = "docs",
+    limit: Annotated[int | None, typer.Option("--limit", help="Index only the first N items.")] = None,
+    data_root: Annotated[str | None, typer.Option("--data-root", help="Data root (default: $TINYEVAL_DATA).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Also probe this model for memorisation.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Scan corpora for a benchmark's items (hashed n-grams, fuzzy-confirmed); write report.json/.md."""
+    from tinyeval.audit import report
+    from tinyeval.audit.run import AuditOptions, run_audit
+    from tinyeval.cli import console, emit
+
+    if fail_above is not None and not 0 <= fail_above <= 100:
+        raise TinyevalError(f"--fail-above is a percentage in [0, 100], got {fail_above}")
+    opts = AuditOptions(bench, tuple(corpus or ()), out, engine, workers, address, text_field, n, min_span,
+                        decontaminate, decontaminate_mode, data_root, limit)
+    outcome = run_audit(opts)
+    if model is not None:
+        report.add_section(out, "probes", _run_probes(bench, model, out))
+    rep = outcome.report
+    if as_json:
+        emit([rep["summary"]], "summary", True)
+    else:
+        if rep["items"]:
+            emit(report.rows(rep), f"tinyeval audit {bench}: top items", False)
+        emit(report.summary_rows(rep), f"{bench}: items with matched n-grams", False)
+        skipped = {k: v for k, v in rep["corpus"]["skipped"].items() if v}
+        console.print(f"{rep['corpus']['documents']:,} documents, {rep['corpus']['bytes'] / 1e6:,.1f} MB, "
+                      f"{outcome.run['mb_per_s']:,.1f} MB/s ({engine})"
+                      + (f"; skipped: {skipped}" if skipped else "") + f"; report: {outcome.out}/report.md")
+    if fail_above is not None and rep["summary"]["contaminated_pct"] > fail_above:
+        console.print(f"[bold red]{rep['summary']['contaminated_pct']}% of items contaminated > {fail_above}%[/]")
+        raise typer.Exit(1)

@@ -1,0 +1,92 @@
+"""The n-gram index of a benchmark: hashed n-grams of every item, and a fast membership test for the scan.
+
+Membership of tens of millions of corpus n-gram hashes per second is a two-step numpy lookup: a bit table
+indexed by the top bits of the hash (~32 slots per indexed n-gram, so ~3% of corpus n-grams pass), then an
+exact `searchsorted` against the sorted unique hashes for the few that pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinyeval.audit import ngrams
+from tinyeval.audit.config import Recipe
+
+
+@dataclass
+class Item:
+    """One benchmark item as indexed."""
+
+    id: str  # "<dataset>/<split>/<row>"
+    text: str  # the indexed text (fields joined), as in the benchmark
+    words: str  # its normalised words joined by spaces: what fuzzy confirmation compares
+    k: int  # n-gram length used for it (n, or its length when shorter; 0 = too short, not indexed)
+    positions: int  # number of k-gram positions (the denominator of the matched fraction)
+
+
+@dataclass
+class NgramIndex:
+    recipe: Recipe
+    items: list[Item]
+    hashes: np.ndarray  # (H,) uint64 sorted unique k-gram hashes
+    ptr: np.ndarray  # (H + 1,) int64: entries of hash h are entry_*[ptr[h]:ptr[h + 1]]
+    entry_item: np.ndarray  # (E,) int32 item number
+    entry_pos: np.ndarray  # (E,) int32 k-gram position inside the item
+    table: np.ndarray  # (2**bits,) bool: some indexed hash has these top bits
+    shift: int  # 64 - bits
+    lengths: tuple[int, ...]  # the distinct k in use, longest first
+    item_k: np.ndarray  # (I,) int32: k of each item
+    item_positions: np.ndarray  # (I,) int32: k-gram positions of each item
+
+    def lookup(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions in `g` whose hash is indexed, and the index row of each."""
+        cand = np.flatnonzero(self.table[g >> np.uint64(self.shift)])
+        if not len(cand) or not len(self.hashes):
+            return cand[:0], cand[:0]
+        row = np.searchsorted(self.hashes, g[cand])
+        row = np.minimum(row, len(self.hashes) - 1)
+        ok = self.hashes[row] == g[cand]
+        return cand[ok], row[ok]
+
+
+def _kgrams(text: str, recipe: Recipe) -> tuple[str, int, np.ndarray]:
+    """Normalised words, k, and the k-gram hashes of one item text (an item shorter than n is one k-gram)."""
+    enc = ngrams.encode([text], recipe.normalisation)
+    n_words = len(enc.starts)
+    k = recipe.n if n_words >= recipe.n else (n_words if n_words >= recipe.min_n else 0)
+    words = " ".join(enc.words())
+    if k == 0:
+        return words, 0, np.zeros(0, np.uint64)
+    return words, k, ngrams.kgrams(ngrams.prefix(ngrams.word_hashes(enc)), k)
+
+
+def build_index(rows: list[dict], recipe: Recipe, id_prefix: str | None = None) -> NgramIndex:
+    """Index every row of a benchmark under `recipe` (one item per row, or per field if not joined)."""
+    prefix = id_prefix or f"{recipe.dataset}/{recipe.split}"
+    items: list[Item] = []
+    all_hash, all_item, all_pos = [], [], []
+    for i, row in enumerate(rows):
+        texts = recipe.item_texts(row)
+        for f, text in enumerate(texts):
+            words, k, g = _kgrams(text, recipe)
+            suffix = "" if len(texts) == 1 else f":{recipe.fields[f]}"
+            all_hash.append(g)
+            all_item.append(np.full(len(g), len(items), dtype=np.int32))
+            all_pos.append(np.arange(len(g), dtype=np.int32))
+            items.append(Item(f"{prefix}/{i}{suffix}", text, words, k, len(g)))
+    h = np.concatenate(all_hash) if all_hash else np.zeros(0, np.uint64)
+    it = np.concatenate(all_item) if all_item else np.zeros(0, np.int32)
+    ps = np.concatenate(all_pos) if all_pos else np.zeros(0, np.int32)
+    order = np.lexsort((ps, it, h))
+    h, it, ps = h[order], it[order], ps[order]
+    hashes, first = np.unique(h, return_index=True)
+    ptr = np.append(first, len(h)).astype(np.int64)
+    bits = int(min(28, max(16, np.ceil(np.log2(max(len(hashes), 1))) + 5)))
+    table = np.zeros(1 << bits, dtype=bool)
+    table[hashes >> np.uint64(64 - bits)] = True
+    lengths = tuple(sorted({x.k for x in items if x.k}, reverse=True))
+    return NgramIndex(recipe, items, hashes, ptr, it, ps, table, 64 - bits, lengths,
+                      np.array([x.k for x in items], dtype=np.int32),
+                      np.array([x.positions for x in items], dtype=np.int32))

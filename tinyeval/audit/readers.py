@@ -1,0 +1,305 @@
+"""Corpus readers: plan shard tasks from paths, globs and hf:// datasets, and stream documents in batches.
+
+Bad input never stops a scan: a malformed JSON line, invalid UTF-8, a missing text field, an empty or
+unreadable file and a truncated .gz/.zst are skipped and counted (`Stats`), and everything readable
+before the damage is still scanned. A document is located by `(source, position)`: the byte offset of its
+line (or paragraph) in the (decompressed) file, or its row number in a parquet file or hub dataset.
+
+Formats: .jsonl / .json (one object per line), .jsonl.gz, .jsonl.zst, .txt (and .txt.gz / .txt.zst;
+documents are blank-line-separated paragraphs), .parquet, and `hf://dataset[:config[:split]]` (streamed).
+Uncompressed .jsonl files larger than `split_bytes` are split into byte ranges aligned to lines, so one
+large file still feeds every worker.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import json
+import os
+import re
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tinyeval.errors import TinyevalError
+
+SKIP_KINDS = ("malformed_json", "invalid_utf8", "missing_text", "empty_files", "truncated_files",
+              "unreadable_files")
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One unit of scan work: a whole file, a byte range of a .jsonl file, or a hub dataset."""
+
+    source: str  # a file path or hf://...
+    fmt: str  # key of READERS
+    start: int = 0
+    end: int | None = None  # byte range [start, end) of an uncompressed .jsonl; None = to the end
+    text_field: str = "text"
+
+
+@dataclass
+class Stats:
+    """Counters of one task: documents and bytes scanned, and everything skipped."""
+
+    docs: int = 0
+    bytes: int = 0  # UTF-8 bytes of the documents' text (counted by the scan, which encodes them anyway)
+    skipped: Counter = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)  # "source: what happened" for damaged files
+
+    def add(self, other: Stats) -> None:
+        self.docs += other.docs
+        self.bytes += other.bytes
+        self.skipped.update(other.skipped)
+        self.problems.extend(other.problems)
+
+
+@dataclass
+class Batch:
+    texts: list[str]
+    positions: list[int]
+    records: list[dict | None] | None = None  # the parsed rows, only when asked for (decontamination)
+
+
+# ---- formats -------------------------------------------------------------------------------------------
+
+_SUFFIXES = {  # longest suffix first when matching
+    ".jsonl.gz": "jsonl.gz", ".json.gz": "jsonl.gz", ".jsonl.zst": "jsonl.zst", ".jsonl.zstd": "jsonl.zst",
+    ".txt.gz": "txt.gz", ".txt.zst": "txt.zst", ".jsonl": "jsonl", ".json": "jsonl", ".txt": "txt",
+    ".parquet": "parquet",
+}
+
+
+def format_of(path: str) -> str | None:
+    name = path.lower()
+    return next((fmt for suf, fmt in _SUFFIXES.items() if name.endswith(suf)), None)
+
+
+def _open_binary(path: str, fmt: str) -> io.BufferedIOBase:
+    if fmt.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if fmt.endswith(".zst"):
+        import zstandard
+
+        raw = open(path, "rb")  # noqa: SIM115 - closed by the returned reader (closefd)
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True,
+                                                                            closefd=True))
+    return open(path, "rb")
+
+
+_DAMAGE = (EOFError, zlib.error, gzip.BadGzipFile, OSError)
+
+
+def _damage_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import zstandard
+
+        return (*_DAMAGE, zstandard.ZstdError)
+    except ImportError:
+        return _DAMAGE
+
+
+def _lines(task: ShardTask, stats: Stats) -> Iterator[tuple[int, bytes]]:
+    """(offset, line) of every line whose first byte lies in the task's range; damage ends it, counted."""
+    try:
+        f = _open_binary(task.source, task.fmt)
+    except OSError as e:
+        stats.skipped["unreadable_files"] += 1
+        stats.problems.append(f"{task.source}: {e}")
+        return
+    pos = task.start
+    seen = False
+    with f:
+        try:
+            if task.start > 0:  # a line starting before `start` belongs to the previous range
+                f.seek(task.start - 1)
+                pos = task.start - 1 + len(f.readline())
+            while task.end is None or pos < task.end:
+                line = f.readline()
+                if not line:
+                    break
+                seen = True
+                yield pos, line
+                pos += len(line)
+        except _damage_errors() as e:
+            stats.skipped["truncated_files"] += 1
+            stats.problems.append(f"{task.source}: damaged after byte {pos} ({type(e).__name__}: {e})")
+    if not seen and task.start == 0:
+        stats.skipped["empty_files"] += 1
+
+
+def _batched(docs: Iterator[tuple[int, str, dict | None]], stats: Stats, batch_bytes: int,
+             keep_records: bool) -> Iterator[Batch]:
+    texts: list[str] = []
+    positions: list[int] = []
+    records: list[dict | None] = []
+    size = 0
+    for pos, text, record in docs:
+        texts.append(text)
+        positions.append(pos)
+        if keep_records:
+            records.append(record)
+        size += len(text)
+        stats.docs += 1
+        if size >= batch_bytes:
+            yield Batch(texts, positions, records if keep_records else None)
+            texts, positions, records, size = [], [], [], 0
+    if texts:
+        yield Batch(texts, positions, records if keep_records else None)
+
+
+def _jsonl_docs(task: ShardTask, stats: Stats) -> Iterator[tuple[int, str, dict | None]]:
+    for pos, line in _lines(task, stats):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except UnicodeDecodeError:
+            stats.skipped["invalid_utf8"] += 1
+            continue
+        except ValueError:
+            stats.skipped["malformed_json"] += 1
+            continue
+        text = row.get(task.text_field) if isinstance(row, dict) else None
+        if not isinstance(text, str):
+            stats.skipped["missing_text" if isinstance(row, dict) else "malformed_json"] += 1
+            continue
+        yield pos, text, row
+
+
+_BLANK = re.compile(rb"[ \t\r\f\v]*\n?")
+
+
+def _txt_docs(task: ShardTask, stats: Stats) -> Iterator[tuple[int, str, dict | None]]:
+    """Paragraphs (runs of non-blank lines) of a text file; a paragraph with invalid UTF-8 is skipped."""
+    para: list[bytes] = []
+    start = 0
+
+    def flush() -> Iterator[tuple[int, str, dict | None]]:
+        try:
+            yield start, b"".join(para).decode("utf-8"), None
+        except UnicodeDecodeError:
+            stats.skipped["invalid_utf8"] += 1
+
+    for pos, line in _lines(task, stats):
+        if _BLANK.fullmatch(line):
+            if para:
+                yield from flush()
+                para = []
+            continue
+        if not para:
+            start = pos
+        para.append(line)
+    if para:
+        yield from flush()
+
+
+def _parquet_docs(task: ShardTask, stats: Stats) -> Iterator[tuple[int, str, dict | None]]:
+    import pyarrow.parquet as pq
+
+    row = 0
+    try:
+        pf = pq.ParquetFile(task.source)
+        if pf.metadata.num_rows == 0:
+            stats.skipped["empty_files"] += 1
+            return
+        if task.text_field not in pf.schema_arrow.names:
+            stats.skipped["missing_text"] += pf.metadata.num_rows
+            stats.problems.append(f"{task.source}: no column '{task.text_field}'")
+            return
+        for batch in pf.iter_batches(batch_size=4096):
+            for rec in batch.to_pylist():
+                text = rec.get(task.text_field)
+                if isinstance(text, str):
+                    yield row, text, rec
+                else:
+                    stats.skipped["missing_text"] += 1
+                row += 1
+    except (OSError, ValueError) as e:  # pyarrow raises ArrowInvalid (a ValueError) on a corrupt file
+        stats.skipped["unreadable_files" if row == 0 else "truncated_files"] += 1
+        stats.problems.append(f"{task.source}: {type(e).__name__}: {e}")
+
+
+def _hf_docs(task: ShardTask, stats: Stats) -> Iterator[tuple[int, str, dict | None]]:
+    name, config, split = parse_hf(task.source)
+    row = 0
+    try:
+        import datasets
+
+        ds = datasets.load_dataset(name, config, split=split, streaming=True)
+        for rec in ds:
+            text = rec.get(task.text_field)
+            if isinstance(text, str):
+                yield row, text, dict(rec)
+            else:
+                stats.skipped["missing_text"] += 1
+            row += 1
+    except Exception as e:  # noqa: BLE001 - the hub client raises many types (offline, auth, schema); count, don't crash
+        stats.skipped["unreadable_files"] += 1
+        stats.problems.append(f"{task.source}: {type(e).__name__}: {e}")
+
+
+READERS: dict[str, Callable[[ShardTask, Stats], Iterator[tuple[int, str, dict | None]]]] = {
+    "jsonl": _jsonl_docs, "jsonl.gz": _jsonl_docs, "jsonl.zst": _jsonl_docs,
+    "txt": _txt_docs, "txt.gz": _txt_docs, "txt.zst": _txt_docs,
+    "parquet": _parquet_docs, "hf": _hf_docs,
+}
+
+
+def read_batches(task: ShardTask, stats: Stats, batch_bytes: int = 1 << 20,
+                 keep_records: bool = False) -> Iterator[Batch]:
+    """Documents of one task in batches of about `batch_bytes` characters."""
+    yield from _batched(READERS[task.fmt](task, stats), stats, batch_bytes, keep_records)
+
+
+# ---- planning ------------------------------------------------------------------------------------------
+
+def parse_hf(source: str) -> tuple[str, str | None, str]:
+    """`hf://dataset[:config[:split]]` -> (dataset, config, split); split defaults to train."""
+    parts = source.removeprefix("hf://").split(":")
+    if not parts[0] or len(parts) > 3:
+        raise TinyevalError(f"bad hub corpus '{source}'; expected hf://dataset[:config[:split]]")
+    return parts[0], (parts[1] or None) if len(parts) > 1 else None, parts[2] if len(parts) > 2 else "train"
+
+
+def _expand(spec: str) -> list[str]:
+    if os.path.isdir(spec):
+        found = [str(p) for p in sorted(Path(spec).rglob("*")) if p.is_file() and format_of(str(p))]
+        if not found:
+            raise TinyevalError(f"corpus directory {spec} holds no readable files ({', '.join(_SUFFIXES)})")
+        return found
+    if glob.has_magic(spec):
+        found = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
+        if not found:
+            raise TinyevalError(f"corpus glob '{spec}' matches no files")
+        return found
+    if not os.path.exists(spec):
+        raise TinyevalError(f"corpus '{spec}' does not exist")
+    return [spec]
+
+
+def plan_tasks(corpus: list[str], text_field: str = "text", split_bytes: int = 64 << 20) -> list[ShardTask]:
+    """Shard tasks for every corpus argument, in a stable order (the order results are merged in)."""
+    if not corpus:
+        raise TinyevalError("no corpus given: pass --corpus PATH|GLOB|hf://dataset[:config[:split]]")
+    tasks: list[ShardTask] = []
+    for spec in corpus:
+        if spec.startswith("hf://"):
+            parse_hf(spec)
+            tasks.append(ShardTask(spec, "hf", text_field=text_field))
+            continue
+        for path in _expand(spec):
+            fmt = format_of(path)
+            if fmt is None:
+                raise TinyevalError(f"corpus file {path}: unknown format; readable: {', '.join(_SUFFIXES)}")
+            size = os.path.getsize(path)
+            if fmt == "jsonl" and size > split_bytes:
+                tasks += [ShardTask(path, fmt, s, min(s + split_bytes, size), text_field)
+                          for s in range(0, size, split_bytes)]
+            else:
+                tasks.append(ShardTask(path, fmt, text_field=text_field))
+    return tasks

@@ -1,0 +1,109 @@
+"""Merge shard results into per-item verdicts, confirming the top hits with rapidfuzz alignment.
+
+Exact n-gram hits say *that* an item's words occur; the confirmation says *how closely* the document
+reproduces the item: `rapidfuzz.fuzz.partial_ratio_alignment` aligns the item's normalised words with the
+document window around its longest matched run and returns a 0-100 score and the aligned snippet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tinyeval.audit import ngrams
+from tinyeval.audit.index import NgramIndex
+from tinyeval.audit.readers import Stats
+from tinyeval.audit.scan import PairHit, TaskResult
+
+SNIPPET_CHARS = 240
+
+
+@dataclass
+class Hit:
+    """One confirmed (item, document) occurrence, as reported."""
+
+    source: str
+    doc: int
+    start: int
+    end: int
+    span: int
+    matched: int
+    hits: int
+    similarity: float
+    snippet: str
+    exact_offsets: bool
+
+
+@dataclass
+class ItemVerdict:
+    id: str
+    fraction: float  # distinct item n-grams found anywhere in the corpus / all of its n-grams
+    span: int  # longest matched run in one document, in words
+    similarity: float  # best rapidfuzz confirmation score, 0-100
+    contaminated: bool
+    hits: list[Hit] = field(default_factory=list)
+
+
+@dataclass
+class Merged:
+    stats: Stats
+    verdicts: list[ItemVerdict]  # items with any match, most contaminated first
+    flagged: dict[str, dict[int, list[tuple[int, int]]]]  # source -> doc -> matched char ranges
+
+
+def _confirm(index: NgramIndex, h: PairHit) -> Hit:
+    from rapidfuzz import fuzz
+
+    item_words = index.items[h.item].words
+    window_words = " ".join(ngrams.words_of(h.window, index.recipe.normalisation))
+    al = fuzz.partial_ratio_alignment(item_words, window_words)
+    snippet = window_words[al.dest_start:al.dest_end]
+    if len(snippet) > SNIPPET_CHARS:
+        snippet = snippet[: SNIPPET_CHARS - 1] + "…"
+    return Hit(h.source, h.doc, h.start, h.end, h.span, h.matched, h.hits, round(float(al.score), 2), snippet,
+               h.exact_offsets)
+
+
+def merge(results: list[TaskResult], index: NgramIndex, keep: int = 3) -> Merged:
+    """Combine task results (in task order) into verdicts; the output depends only on the results."""
+    stats = Stats()
+    for r in results:
+        stats.add(r.stats)
+    keys = np.unique(np.concatenate([r.matched for r in results])) if results else np.zeros(0, np.uint64)
+    found = np.bincount((keys >> np.uint64(32)).astype(np.int64), minlength=len(index.items))
+    by_item: dict[int, list[PairHit]] = {}
+    for r in results:
+        for h in r.pairs:
+            by_item.setdefault(h.item, []).append(h)
+    thr = index.recipe.thresholds
+    verdicts = []
+    for i in np.flatnonzero(found).tolist():
+        pairs = sorted(by_item.get(i, []), key=lambda h: (-h.span, -h.hits, h.source, h.doc))[:keep]
+        hits = [_confirm(index, h) for h in pairs]
+        fraction = round(float(found[i]) / max(int(index.item_positions[i]), 1), 4)
+        span = max((h.span for h in hits), default=0)
+        similarity = max((h.similarity for h in hits), default=0.0)
+        flagged = (fraction >= thr.min_fraction or span >= thr.min_span) and similarity >= thr.min_similarity
+        verdicts.append(ItemVerdict(index.items[i].id, fraction, span, similarity, flagged, hits))
+    verdicts.sort(key=lambda v: (not v.contaminated, -v.fraction, -v.span, v.id))
+    flagged_docs: dict[str, dict[int, list[tuple[int, int]]]] = {}
+    for r in results:
+        if r.flagged:
+            flagged_docs.setdefault(r.task.source, {}).update(r.flagged)
+    return Merged(stats, verdicts, flagged_docs)
+
+
+def summary(verdicts: list[ItemVerdict], index: NgramIndex) -> dict:
+    """% of items contaminated under the recipe's rule, and at each matched-fraction cut-off."""
+    total = len(index.items)
+    pct = (lambda n: round(100.0 * n / total, 2)) if total else (lambda n: 0.0)
+    flagged = sum(v.contaminated for v in verdicts)
+    rows = []
+    for t in index.recipe.thresholds.report:
+        n = sum(v.fraction > 0 if t == 0 else v.fraction >= t for v in verdicts)
+        label = f"any {index.recipe.n}-gram" if t == 0 else f">= {t:g} of n-grams"
+        rows.append({"min_fraction": t, "label": label, "items": n, "pct": pct(n)})
+    return {"items": total, "indexed": int(sum(1 for it in index.items if it.k)),
+            "too_short": int(sum(1 for it in index.items if not it.k)),
+            "contaminated": flagged, "contaminated_pct": pct(flagged), "by_fraction": rows}
