@@ -1,0 +1,73 @@
+"""`tinyeval train`: every knob of the loop and of the objective, on top of a preset. Light on imports."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from tinyeval.errors import TinyevalError
+
+ALGOS = ("grpo",)  # SFT joins here (same loop skeleton, another objective)
+
+
+def _opt(help: str, flag: str | None = None):
+    return typer.Option(flag, help=help) if flag else typer.Option(help=help)
+
+
+def train(
+    out: Annotated[str, _opt("Run directory: config.json, records.jsonl, checkpoints/, adapter/.")],
+    model: Annotated[Optional[str], _opt("Model alias, hub id or directory (default smollm2-135m).")] = None,
+    method: Annotated[Optional[str], _opt("Adapter: tinylora | lora-xs | lora | full.")] = None,
+    params: Annotated[Optional[int], _opt("TinyLoRA trainable-parameter budget (e.g. 13).")] = None,
+    rank: Annotated[Optional[int], _opt("SVD rank (tinylora, lora-xs) or LoRA rank.")] = None,
+    algo: Annotated[str, _opt("Training objective: grpo.")] = "grpo",
+    task: Annotated[Optional[str], _opt("gsm8k | math | arith | lsat_lr | lsat_rc | lsat_ar | legal_hearsay.")] = None,
+    preset: Annotated[Optional[str], _opt("paper-gsm8k | paper-math | cpu; flags override it.")] = None,
+    resume: Annotated[bool, _opt("Continue the run in --out from its last checkpoint, bit for bit.")] = False,
+    steps: Annotated[Optional[int], _opt("Steps (default: --epochs passes over the prompts).")] = None,
+    epochs: Annotated[Optional[float], _opt("Passes over the training prompts when --steps is unset.")] = None,
+    prompts_per_step: Annotated[Optional[int], _opt("Prompts per step.")] = None,
+    group_size: Annotated[Optional[int], _opt("G: samples per prompt.")] = None,
+    lr: Annotated[Optional[float], _opt("Learning rate.")] = None,
+    warmup_ratio: Annotated[Optional[float], _opt("Linear warm-up fraction of the steps.")] = None,
+    weight_decay: Annotated[Optional[float], _opt("AdamW weight decay.")] = None,
+    max_grad_norm: Annotated[Optional[float], _opt("Gradient clipping norm (0: off).")] = None,
+    max_new_tokens: Annotated[Optional[int], _opt("Completion length cap.")] = None,
+    max_prompt_tokens: Annotated[Optional[int], _opt("Longer prompts are skipped with a warning.")] = None,
+    temperature: Annotated[Optional[float], _opt("Sampling temperature.")] = None,
+    top_p: Annotated[Optional[float], _opt("Nucleus sampling.")] = None,
+    reward: Annotated[Optional[str], _opt("strict | lenient | format.")] = None,
+    format_weight: Annotated[Optional[float], _opt("Weight of the optional format reward (0: off).")] = None,
+    adv_scale: Annotated[Optional[str], _opt("Advantage scale: group | batch | none.")] = None,
+    aggregation: Annotated[Optional[str], _opt("Loss aggregation: token-mean | seq-mean | dr-grpo.")] = None,
+    eps_low: Annotated[Optional[float], _opt("Lower clip epsilon.")] = None,
+    eps_high: Annotated[Optional[float], _opt("Upper clip epsilon.")] = None,
+    kl_coef: Annotated[Optional[float], _opt("k3 KL coefficient against the base model (0: off).")] = None,
+    tis_cap: Annotated[Optional[float], _opt("Truncated importance-sampling cap.")] = None,
+    inner_epochs: Annotated[Optional[int], _opt("mu: optimizer passes per rollout batch.")] = None,
+    engine: Annotated[Optional[str], _opt("Rollout engine: hf | vllm | auto.")] = None,
+    gen_batch: Annotated[Optional[int], _opt("HF generate batch size.")] = None,
+    micro_batch: Annotated[Optional[int], _opt("Sequences per forward/backward.")] = None,
+    checkpoint_every: Annotated[Optional[int], _opt("Steps between checkpoints.")] = None,
+    limit: Annotated[Optional[int], _opt("Use only the first N training prompts.")] = None,
+    dtype: Annotated[Optional[str], _opt("Base weights dtype: bfloat16 | float32.")] = None,
+    seed: Annotated[Optional[int], _opt("Seed (adapter init, data order, sampling).")] = None,
+    threads: Annotated[Optional[int], _opt("torch CPU threads.")] = None,
+    data_root: Annotated[Optional[str], typer.Option("--data-root", help="Data root (default: $TINYEVAL_DATA).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+) -> None:
+    """Train an adapter with tinyeval's own GRPO: rollouts, verifiable rewards, records, checkpoints."""
+    if algo not in ALGOS:
+        raise TinyevalError(f"--algo must be one of {', '.join(ALGOS)} (SFT is not built yet), got '{algo}'")
+    from tinyeval.cli import emit
+    from tinyeval.train.config import build
+    from tinyeval.train.grpo import run_grpo
+
+    knobs = {k: v for k, v in locals().items()
+             if k not in ("out", "algo", "preset", "resume", "as_json", "emit", "build", "run_grpo")}
+    loop_cfg, grpo_cfg = build(preset, **knobs)
+    summary = run_grpo(loop_cfg, grpo_cfg, out, resume=resume, progress=not as_json)
+    final = summary.pop("final") or {}
+    row = {**summary, **{k: round(final[k], 4) for k in ("reward_mean", "strict", "lenient") if k in final}}
+    emit([row], "tinyeval train", as_json)

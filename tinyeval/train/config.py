@@ -1,0 +1,131 @@
+"""Training configuration: the loop's knobs, the GRPO objective's knobs, and named presets.
+
+Two dataclasses because the loop skeleton is shared by every objective (GRPO now, SFT next) while the
+objective's knobs are its own. A preset is a dict of field overrides; the CLI overrides on top of it, and
+`build` routes each key to whichever dataclass owns that field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from tinyeval.errors import TinyevalError
+from tinyeval.train.loss import ADVANTAGE_SCALES, AGGREGATIONS
+from tinyeval.train.policy import METHODS
+from tinyeval.train.rewards import REWARDS
+
+PAPER_LR_SWEEP = (1e-7, 5e-7, 1e-6, 5e-6, 1e-5, 1e-4, 2e-4)  # TinyLoRA paper, GSM8K: best LR per update size
+
+
+@dataclass
+class LoopConfig:
+    """What every objective's training loop needs: model, adapter, data order, optimizer, records."""
+
+    model: str = "smollm2-135m"  # alias, hub id or local directory
+    method: str = "tinylora"  # adapter: tinylora | lora-xs | lora | full
+    params: int | None = 13  # TinyLoRA trainable-parameter budget
+    rank: int = 2  # SVD rank (tinylora, lora-xs) or LoRA rank
+    task: str = "gsm8k"  # a name in tasks.TASKS
+    steps: int | None = None  # optimizer-loop steps (None: `epochs` passes over the training prompts)
+    epochs: float = 1.0  # used only when `steps` is None
+    prompts_per_step: int = 8  # prompts drawn per step (each sampled G times by GRPO)
+    lr: float = 1e-5
+    lr_sweep: tuple[float, ...] = ()  # informational: the values a preset's paper swept (run one per value)
+    warmup_ratio: float = 0.0  # linear warm-up over this fraction of the steps, then constant
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0  # 0 disables clipping
+    micro_batch: int = 16  # sequences per forward/backward (gradient accumulation; never changes the update)
+    checkpoint_every: int = 10  # steps between checkpoints (one is always written at the end and on Ctrl-C)
+    limit: int | None = None  # use only the first N training prompts (smoke tests)
+    dtype: str = "bfloat16"  # base-weight dtype; adapter parameters stay fp32
+    seed: int = 0
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+    data_root: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise TinyevalError(f"--method must be one of {', '.join(METHODS)}, got '{self.method}'")
+        positive = dict(prompts_per_step=self.prompts_per_step, micro_batch=self.micro_batch, rank=self.rank,
+                        checkpoint_every=self.checkpoint_every, lr=self.lr, epochs=self.epochs)
+        for name, value in positive.items():
+            if value is None or value <= 0:
+                raise TinyevalError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+        if self.steps is not None and self.steps <= 0:
+            raise TinyevalError(f"--steps must be > 0, got {self.steps}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise TinyevalError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+
+
+@dataclass
+class GRPOConfig:
+    """The GRPO objective: sampling, reward, advantages, clipped loss, KL, importance sampling."""
+
+    group_size: int = 4  # G completions per prompt
+    max_new_tokens: int = 256
+    max_prompt_tokens: int = 1024  # longer prompts are skipped with a warning
+    temperature: float = 1.0
+    top_p: float = 1.0
+    reward: str = "strict"  # strict | lenient | format (see rewards.REWARDS)
+    format_weight: float = 0.0  # optional format reward added on top (off by default)
+    adv_scale: str = "group"  # group | batch | none
+    aggregation: str = "token-mean"  # token-mean (DAPO) | seq-mean (GRPO) | dr-grpo
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    kl_coef: float = 0.0  # k3 KL against the base model (adapter disabled)
+    tis_cap: float = 2.0
+    inner_epochs: int = 1  # mu: optimizer passes over each rollout batch
+    engine: str = "auto"  # hf | vllm | auto (the faster one for the device: hf on CPU, vllm on GPU)
+    gen_batch: int = 32  # HF generate batch size
+
+    def __post_init__(self) -> None:
+        choices = dict(reward=REWARDS, adv_scale=ADVANTAGE_SCALES, aggregation=AGGREGATIONS,
+                       engine=("hf", "vllm", "auto"))
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise TinyevalError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, "
+                                    f"got '{getattr(self, name)}'")
+        if self.group_size < 2:
+            raise TinyevalError("--group-size must be >= 2: advantages compare samples within a group")
+        if self.max_new_tokens <= 0 or self.inner_epochs <= 0 or self.tis_cap <= 0 or self.temperature < 0:
+            raise TinyevalError("--max-new-tokens, --inner-epochs and --tis-cap must be > 0, --temperature >= 0")
+
+
+PRESETS: dict[str, dict] = {
+    # The paper's GSM8K runs (verl fork settings): 64 prompts x 4 samples, 4,096 new tokens, no KL,
+    # 3 epochs, clip 0.2 / 0.4, token-mean, TIS cap 2, warm-up 5%, temperature 1. Sweep `lr_sweep`.
+    "paper-gsm8k": dict(task="gsm8k", prompts_per_step=64, group_size=4, max_new_tokens=4096, kl_coef=0.0,
+                        epochs=3.0, lr=1e-5, lr_sweep=PAPER_LR_SWEEP, eps_low=0.2, eps_high=0.4,
+                        aggregation="token-mean", tis_cap=2.0, warmup_ratio=0.05, temperature=1.0),
+    # SimpleRL-Zoo MATH settings: levels 3-5, 8 samples, batch 256, KL 0.001, prompt 1,024 / response 3,072.
+    "paper-math": dict(task="math", prompts_per_step=256, group_size=8, max_prompt_tokens=1024,
+                       max_new_tokens=3072, kl_coef=0.001, epochs=3.0, lr=1e-5, lr_sweep=PAPER_LR_SWEEP,
+                       temperature=1.0, aggregation="token-mean"),
+    # This CPU: SmolLM2 on procedurally generated GSM8K-format arithmetic, short answers; <= 15 minutes.
+    "cpu": dict(model="smollm2-135m", task="arith", prompts_per_step=4, group_size=4, max_new_tokens=48,
+                steps=20, lr=3e-3, checkpoint_every=5, engine="hf", eps_high=0.28, threads=2),
+}
+
+
+def build(preset: str | None = None, **overrides) -> tuple[LoopConfig, GRPOConfig]:
+    """Preset values, then non-None `overrides`, each routed to the dataclass that owns the field."""
+    if preset is not None and preset not in PRESETS:
+        raise TinyevalError(f"unknown preset '{preset}'; known: {', '.join(PRESETS)}")
+    values = {**(PRESETS[preset] if preset else {}), **{k: v for k, v in overrides.items() if v is not None}}
+    loop_fields = {f.name for f in dataclasses.fields(LoopConfig)}
+    grpo_fields = {f.name for f in dataclasses.fields(GRPOConfig)}
+    unknown = set(values) - loop_fields - grpo_fields
+    if unknown:
+        raise TinyevalError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    return (LoopConfig(**{k: v for k, v in values.items() if k in loop_fields}),
+            GRPOConfig(**{k: v for k, v in values.items() if k in grpo_fields}))
+
+
+def to_dict(loop: LoopConfig, grpo: GRPOConfig) -> dict:
+    return {"loop": dataclasses.asdict(loop), "grpo": dataclasses.asdict(grpo)}
+
+
+def from_dict(d: dict) -> tuple[LoopConfig, GRPOConfig]:
+    loop = dict(d["loop"], lr_sweep=tuple(d["loop"].get("lr_sweep", ())))
+    return LoopConfig(**loop), GRPOConfig(**d["grpo"])
+

@@ -1,0 +1,242 @@
+"""The training loop skeleton shared by every objective (GRPO now; SFT plugs in the same way).
+
+An objective prepares a batch (GRPO: rollouts, rewards, advantages; SFT: tokenised targets) as a list of
+micro-batches, returns each micro-batch's already-weighted loss, and hears about every optimizer update
+(GRPO: weight sync to the rollout engine). The loop owns everything else: data order, optimizer and
+schedule, gradient accumulation and clipping, per-step JSONL records, a progress bar, checkpoints, a
+bit-for-bit `resume`, and a Ctrl-C that finishes the current step and leaves a usable checkpoint.
+
+Data order is a pure function of (seed, step): step s takes positions s*B .. s*B+B-1 of an endless
+sequence of per-epoch permutations, so resuming needs no data-loader state, only the step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+import numpy as np
+import torch
+
+from tinyeval.errors import TinyevalError
+from tinyeval.io import atomic_path, write_jsonl
+from tinyeval.train.config import LoopConfig
+
+
+class Objective(Protocol):
+    name: str
+    inner_epochs: int  # optimizer updates per prepared batch (GRPO's mu; 1 for SFT)
+
+    def prepare(self, examples: Sequence[Any]) -> tuple[list[Any], dict]:
+        """Micro-batches for these examples, plus statistics for the step record."""
+
+    def loss(self, micro: Any) -> tuple[torch.Tensor, dict]:
+        """The micro-batch's loss, weighted so that the micro-batch losses sum to the batch loss."""
+
+    def after_update(self, step: int) -> dict:
+        """Called after each step's updates (e.g. push the new policy to a rollout engine)."""
+
+
+# ---- data order ---------------------------------------------------------------------------------------
+
+def batch_indices(n: int, step: int, batch: int, seed: int) -> list[int]:
+    """Example indices for `step`: consecutive slices of seeded per-epoch permutations of range(n)."""
+    out = []
+    for pos in range(step * batch, step * batch + batch):
+        epoch, i = divmod(pos, n)
+        out.append(_permutation(n, seed, epoch)[i])
+    return out
+
+
+_PERMS: dict[tuple[int, int, int], list[int]] = {}
+
+
+def _permutation(n: int, seed: int, epoch: int) -> list[int]:
+    key = (n, seed, epoch)
+    if key not in _PERMS:
+        _PERMS[key] = random.Random(seed * 1_000_003 + epoch).sample(range(n), n)
+    return _PERMS[key]
+
+
+def total_steps(cfg: LoopConfig, n_examples: int) -> int:
+    return cfg.steps or max(1, math.ceil(cfg.epochs * n_examples / cfg.prompts_per_step))
+
+
+# ---- checkpoints --------------------------------------------------------------------------------------
+
+@dataclass
+class TrainState:
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    step: int = 0  # completed steps
+    extra: dict = field(default_factory=dict)
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+
+
+def save_checkpoint(out: Path, state: TrainState, keep: int = 2) -> Path:
+    """Everything a bit-for-bit resume needs, written atomically; keeps the newest `keep` checkpoints."""
+    path = out / "checkpoints" / f"step-{state.step:06d}.pt"
+    blob = {"step": state.step, "params": [p.detach().clone() for p in state.params],
+            "optimizer": state.optimizer.state_dict(), "scheduler": state.scheduler.state_dict(),
+            "rng": _rng_state()}
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
+    for old in sorted((out / "checkpoints").glob("step-*.pt"))[:-keep]:
+        old.unlink()
+    return path
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    found = sorted((out / "checkpoints").glob("step-*.pt"))
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: Path, state: TrainState) -> None:
+    blob = torch.load(path, weights_only=False)
+    if len(blob["params"]) != len(state.params) or any(
+            a.shape != b.shape for a, b in zip(blob["params"], state.params)):
+        raise TinyevalError(f"checkpoint {path} does not match this adapter's trainable parameters")
+    with torch.no_grad():
+        for p, saved in zip(state.params, blob["params"]):
+            p.copy_(saved)
+    state.optimizer.load_state_dict(blob["optimizer"])
+    state.scheduler.load_state_dict(blob["scheduler"])
+    _set_rng_state(blob["rng"])
+    state.step = blob["step"]
+
+
+# ---- Ctrl-C -------------------------------------------------------------------------------------------
+
+class StopFlag:
+    requested = False
+
+
+@contextmanager
+def graceful_interrupt() -> Iterator[StopFlag]:
+    """First Ctrl-C: finish the step, checkpoint, stop. Second Ctrl-C: the usual KeyboardInterrupt."""
+    flag = StopFlag()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if flag.requested:
+            raise KeyboardInterrupt
+        flag.requested = True
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: no handler, Ctrl-C behaves as usual
+        previous = None
+    try:
+        yield flag
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+# ---- the loop -----------------------------------------------------------------------------------------
+
+def _mean_stats(rows: list[dict]) -> dict:
+    keys = {k for r in rows for k in r}
+    return {k: float(np.mean([r[k] for r in rows if k in r])) for k in sorted(keys)}
+
+
+def _records(out: Path, upto: int) -> list[dict]:
+    path = out / "records.jsonl"
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["step"] <= upto]
+
+
+def run_loop(objective: Objective, params: list[torch.nn.Parameter], examples: Sequence[Any], cfg: LoopConfig,
+             out: Path, resume: bool = False, progress: bool = True) -> list[dict]:
+    """Train until `cfg.steps` (or `cfg.epochs`); returns this run's step records (resumed ones included)."""
+    steps = total_steps(cfg, len(examples))
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warm = max(1, int(cfg.warmup_ratio * steps)) if cfg.warmup_ratio > 0 else 0
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+    state = TrainState(params, optimizer, scheduler)
+    if resume and (ckpt := latest_checkpoint(out)) is not None:
+        load_checkpoint(ckpt, state)
+    elif resume:
+        raise TinyevalError(f"--resume: no checkpoint under {out / 'checkpoints'}")
+    else:
+        torch.manual_seed(cfg.seed), random.seed(cfg.seed), np.random.seed(cfg.seed)
+    records = _records(out, state.step) if resume else []
+    write_jsonl(out / "records.jsonl", records)  # drops records of steps after the checkpoint
+    with graceful_interrupt() as stop, _progress(progress, steps, state.step) as bar, \
+            open(out / "records.jsonl", "a", encoding="utf-8") as log:
+        while state.step < steps and not stop.requested:
+            record = _one_step(objective, state, examples, cfg)
+            records.append(record)
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            bar(record)
+            if state.step % cfg.checkpoint_every == 0 or state.step == steps or stop.requested:
+                save_checkpoint(out, state)
+    return records
+
+
+def _one_step(objective: Objective, state: TrainState, examples: Sequence[Any], cfg: LoopConfig) -> dict:
+    start = time.perf_counter()
+    batch = [examples[i] for i in batch_indices(len(examples), state.step, cfg.prompts_per_step, cfg.seed)]
+    micro, stats = objective.prepare(batch)
+    loss_stats, grad_norms = [], []
+    for _ in range(objective.inner_epochs):
+        state.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for mb in micro:
+            loss, s = objective.loss(mb)
+            loss.backward()
+            total += float(loss.detach())
+            loss_stats.append(s)
+        if cfg.max_grad_norm > 0:
+            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(state.params, cfg.max_grad_norm)))
+        state.optimizer.step()
+        loss_stats.append({"loss": total})
+    lr = state.scheduler.get_last_lr()[0]
+    state.scheduler.step()
+    state.step += 1
+    stats.update(objective.after_update(state.step))
+    stats.update(_mean_stats(loss_stats))
+    if grad_norms:
+        stats["grad_norm"] = float(np.mean(grad_norms))
+    return {"step": state.step, "lr": lr, **stats, "step_s": time.perf_counter() - start}
+
+
+@contextmanager
+def _progress(enabled: bool, steps: int, done: int):
+    """A rich progress bar showing the latest reward; a no-op callback when disabled."""
+    if not enabled:
+        yield lambda record: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  TextColumn("{task.description}")) as bar:
+        task = bar.add_task("", total=steps, completed=done)
+
+        def update(record: dict) -> None:
+            desc = " ".join(f"{k} {record[k]:.3g}" for k in ("reward_mean", "strict", "lenient", "step_s")
+                            if k in record)
+            bar.update(task, advance=1, description=desc)
+
+        yield update
