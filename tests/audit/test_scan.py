@@ -120,3 +120,9 @@ def test_local_engine_gives_same_result_with_any_worker_count(tmp_path):
     two = merge(run("local", tasks, index, 2), index)
     assert one.verdicts == two.verdicts and one.stats.docs == two.stats.docs == 8
     assert len(one.verdicts[0].hits) == 2  # found in the two odd shards
+
+
+def test_stripped_blocks_never_cross_a_document_boundary():
+    norm = Normalisation(strip_asy=True, strip_annotations=True)
+    words = ngrams.encode(["a [asy] draw; b <<1+1", "c [/asy] >> d", "[asy]x[/asy] e <<2*3=6>>6"], norm).words()
+    assert words == ["a", "asy", "draw", "b", "1", "1", "c", "asy", "d", "e", "6"]

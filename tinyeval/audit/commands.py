@@ -39,7 +39,7 @@ def audit(
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (engine ray).")] = None,
     text_field: Annotated[str, typer.Option("--text-field", help="Document text field in JSONL/parquet/hub.")] = "text",
     n: Annotated[int | None, typer.Option("--n", help="n-gram length in words (default: the recipe's, 13).")] = None,
-    min_span: Annotated[int | None, typer.Option("--min-span", help="Flag items with a matched run of at least this many words.")] = None,
+    min_span: Annotated[int | None, typer.Option("--min-span", help="Flag items with a matched run of at least this many words (recipe default 30).")] = None,
     fail_above: Annotated[float | None, typer.Option("--fail-above", help="Exit 1 if more than PCT% of items are contaminated.")] = None,
     decontaminate: Annotated[str | None, typer.Option("--decontaminate", help="Write the corpus without contaminated documents here.")] = None,
     decontaminate_mode: Annotated[str, typer.Option("--decontaminate-mode", help="docs (drop documents) or spans (GPT-3 cut).")] = "docs",

@@ -11,7 +11,8 @@ keys it overrides, as lm-eval task YAMLs do). Worked example with the defaults (
          (case and punctuation are normalised away), so the item's matched fraction is 1.0 and its longest
          matched span is 20 words.
 
-An item is flagged when (matched fraction >= min_fraction or longest span >= min_span words) and the
+An item is flagged when (matched fraction >= min_fraction, or longest span >= min_span words, or one
+joined field -- say the question alone -- has >= min_field_coverage of its own n-grams matched) and the
 rapidfuzz alignment of the item against its best corpus window reaches min_similarity.
 """
 
@@ -37,20 +38,23 @@ class Normalisation:
     punctuation: bool = True  # ASCII and General Punctuation (U+2000-206F) characters separate words
     strip_annotations: bool = False  # GSM8K calculator annotations `<<48/2=24>>` become spaces
     numbers: bool = False  # "1,000" -> "1000" and "5.00" -> "5" before splitting words
+    strip_asy: bool = False  # MATH's Asymptote code `[asy]...[/asy]`: shared drawing boilerplate, not text
 
 
 @dataclass(frozen=True)
 class Thresholds:
     """When an item counts as contaminated; see the module docstring."""
 
-    min_fraction: float = 0.2  # matched n-gram fraction that flags an item
-    min_span: int = 20  # longest matched run of words (in one document) that flags an item
-    min_similarity: float = 80.0  # rapidfuzz partial_ratio (0-100) of the item vs its matched window
+    min_fraction: float = 0.25  # matched n-gram fraction that flags an item
+    min_span: int = 30  # longest matched run of words (in one document) that flags an item
+    min_field_coverage: float = 0.8  # share of one field's own n-grams (e.g. the question alone) that flags
+    min_similarity: float = 70.0  # rapidfuzz partial_ratio (0-100) of the item vs its matched window
     report: tuple[float, ...] = (0.0, 0.1, 0.2, 0.5, 0.8)  # matched-fraction cut-offs in the summary
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.min_fraction <= 1.0:
-            raise TinyevalError(f"thresholds.min_fraction must be in [0, 1], got {self.min_fraction}")
+        for name in ("min_fraction", "min_field_coverage"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise TinyevalError(f"thresholds.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.min_span < 1:
             raise TinyevalError(f"thresholds.min_span must be >= 1 word, got {self.min_span}")
         if not 0.0 <= self.min_similarity <= 100.0:
@@ -88,8 +92,8 @@ class Recipe:
         if not self.fields:
             raise TinyevalError(f"recipe {self.name}: `fields` is empty")
 
-    def item_texts(self, row: dict) -> list[str]:
-        """The texts indexed for one benchmark row: one joined text, or one per field."""
+    def field_values(self, row: dict) -> list[str]:
+        """The indexed fields of one benchmark row, in order."""
         parts = []
         for name in self.fields:
             getter = FIELD_GETTERS.get(name)
@@ -99,6 +103,11 @@ class Recipe:
                 raise TinyevalError(f"recipe {self.name}: field '{name}' missing in a {self.dataset} row; "
                                     f"row keys: {', '.join(row)}") from None
             parts.append(str(value))
+        return parts
+
+    def item_texts(self, row: dict) -> list[str]:
+        """The texts indexed for one benchmark row: one joined text, or one per field."""
+        parts = self.field_values(row)
         return ["\n".join(parts)] if self.join_fields else parts
 
 

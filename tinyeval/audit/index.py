@@ -24,6 +24,22 @@ class Item:
     words: str  # its normalised words joined by spaces: what fuzzy confirmation compares
     k: int  # n-gram length used for it (n, or its length when shorter; 0 = too short, not indexed)
     positions: int  # number of k-gram positions (the denominator of the matched fraction)
+    field_words: tuple[int, ...] = ()  # words of each joined field (question, answer), in order
+
+    def field_coverage(self, matched: np.ndarray) -> float:
+        """Best share of one field's own k-grams (those inside it) among `matched` positions.
+
+        A copy of the question alone covers the question completely but only a small part of a long
+        worked solution; this catches it where the item-wide fraction cannot.
+        """
+        best, start = 0.0, 0
+        for n_words in self.field_words:
+            inside = n_words - self.k + 1
+            if self.k and inside > 0 and len(self.field_words) > 1:
+                hit = np.count_nonzero((matched >= start) & (matched < start + inside))
+                best = max(best, hit / inside)
+            start += n_words
+        return best
 
 
 @dataclass
@@ -75,7 +91,9 @@ def build_index(rows: list[dict], recipe: Recipe, id_prefix: str | None = None) 
             all_hash.append(g)
             all_item.append(np.full(len(g), len(items), dtype=np.int32))
             all_pos.append(np.arange(len(g), dtype=np.int32))
-            items.append(Item(f"{prefix}/{i}{suffix}", text, words, k, len(g)))
+            fields_ = recipe.field_values(row) if recipe.join_fields else []
+            field_words = tuple(len(ngrams.words_of(v, recipe.normalisation)) for v in fields_)
+            items.append(Item(f"{prefix}/{i}{suffix}", text, words, k, len(g), field_words))
     h = np.concatenate(all_hash) if all_hash else np.zeros(0, np.uint64)
     it = np.concatenate(all_item) if all_item else np.zeros(0, np.int32)
     ps = np.concatenate(all_pos) if all_pos else np.zeros(0, np.int32)

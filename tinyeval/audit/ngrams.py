@@ -15,6 +15,7 @@ n-grams that do are dropped after lookup (hits are rare, so that check costs not
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ _P = 0x9E3779B97F4A7C15  # odd, so invertible mod 2**64
 _P_INV = pow(_P, -1, 1 << 64)
 _MASKS = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=U64)  # low k bytes of a little-endian load
 MAX_WORD_BYTES = 64  # longer words hash their first 64 bytes and their length
+_ASY = re.compile(rb"\[asy\][^\x00]*?\[/asy\]")  # MATH Asymptote code, never past a document end (NUL)
 PAD = 8  # zero bytes after the text so an 8-byte load at any word start stays in bounds
 
 
@@ -148,6 +150,9 @@ def _annotation_bytes(b: np.ndarray) -> np.ndarray:
     ok = j < len(closes)
     opens, close = opens[ok], closes[j[ok]]
     ok = close - opens < 200  # an annotation is one short expression, never a paragraph
+    opens, close = opens[ok], close[ok]
+    nul = np.flatnonzero(b == 0)
+    ok = np.searchsorted(nul, opens) == np.searchsorted(nul, close)  # both brackets in one document
     return _ranges(opens[ok], close[ok] + 2 - opens[ok])
 
 
@@ -193,6 +198,9 @@ def encode(texts: list[str], norm: Normalisation) -> Encoded:
         word[np.concatenate((e2, e2 + 1, e2 + 2, c2, c2 + 1))] = False
     if norm.strip_annotations and b"<<" in raw:
         word[_annotation_bytes(b)] = False
+    if norm.strip_asy and b"[asy]" in raw:
+        for m in _ASY.finditer(raw):
+            word[m.start():m.end()] = False
     dropped = _number_drops(b) if norm.numbers else np.zeros(0, dtype=np.int64)
     if len(dropped):
         keep = np.ones(len(b) + PAD, dtype=bool)

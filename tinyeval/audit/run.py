@@ -36,6 +36,10 @@ class AuditOptions:
             raise TinyevalError("no corpus given: pass --corpus PATH|GLOB|hf://dataset[:config[:split]]")
         if self.limit is not None and self.limit < 1:
             raise TinyevalError(f"--limit must be >= 1, got {self.limit}")
+        from tinyeval.audit.engines import ENGINES
+
+        if self.engine not in ENGINES:
+            raise TinyevalError(f"unknown engine '{self.engine}'; known: {', '.join(ENGINES)}")
 
 
 @dataclass

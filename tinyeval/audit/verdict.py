@@ -39,6 +39,7 @@ class Hit:
 class ItemVerdict:
     id: str
     fraction: float  # distinct item n-grams found anywhere in the corpus / all of its n-grams
+    field_coverage: float  # the same, for the best single field (question or answer) of a joined item
     span: int  # longest matched run in one document, in words
     similarity: float  # best rapidfuzz confirmation score, 0-100
     contaminated: bool
@@ -71,7 +72,10 @@ def merge(results: list[TaskResult], index: NgramIndex, keep: int = 3) -> Merged
     for r in results:
         stats.add(r.stats)
     keys = np.unique(np.concatenate([r.matched for r in results])) if results else np.zeros(0, np.uint64)
-    found = np.bincount((keys >> np.uint64(32)).astype(np.int64), minlength=len(index.items))
+    key_item = (keys >> np.uint64(32)).astype(np.int64)
+    key_pos = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    found = np.bincount(key_item, minlength=len(index.items))
+    bounds = np.searchsorted(key_item, np.arange(len(index.items) + 1))
     by_item: dict[int, list[PairHit]] = {}
     for r in results:
         for h in r.pairs:
@@ -82,10 +86,12 @@ def merge(results: list[TaskResult], index: NgramIndex, keep: int = 3) -> Merged
         pairs = sorted(by_item.get(i, []), key=lambda h: (-h.span, -h.hits, h.source, h.doc))[:keep]
         hits = [_confirm(index, h) for h in pairs]
         fraction = round(float(found[i]) / max(int(index.item_positions[i]), 1), 4)
+        coverage = round(index.items[i].field_coverage(key_pos[bounds[i]:bounds[i + 1]]), 4)
         span = max((h.span for h in hits), default=0)
         similarity = max((h.similarity for h in hits), default=0.0)
-        flagged = (fraction >= thr.min_fraction or span >= thr.min_span) and similarity >= thr.min_similarity
-        verdicts.append(ItemVerdict(index.items[i].id, fraction, span, similarity, flagged, hits))
+        evidence = fraction >= thr.min_fraction or span >= thr.min_span or coverage >= thr.min_field_coverage
+        flagged = evidence and similarity >= thr.min_similarity
+        verdicts.append(ItemVerdict(index.items[i].id, fraction, coverage, span, similarity, flagged, hits))
     verdicts.sort(key=lambda v: (not v.contaminated, -v.fraction, -v.span, v.id))
     flagged_docs: dict[str, dict[int, list[tuple[int, int]]]] = {}
     for r in results:

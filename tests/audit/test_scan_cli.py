@@ -1,0 +1,82 @@
+"""`tinyeval audit`: reports, --fail-above, --decontaminate, clear errors (GSM8K from the data root)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from tinyeval import data
+from tinyeval.cli import app
+
+runner = CliRunner()
+FILLER = "Homarus gammarus is a large crustacean with a body length up to sixty centimetres. " * 5
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, data_root):
+    """Three shards: GSM8K items 0 and 3 copied verbatim, item 1's question only, the rest clean."""
+    rows = data.load("gsm8k", "test").rows
+    docs = [FILLER, FILLER + rows[0]["question"] + "\n" + rows[0]["answer"], FILLER + rows[1]["question"] + FILLER,
+            rows[3]["question"] + " " + rows[3]["answer"], FILLER]
+    root = tmp_path_factory.mktemp("corpus")
+    for i in range(3):
+        with open(root / f"shard{i}.jsonl", "w") as f:
+            for j, d in enumerate(docs):
+                if j % 3 == i:
+                    f.write(json.dumps({"text": d, "id": j}) + "\n")
+    return root
+
+
+def audit(*args: str):
+    return runner.invoke(app, ["audit", "gsm8k", "--limit", "30", "--workers", "1", *args])
+
+
+def test_reports_and_fail_above(corpus, tmp_path):
+    result = audit("--corpus", str(corpus / "*.jsonl"), "--out", str(tmp_path / "out"), "--fail-above", "5")
+    assert result.exit_code == 1, result.output  # 3 of 30 items = 10% > 5%
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    flagged = {v["id"]: v for v in report["items"] if v["contaminated"]}
+    assert set(flagged) == {"gsm8k/test/0", "gsm8k/test/1", "gsm8k/test/3"}
+    assert flagged["gsm8k/test/0"]["fraction"] == 1.0 and flagged["gsm8k/test/1"]["fraction"] < 0.6
+    assert report["summary"]["contaminated_pct"] == 10.0 and report["corpus"]["documents"] == 5
+    assert "gsm8k/test/0" in (tmp_path / "out" / "report.md").read_text()
+    assert audit("--corpus", str(corpus), "--out", str(tmp_path / "o2"), "--fail-above", "20").exit_code == 0
+
+
+def test_decontaminate_removes_contaminated_documents(corpus, tmp_path):
+    clean = tmp_path / "clean"
+    result = audit("--corpus", str(corpus), "--out", str(tmp_path / "out"), "--decontaminate", str(clean))
+    assert result.exit_code == 0, result.output
+    kept = [json.loads(x) for f in sorted(clean.glob("*.jsonl")) for x in f.read_text().splitlines()]
+    assert sorted(r["id"] for r in kept) == [0, 4]
+    rescan = audit("--corpus", str(clean), "--out", str(tmp_path / "again"), "--json")
+    assert json.loads(rescan.stdout)[0]["contaminated"] == 0
+
+
+def test_decontaminate_spans_cuts_gpt3_style(corpus, tmp_path):
+    clean = tmp_path / "clean"
+    result = audit("--corpus", str(corpus), "--out", str(tmp_path / "out"), "--decontaminate", str(clean),
+                   "--decontaminate-mode", "spans")
+    assert result.exit_code == 0, result.output
+    kept = [json.loads(x) for f in sorted(clean.glob("*.jsonl")) for x in f.read_text().splitlines()]
+    assert sorted({r["id"] for r in kept}) == [0, 1, 2, 4]  # doc 3 is all item: nothing long enough remains
+    assert all("Natalia" not in r["text"] for r in kept)
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["decontaminate"]["cut"] + run["decontaminate"]["removed"] == 3
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["audit", "gsm8k", "--out", "/tmp/x"], "no corpus given"),
+    (["audit", "gsm9k", "--corpus", "x.jsonl"], "no audit recipe 'gsm9k'"),
+    (["audit", "gsm8k", "--corpus", "/nonexistent/*.jsonl"], "matches no files"),
+    (["audit", "gsm8k", "--corpus", ".", "--engine", "spark"], "unknown engine"),
+])
+def test_user_mistakes_are_one_line_exit_2(argv, needle, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tinyeval.cli", *argv], check=False, capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert needle in proc.stderr and "Traceback" not in proc.stderr
