@@ -1,0 +1,222 @@
+"""TinyLoRA and LoRA-XS: a trainable r×r core between frozen top-r SVD factors of each adapted weight.
+
+Parameterization (one Σ placement, used identically in training, merge, export and saved artifacts):
+
+    ΔW = U Σ R Vᵀ            U: (out, r), Σ = diag(σ₁..σ_r), V: (in, r) from the top-r SVD of the frozen W
+    R  = Σᵢ₌₁ᵘ v[g, i] Pᵢ    TinyLoRA: v (groups, u) trainable fp32, P (u, r, r) fixed per module, g = its group
+    R  = trainable (r, r)     LoRA-XS (stored as v (modules, r²) with P the r² unit matrices, so one code path)
+
+This is the paper's placement (U Σ R Vᵀ). PEFT's tuner uses U√Σ · R · √Σ Vᵀ; the two agree exactly when PEFT's
+buffers hold B = UΣ, A = Vᵀ (tests/adapters/test_peft_equivalence.py). The frozen factors are stored as
+A = Vᵀ (r, in) and B = UΣ (out, r) in fp32, so ΔW = B R A and y = x Wᵀ + ((x Aᵀ) Rᵀ) Bᵀ.
+
+P ~ N(0, 1/r) (PEFT's choice; the paper gives no distribution), seeded per module from a blake2b hash of
+(seed, module name) — never Python's salted `hash()` — and stored with every artifact anyway. v starts at zero,
+so step 0 is exactly the base model.
+
+The delta is added by forward hooks on the unchanged nn.Linear modules: the HF model keeps its structure, its
+state-dict keys and its `generate`; the adapter state lives in one submodule, `model.tinyeval_adapter`, so
+`model.to(device)` moves it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tinyeval.adapters.config import AdapterConfig
+from tinyeval.adapters.handle import AdapterHandle
+from tinyeval.adapters.planner import Plan, Target
+from tinyeval.errors import TinyevalError
+
+STATE_NAME = "tinyeval_adapter"
+
+
+def module_seed(seed: int, name: str) -> int:
+    """A stable 63-bit seed for one module's projections (identical across processes and machines)."""
+    digest = hashlib.blake2b(f"{seed}:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def projections(seed: int, name: str, u: int, r: int) -> torch.Tensor:
+    """P for one module: (u, r, r) ~ N(0, 1/r), from the module's own generator."""
+    gen = torch.Generator().manual_seed(module_seed(seed, name))
+    return torch.randn(u, r, r, generator=gen) / r**0.5
+
+
+def unit_projections(r: int) -> torch.Tensor:
+    """LoRA-XS as TinyLoRA: the r² unit matrices, so R = v.view(r, r). (r², r, r)"""
+    return torch.eye(r * r).view(r * r, r, r)
+
+
+class Factors(nn.Module):
+    """Frozen factors of one module: A = Vᵀ (r, in), B = UΣ (out, r), fp32 buffers."""
+
+    def __init__(self, A: torch.Tensor, B: torch.Tensor):
+        super().__init__()
+        self.register_buffer("A", A.float().contiguous())
+        self.register_buffer("B", B.float().contiguous())
+
+
+class LowRankState(nn.Module):
+    """Everything the adapter adds to a model: trainable v, fixed P, group index and per-module factors."""
+
+    def __init__(self, v: torch.Tensor, P: torch.Tensor, group: torch.Tensor, factors: list[Factors]):
+        super().__init__()
+        self.v = nn.Parameter(v.float())  # (groups, u), fp32 whatever the model dtype
+        self.register_buffer("P", P.float())  # (modules, u, r, r)
+        self.register_buffer("group", group.long())  # (modules,) -> row of v
+        self._rows = group.tolist()  # the same index as Python ints: no tensor indexing in every hook
+        self.factors = nn.ModuleList(factors)
+        self.active = True  # False inside `disabled()`
+        self.merged = False
+
+    def core(self, i: int) -> torch.Tensor:
+        """R for module i: Σᵢ v[g, i] P[i]. (r, r), fp32, differentiable in v."""
+        return torch.einsum("u,urs->rs", self.v[self._rows[i]], self.P[i])
+
+    def delta_weight(self, i: int) -> torch.Tensor:
+        """ΔW of module i = B R A. (out, in), fp32."""
+        f = self.factors[i]
+        return f.B @ self.core(i) @ f.A
+
+
+class _DeltaHook:
+    """Forward hook of module i: output += x Aᵀ Rᵀ Bᵀ while the adapter is active and unmerged."""
+
+    def __init__(self, state: LowRankState, i: int):
+        self.state, self.i = state, i
+
+    def __call__(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        s = self.state
+        if not s.active or s.merged:
+            return None
+        f = s.factors[self.i]
+        x = args[0]  # (..., in)
+        BR = (f.B @ s.core(self.i)).to(x.dtype)  # (out, r)
+        return output + F.linear(F.linear(x, f.A.to(x.dtype)), BR)  # (..., r) -> (..., out)
+
+
+class LowRankHandle(AdapterHandle):
+    """Handle of a TinyLoRA / LoRA-XS adapter attached through forward hooks."""
+
+    def __init__(self, model: nn.Module, config: AdapterConfig, plan: Plan, targets: list[Target],
+                 base_fingerprint: str, state: LowRankState, svd_info: dict):
+        super().__init__(model, config, plan, targets, base_fingerprint)
+        self.state = state
+        self.svd_info = svd_info  # how the factors were obtained (method counts, passes, seconds)
+        self._fixups: list[tuple[torch.Tensor, torch.Tensor]] = []  # per module: (flat index, exact base value)
+        self._merged_cores: list[torch.Tensor] = []
+        model.add_module(STATE_NAME, state)
+        self._hooks = [self._linear(t).register_forward_hook(_DeltaHook(state, i)) for i, t in enumerate(targets)]
+
+    def _linear(self, t: Target) -> nn.Linear:
+        return self.model.get_submodule(t.name)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [self.state.v]
+
+    @contextmanager
+    def disabled(self):
+        was_merged = self.state.merged
+        if was_merged:
+            self.unmerge()
+        self.state.active = False
+        try:
+            yield self.model
+        finally:
+            self.state.active = True
+            if was_merged:
+                self.merge()
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """W ← W + ΔW in W's dtype, remembering which entries would not round-trip exactly on unmerge."""
+        if self.state.merged:
+            return
+        self._fixups, self._merged_cores = [], []
+        for i, t in enumerate(self.targets):
+            W = self._linear(t).weight
+            core = self.state.core(i).detach().clone()
+            delta = self.state.factors[i].B @ core @ self.state.factors[i].A  # (out, in) fp32
+            merged = (W.float() + delta).to(W.dtype)
+            back = (merged.float() - delta).to(W.dtype)
+            bad = (back != W).view(-1).nonzero().view(-1)  # rounding would lose these base entries
+            self._fixups.append((bad, W.view(-1)[bad].clone()))
+            self._merged_cores.append(core)
+            W.copy_(merged)
+        self.state.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Restore the exact base weights (bit for bit), using the cores captured at merge time."""
+        if not self.state.merged:
+            return
+        for i, t in enumerate(self.targets):
+            W = self._linear(t).weight
+            f = self.state.factors[i]
+            back = (W.float() - f.B @ self._merged_cores[i] @ f.A).to(W.dtype)
+            idx, vals = self._fixups[i]
+            back.view(-1)[idx] = vals
+            W.copy_(back)
+        self._fixups, self._merged_cores = [], []
+        self.state.merged = False
+
+    def delta_weight(self, i: int) -> torch.Tensor:
+        return self.state.delta_weight(i)
+
+    def export_lora(self, out_dir: str | Path, min_rank: int | None = None) -> Path:
+        from tinyeval.adapters.export import export_lora
+
+        return export_lora(self, Path(out_dir), min_rank=min_rank)
+
+    def detach(self) -> nn.Module:
+        """Remove hooks and adapter state (merged weights stay merged); returns the plain model."""
+        for h in self._hooks:
+            h.remove()
+        delattr(self.model, STATE_NAME)
+        return self.model
+
+
+def _svd_factors(W: torch.Tensor, cfg: AdapterConfig, key: str) -> tuple[torch.Tensor, torch.Tensor, str, int]:
+    from tinyeval.adapters.svd import SvdSettings, cached_top_svd, top_svd
+
+    settings = SvdSettings(method=cfg.svd, seed=cfg.seed)
+    out = cached_top_svd(W, cfg.rank, settings, key=key) if cfg.svd_cache else top_svd(W, cfg.rank, settings)
+    return out.V.T, out.U * out.S, out.method, out.passes  # A = Vᵀ (r, in), B = UΣ (out, r)
+
+
+def build_state(model: nn.Module, cfg: AdapterConfig, plan: Plan, targets: list[Target],
+                fingerprints: list[str]) -> tuple[LowRankState, dict]:
+    """Factors from the SVD of each target weight, P per module, zero v, group index from the plan."""
+    import time
+
+    if min(min(t.in_features, t.out_features) for t in targets) < cfg.rank:
+        raise TinyevalError(f"rank {cfg.rank} exceeds the smallest adapted dimension")
+    t0, methods, passes = time.perf_counter(), {}, 0
+    factors = []
+    for t, key in zip(targets, fingerprints):
+        W = model.get_submodule(t.name).weight
+        A, B, method, n = _svd_factors(W, cfg, key)
+        factors.append(Factors(A, B))
+        methods[method] = methods.get(method, 0) + 1
+        passes += n
+    r, u = cfg.rank, plan.u
+    if cfg.method == "tinylora":
+        P = torch.stack([projections(cfg.seed, t.name, u, r) for t in targets])  # (M, u, r, r)
+        index = {name: g for g, names in enumerate(plan.members) for name in names}
+        group = torch.tensor([index[t.name] for t in targets])
+        v = torch.zeros(plan.groups, u)
+    else:  # lora-xs: one untied R = v[i].view(r, r) per module
+        P = unit_projections(r).expand(len(targets), -1, -1, -1).clone()
+        group = torch.arange(len(targets))
+        v = torch.zeros(len(targets), r * r)
+    device = model.get_submodule(targets[0].name).weight.device
+    state = LowRankState(v, P, group, factors).to(device)
+    info = {"methods": methods, "passes": passes, "seconds": round(time.perf_counter() - t0, 3)}
+    return state, info
