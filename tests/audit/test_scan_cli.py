@@ -69,14 +69,22 @@ def test_decontaminate_spans_cuts_gpt3_style(corpus, tmp_path):
     assert run["decontaminate"]["cut"] + run["decontaminate"]["removed"] == 3
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["audit", "gsm8k", "--out", "/tmp/x"], "no corpus given"),
-    (["audit", "gsm9k", "--corpus", "x.jsonl"], "no audit recipe 'gsm9k'"),
-    (["audit", "gsm8k", "--corpus", "/nonexistent/*.jsonl"], "matches no files"),
-    (["audit", "gsm8k", "--corpus", ".", "--engine", "spark"], "unknown engine"),
-])
-def test_user_mistakes_are_one_line_exit_2(argv, needle, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tinyeval.cli", *argv], check=False, capture_output=True, text=True,
-                          cwd=tmp_path)
+def test_no_corpus_is_one_line_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tinyeval.cli", "audit", "gsm8k", "--out", str(tmp_path)],
+                          check=False, capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
-    assert needle in proc.stderr and "Traceback" not in proc.stderr
+    assert "no corpus given" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("kw,needle", [
+    ({"bench": "gsm9k", "corpus": ("x.jsonl",)}, "no audit recipe 'gsm9k'"),
+    ({"corpus": ("/nonexistent/*.jsonl",)}, "matches no files"),
+    ({"engine": "spark"}, "unknown engine"),
+    ({"workers": 0}, "--workers must be >= 1"),
+])
+def test_user_mistakes_raise_clear_errors(kw, needle, tmp_path):
+    from tinyeval.audit.run import AuditOptions, run_audit
+    from tinyeval.errors import TinyevalError
+
+    with pytest.raises(TinyevalError, match=needle):
+        run_audit(AuditOptions(**{"bench": "gsm8k", "corpus": (str(tmp_path),), "out": str(tmp_path / "o"), **kw}))

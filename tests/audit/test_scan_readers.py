@@ -13,7 +13,7 @@ from tinyeval.errors import TinyevalError
 
 def docs_of(task: ShardTask) -> tuple[list[tuple[int, str]], Stats]:
     stats = Stats()
-    out = [(p, t) for b in read_batches(task, stats, batch_bytes=50) for p, t in zip(b.positions, b.texts)]
+    out = [(p, b.text(i)) for b in read_batches(task, stats, batch_bytes=50) for i, p in enumerate(b.positions)]
     return out, stats
 
 

@@ -103,6 +103,7 @@ class Labels:
     shards: list[str] = field(default_factory=list)
     bytes: int = 0
     texts: list[str] = field(default_factory=list)  # every injected text, positives and negatives
+    hosts: dict[str, tuple[str, int]] = field(default_factory=dict)  # injection key -> (shard, byte offset)
 
 
 def _background(spec: LabelledSpec, root: Path) -> list[str]:
@@ -117,8 +118,9 @@ def _background(spec: LabelledSpec, root: Path) -> list[str]:
     return docs
 
 
-def _injections(spec: LabelledSpec, rng: random.Random, labels: Labels) -> list[str]:
-    texts: list[str] = []
+def _injections(spec: LabelledSpec, rng: random.Random, labels: Labels) -> list[tuple[str, str]]:
+    """(key, text) of every injection: item ids for benchmark items, `negative/<i>` for negatives."""
+    out: list[tuple[str, str]] = []
     for bench in spec.benchmarks:
         q_key, a_key = BENCH_FIELDS[bench]
         rows = data.load(bench, "test").rows
@@ -127,14 +129,15 @@ def _injections(spec: LabelledSpec, rng: random.Random, labels: Labels) -> list[
         labels.injected[bench] = {}
         for j, i in enumerate(order):
             kind = kinds[j % len(kinds)]
-            texts.append(EDITS[kind](rows[i][q_key], rows[i][a_key], rng))
+            out.append((f"{bench}/test/{i}", EDITS[kind](rows[i][q_key], rows[i][a_key], rng)))
             labels.injected[bench][f"{bench}/test/{i}"] = kind
     negatives = [r["question"] + "\nAnswer: " + r["answer"] for r in data.load("gsm1k_public", "test").rows]
     math_train = data.load("math", "train").rows
     negatives += [r["problem"] + "\n" + r["solution"] for r in rng.sample(math_train, spec.negatives_prose)]
     labels.negatives = len(negatives)
-    labels.texts = texts + negatives
-    return labels.texts
+    out += [(f"negative/{i}", t) for i, t in enumerate(negatives)]
+    labels.texts = [t for _, t in out]
+    return out
 
 
 def _insert(doc: str, text: str, rng: random.Random) -> str:
@@ -143,7 +146,9 @@ def _insert(doc: str, text: str, rng: random.Random) -> str:
     return doc[:at] + "\n" + text + "\n" + doc[at:]
 
 
-def _documents(spec: LabelledSpec, background: list[str], inject: list[str], rng: random.Random) -> Iterator[str]:
+def _documents(spec: LabelledSpec, background: list[str], inject: list[tuple[str, str]],
+               rng: random.Random) -> Iterator[tuple[str, str | None]]:
+    """(document, injection key or None), the background shuffled and repeated to the target size."""
     size = sum(len(d) for d in background)
     rounds = max(1, -(-(spec.target_bytes or 0) // size))
     total = rounds * len(background)
@@ -153,7 +158,8 @@ def _documents(spec: LabelledSpec, background: list[str], inject: list[str], rng
     k = 0
     for _ in range(rounds):
         for doc in rng.sample(background, len(background)):
-            yield _insert(doc, slots[k], rng) if k in slots else doc
+            key, text = slots.get(k, (None, ""))
+            yield (_insert(doc, text, rng) if key else doc), key
             k += 1
 
 
@@ -165,26 +171,32 @@ def build(out: str | Path, spec: LabelledSpec = LabelledSpec(), root: str | Path
     rng = random.Random(spec.seed)
     out = Path(out)
     labels = Labels()
-    inject = _injections(spec, rng, labels)
-    docs = _documents(spec, _background(spec, base), inject, rng)
-    shard, written = 0, 0
+    docs = _documents(spec, _background(spec, base), _injections(spec, rng, labels), rng)
     pending = next(docs, None)
     while pending is not None:
-        path = out / f"corpus-{shard:03d}.jsonl"
-        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        path = out / f"corpus-{len(labels.shards):03d}.jsonl"
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             size = 0
             while pending is not None and size < spec.shard_bytes:
-                line = json.dumps({"text": pending}, ensure_ascii=False) + "\n"
+                line = (json.dumps({"text": pending[0]}, ensure_ascii=False) + "\n").encode("utf-8")
+                if pending[1]:
+                    labels.hosts[pending[1]] = (str(path), size)
                 f.write(line)
                 size += len(line)
                 pending = next(docs, None)
         labels.shards.append(str(path))
-        written += size
-        shard += 1
-    labels.bytes = written
+        labels.bytes += size
     write_json(out / "labels.json", {"injected": labels.injected, "negatives": labels.negatives,
-                                     "shards": labels.shards, "spec": spec.__dict__, "texts": labels.texts})
+                                     "shards": labels.shards, "bytes": labels.bytes, "spec": spec.__dict__,
+                                     "hosts": labels.hosts, "texts": labels.texts})
     return labels
+
+
+def load(out: str | Path) -> Labels:
+    """Labels of a set built earlier by `build` (benchmarks reuse their corpus between runs)."""
+    raw = json.loads((Path(out) / "labels.json").read_text(encoding="utf-8"))
+    return Labels(raw["injected"], raw["negatives"], raw["shards"], raw["bytes"], raw["texts"],
+                  {k: tuple(v) for k, v in raw["hosts"].items()})
 
 
 def _plain_words(text: str) -> list[str]:

@@ -15,7 +15,6 @@ n-grams that do are dropped after lookup (hits are rare, so that check costs not
 from __future__ import annotations
 
 import functools
-import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -28,7 +27,6 @@ _P = 0x9E3779B97F4A7C15  # odd, so invertible mod 2**64
 _P_INV = pow(_P, -1, 1 << 64)
 _MASKS = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=U64)  # low k bytes of a little-endian load
 MAX_WORD_BYTES = 64  # longer words hash their first 64 bytes and their length
-_ASY = re.compile(rb"\[asy\][^\x00]*?\[/asy\]")  # MATH Asymptote code, never past a document end (NUL)
 PAD = 8  # zero bytes after the text so an 8-byte load at any word start stays in bounds
 
 
@@ -53,6 +51,7 @@ class Encoded:
     buf: np.ndarray  # (L + PAD,) uint8: normalised UTF-8, after number normalisation's deletions
     raw: bytes  # the normalised UTF-8 before those deletions (offsets reported to users live here)
     doc_starts: np.ndarray  # (D,) int64: each document's first byte in `raw`
+    doc_ends: np.ndarray  # (D,) int64: one past each document's last byte in `raw`
     starts: np.ndarray  # (W,) int64: each word's first byte in `buf`
     ends: np.ndarray  # (W,) int64: one past each word's last byte in `buf`
     dropped: np.ndarray | None  # sorted positions in `raw` deleted by number normalisation, or None
@@ -92,9 +91,9 @@ def _fold_table(norm: Normalisation) -> np.ndarray | None:
 
 def _code_points(b: np.ndarray, lead: np.ndarray) -> np.ndarray:
     """Code points of the UTF-8 sequences starting at byte positions `lead` (all >= 0xC0)."""
-    bp = np.concatenate((b, np.zeros(4, np.uint8))).astype(np.int64)
-    first = bp[lead]
-    c1, c2, c3 = bp[lead + 1] & 0x3F, bp[lead + 2] & 0x3F, bp[lead + 3] & 0x3F
+    last = len(b) - 1
+    first = b[lead].astype(np.int64)
+    c1, c2, c3 = (b[np.minimum(lead + i, last)].astype(np.int64) & 0x3F for i in (1, 2, 3))
     two = ((first & 0x1F) << 6) | c1
     three = ((first & 0x0F) << 12) | (c1 << 6) | c2
     four = ((first & 0x07) << 18) | (c1 << 12) | (c2 << 6) | c3
@@ -109,26 +108,45 @@ def normalise_text(text: str, norm: Normalisation) -> str:
     return text.lower() if norm.lowercase else text
 
 
-def _utf8(texts: list[str], norm: Normalisation) -> bytes:
-    """Documents joined by NUL as UTF-8; the slow Unicode steps run only on documents that need them.
+def _fold(raw: bytes, starts: np.ndarray, ends: np.ndarray, norm: Normalisation
+          ) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """Run the slow Unicode steps only on documents that need them; lowercase ASCII on the bytes.
 
-    NFKC and full-Unicode lowercasing cost ~30-60 MB/s in CPython, so a numpy pass over the encoded
-    bytes finds the documents holding a character they would change, and only those are folded. ASCII
-    letters are lowercased afterwards on the bytes (`bytes.lower`, ~GB/s).
+    NFKC and full-Unicode lowercasing cost ~30-60 MB/s in CPython, so a numpy pass over the UTF-8 bytes
+    finds the documents holding a character they would change, and only those are decoded, folded and
+    spliced back. ASCII letters are lowercased on the bytes (`bytes.lower`, ~GB/s).
     """
-    clean = [t.replace("\x00", " ") if "\x00" in t else t for t in texts]
-    raw = "\x00".join(clean).encode("utf-8", "replace")
     table = _fold_table(norm)
     if table is not None and not raw.isascii():
         b = np.frombuffer(raw, dtype=np.uint8)
         lead = np.flatnonzero(b >= 0xC0)
         hit = lead[table[_code_points(b, lead)]]
         if len(hit):
-            doc_starts = np.concatenate(([0], np.flatnonzero(b == 0) + 1))
-            for d in np.unique(np.searchsorted(doc_starts, hit, side="right") - 1).tolist():
-                clean[d] = normalise_text(clean[d], norm).replace("\x00", " ")
-            raw = "\x00".join(clean).encode("utf-8", "replace")
-    return raw.lower() if norm.lowercase else raw
+            docs = np.unique(np.searchsorted(starts, hit, side="right") - 1).tolist()
+            pieces, prev, shift = [], 0, np.zeros(len(starts) + 1, dtype=np.int64)
+            for d in docs:
+                s, e = int(starts[d]), int(ends[d])
+                folded = normalise_text(raw[s:e].decode("utf-8", "replace"), norm).encode("utf-8", "replace")
+                pieces += [raw[prev:s], folded]
+                prev = e
+                shift[d + 1] += len(folded) - (e - s)
+            raw = b"".join([*pieces, raw[prev:]])
+            moved = np.cumsum(shift)
+            starts, ends = starts + moved[:-1], ends + moved[1:]
+    return (raw.lower() if norm.lowercase else raw), starts, ends
+
+
+def encode(texts: list[str], norm: Normalisation) -> Encoded:
+    """Normalise a batch of documents given as strings (joined with NUL) and split it into words."""
+    clean = [t.replace("\x00", " ") if "\x00" in t else t for t in texts]
+    joined = "\x00".join(clean)
+    raw = joined.encode("utf-8", "replace")
+    if len(raw) == len(joined):  # ASCII: character lengths are byte lengths
+        lengths = np.fromiter(map(len, clean), dtype=np.int64, count=len(clean))
+    else:
+        lengths = np.diff(np.concatenate(([-1], np.flatnonzero(np.frombuffer(raw, np.uint8) == 0), [len(raw)]))) - 1
+    ends = np.cumsum(lengths + 1) - 1
+    return encode_utf8(raw, ends - lengths, ends, norm)
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -140,10 +158,15 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return offsets + np.arange(total)
 
 
-def _annotation_bytes(b: np.ndarray) -> np.ndarray:
+def _isdigit(x: np.ndarray) -> np.ndarray:
+    return (x - 48) < 10  # uint8 wraps below "0"
+
+
+def _annotation_bytes(p: np.ndarray, n: int, doc_starts: np.ndarray) -> np.ndarray:
     """Positions inside GSM8K calculator annotations `<<expr=value>>` (the brackets included)."""
-    opens = np.flatnonzero((b[:-1] == 60) & (b[1:] == 60))
-    closes = np.flatnonzero((b[:-1] == 62) & (b[1:] == 62))
+    angle = np.flatnonzero((p[:n] | 2) == 62)  # one pass finds "<" (60) and ">" (62)
+    opens = angle[(p[angle] == 60) & (p[angle + 1] == 60)]
+    closes = angle[(p[angle] == 62) & (p[angle + 1] == 62)]
     if not len(opens) or not len(closes):
         return np.zeros(0, dtype=np.int64)
     j = np.searchsorted(closes, opens + 2)
@@ -151,69 +174,108 @@ def _annotation_bytes(b: np.ndarray) -> np.ndarray:
     opens, close = opens[ok], closes[j[ok]]
     ok = close - opens < 200  # an annotation is one short expression, never a paragraph
     opens, close = opens[ok], close[ok]
-    nul = np.flatnonzero(b == 0)
-    ok = np.searchsorted(nul, opens) == np.searchsorted(nul, close)  # both brackets in one document
+    ok = np.searchsorted(doc_starts, opens, "right") == np.searchsorted(doc_starts, close, "right")  # same doc
     return _ranges(opens[ok], close[ok] + 2 - opens[ok])
 
 
-def _number_drops(b: np.ndarray) -> np.ndarray:
-    """Positions to delete so "1,000" reads "1000" and "5.00" reads "5" (sorted, unique)."""
-    n = len(b)
-    bp = np.concatenate((b, np.zeros(PAD + 2, np.uint8)))  # reads past the end see a non-digit
-    digit = (bp >= 48) & (bp <= 57)
+def _number_drops(p: np.ndarray, n: int) -> np.ndarray:
+    """Positions to delete so "1,000" reads "1000" and "5.00" reads "5" (sorted, unique).
+
+    `p` is the text padded with NUL bytes, so looking a few bytes past the end reads a non-digit.
+    """
     drops = []
-    c = np.flatnonzero(b == 44)
-    c = c[c > 0]
+    marks = np.flatnonzero((p[:n] | 2) == 46)  # one pass finds "," (44) and "." (46)
+    marks = marks[marks > 0]
+    c = marks[p[marks] == 44]
     if len(c):
-        ok = digit[c - 1] & digit[c + 1] & digit[c + 2] & digit[c + 3] & ~digit[c + 4]
+        ok = (_isdigit(p[c - 1]) & _isdigit(p[c + 1]) & _isdigit(p[c + 2]) & _isdigit(p[c + 3])
+              & ~_isdigit(p[c + 4]))
         drops.append(c[ok])
-    d = np.flatnonzero(b == 46)
-    d = d[d > 0]
-    d = d[digit[d - 1] & (bp[d + 1] == 48)]
+    d = marks[p[marks] == 46]
+    d = d[_isdigit(p[d - 1]) & (p[d + 1] == 48)]
     if len(d):
+        last = len(p) - 1
         run = np.ones(len(d), dtype=np.int64)  # the dot, then the zeros after it
         live = np.ones(len(d), dtype=bool)
-        for _ in range(PAD):
-            more = live & (bp[np.minimum(d + run, n + PAD)] == 48)
+        for _ in range(PAD - 2):
+            more = live & (p[np.minimum(d + run, last)] == 48)
             run += more
             live = more
-        ok = ~digit[np.minimum(d + run, n + PAD)]
+        ok = ~_isdigit(p[np.minimum(d + run, last)])
         drops.append(_ranges(d[ok], run[ok]))
     return np.unique(np.concatenate(drops)) if drops else np.zeros(0, dtype=np.int64)
 
 
-def encode(texts: list[str], norm: Normalisation) -> Encoded:
-    """Normalise a batch of documents and split it into words (all documents in one buffer)."""
-    raw = _utf8(texts, norm)
-    b = np.frombuffer(raw, dtype=np.uint8)
-    doc_starts = np.concatenate(([0], np.flatnonzero(b == 0) + 1)).astype(np.int64)
-    word = np.empty(len(b) + PAD, dtype=bool)
-    _word_mask(b, norm.punctuation, word[: len(b)])
-    word[len(b):] = False
-    if norm.punctuation and not raw.isascii():
-        e2 = np.flatnonzero(b[:-2] == 0xE2)  # U+2000-206F (dashes, curly quotes, ellipsis): E2 80/81 xx
-        e2 = e2[(b[e2 + 1] == 0x80) | (b[e2 + 1] == 0x81)]
-        c2 = np.flatnonzero(b[:-1] == 0xC2)  # U+00A0-00BF (no-break space, «», §, °, ·, ¿): C2 A0-BF
-        c2 = c2[b[c2 + 1] >= 0xA0]
+def _delete(raw: bytes, dropped: np.ndarray) -> bytes:
+    """`raw` without the bytes at the sorted positions `dropped` (runs are few: one slice join)."""
+    brk = np.flatnonzero(np.diff(dropped) != 1) + 1
+    run_start = dropped[np.concatenate(([0], brk))].tolist()
+    run_end = (dropped[np.concatenate((brk - 1, [len(dropped) - 1]))] + 1).tolist()
+    keep_from = [0, *run_end]
+    return b"".join(raw[a:b] for a, b in zip(keep_from, [*run_start, len(raw)]))
+
+
+def _asy_blocks(buf: bytes, doc_starts: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of MATH's Asymptote code blocks `[asy]...[/asy]`, each inside one document."""
+    out, at = [], buf.find(b"[asy]")
+    while at >= 0:
+        close = buf.find(b"[/asy]", at)
+        if close < 0:
+            break
+        if np.searchsorted(doc_starts, at, "right") == np.searchsorted(doc_starts, close, "right"):
+            out.append((at, close + 6))
+            at = buf.find(b"[asy]", close)
+        else:
+            at = buf.find(b"[asy]", at + 5)
+    return out
+
+
+def _split_at(starts: np.ndarray, ends: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split every word that runs across a position in `cuts` (documents stored back to back)."""
+    w = np.searchsorted(starts, cuts, side="right") - 1
+    ok = (w >= 0) & (starts[np.maximum(w, 0)] < cuts) & (ends[np.maximum(w, 0)] > cuts)
+    if not ok.any():
+        return starts, ends
+    w, cut = w[ok], cuts[ok]
+    return np.insert(starts, w + 1, cut), np.insert(ends, w, cut)
+
+
+def encode_utf8(raw: bytes, doc_starts: np.ndarray, doc_ends: np.ndarray, norm: Normalisation) -> Encoded:
+    """Normalise documents stored in one UTF-8 buffer (`raw[doc_starts[d]:doc_ends[d]]`); split into words.
+
+    This is the scan's entry point for Arrow string columns, whose data buffer already is such a buffer:
+    no Python string is made for a document unless it needs Unicode folding or holds a hit.
+    """
+    raw, doc_starts, doc_ends = _fold(raw, doc_starts.astype(np.int64), doc_ends.astype(np.int64), norm)
+    n = len(raw)
+    dropped = None
+    if norm.numbers and (b"," in raw or b"." in raw):
+        drops = _number_drops(np.frombuffer(raw + bytes(PAD), dtype=np.uint8), n)
+        dropped = drops if len(drops) else None
+    buf = raw if dropped is None else _delete(raw, dropped)
+    m = len(buf)
+    p = np.frombuffer(buf + bytes(PAD), dtype=np.uint8)  # NUL padding: loads past the end stay in bounds
+    word = np.zeros(m + PAD, dtype=bool)
+    _word_mask(p[:m], norm.punctuation, word[:m])
+    if norm.punctuation and not buf.isascii():
+        lead = np.flatnonzero((p[:m] | 0x20) == 0xE2)  # one pass finds both 0xC2 and 0xE2 lead bytes
+        e2 = lead[p[lead] == 0xE2]  # U+2000-206F (dashes, curly quotes, ellipsis): E2 80/81 xx
+        e2 = e2[(p[e2 + 1] == 0x80) | (p[e2 + 1] == 0x81)]
+        c2 = lead[p[lead] == 0xC2]  # U+00A0-00BF (no-break space, «», §, °, ·, ¿): C2 A0-BF
+        c2 = c2[p[c2 + 1] >= 0xA0]
         word[np.concatenate((e2, e2 + 1, e2 + 2, c2, c2 + 1))] = False
-    if norm.strip_annotations and b"<<" in raw:
-        word[_annotation_bytes(b)] = False
-    if norm.strip_asy and b"[asy]" in raw:
-        for m in _ASY.finditer(raw):
-            word[m.start():m.end()] = False
-    dropped = _number_drops(b) if norm.numbers else np.zeros(0, dtype=np.int64)
-    if len(dropped):
-        keep = np.ones(len(b) + PAD, dtype=bool)
-        keep[dropped] = False
-        buf, word = np.concatenate((b, np.zeros(PAD, np.uint8)))[keep], word[keep]
-    else:
-        buf = np.concatenate((b, np.zeros(PAD, np.uint8)))
-        dropped = None
+    starts_buf = doc_starts if dropped is None else doc_starts - np.searchsorted(dropped, doc_starts)
+    if norm.strip_annotations and b"<<" in buf:
+        word[_annotation_bytes(p, m, starts_buf)] = False
+    if norm.strip_asy and b"[asy]" in buf:
+        for a, b in _asy_blocks(buf, starts_buf):
+            word[a:b] = False
     # word[-PAD:] is False, so every word has an end; a leading False makes every word have a start
     edges = np.flatnonzero(word[1:] != word[:-1]) + 1
     if word[0]:
         edges = np.concatenate(([0], edges))
-    return Encoded(buf, raw, doc_starts, edges[0::2].astype(np.int64), edges[1::2].astype(np.int64), dropped)
+    starts, ends = _split_at(edges[0::2].astype(np.int64), edges[1::2].astype(np.int64), starts_buf[1:])
+    return Encoded(p, raw, doc_starts, doc_ends, starts, ends, dropped)
 
 
 def _fmix(x: np.ndarray) -> np.ndarray:
@@ -223,6 +285,14 @@ def _fmix(x: np.ndarray) -> np.ndarray:
     x ^= x >> U64(33)
     x *= U64(0xC4CEB9FE1A85EC53)
     x ^= x >> U64(33)
+    return x
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """A light in-place mix (multiply, xor-shift, multiply): spreads the ASCII-heavy loads over 64 bits."""
+    x *= U64(0x9E3779B97F4A7C15)
+    x ^= x >> U64(29)
+    x *= U64(0xBF58476D1CE4E5B9)
     return x
 
 
@@ -240,8 +310,7 @@ def word_hashes(enc: Encoded) -> np.ndarray:
         h[long] = _fmix(h[long]) ^ part
         off += 8
         long = long[lens[long] > off]
-    h ^= lens.astype(U64) << U64(56)
-    return _fmix(h)
+    return _mix(h)  # no length term needed: words hold no NUL, so zero-filled loads are unambiguous
 
 
 _POW_CACHE: dict[str, np.ndarray] = {}

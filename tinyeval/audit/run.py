@@ -36,6 +36,8 @@ class AuditOptions:
             raise TinyevalError("no corpus given: pass --corpus PATH|GLOB|hf://dataset[:config[:split]]")
         if self.limit is not None and self.limit < 1:
             raise TinyevalError(f"--limit must be >= 1, got {self.limit}")
+        if self.workers is not None and self.workers < 1:
+            raise TinyevalError(f"--workers must be >= 1, got {self.workers}")
         from tinyeval.audit.engines import ENGINES
 
         if self.engine not in ENGINES:
@@ -74,7 +76,7 @@ def run_audit(opts: AuditOptions) -> AuditOutcome:
     t0 = time.perf_counter()
     index = build_index(rows, recipe)
     t1 = time.perf_counter()
-    results = engines.run(opts.engine, tasks, index, opts.workers, opts.address)
+    results = engines.run(opts.engine, tasks, index, opts.workers, opts.address, spans=bool(opts.decontaminate))
     t2 = time.perf_counter()
     merged = merge(results, index)
     rep = report.build(merged, index, list(opts.corpus))

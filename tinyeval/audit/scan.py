@@ -122,8 +122,7 @@ class _Pairs:
 
 def _pair_hit(p: _Pairs, j: int, batch: Batch, enc: ngrams.Encoded, source: str) -> PairHit:
     d = int(p.doc[j])
-    lo = int(enc.doc_starts[d])
-    hi = int(enc.doc_starts[d + 1]) - 1 if d + 1 < len(enc.doc_starts) else len(enc.raw)
+    lo, hi = int(enc.doc_starts[d]), int(enc.doc_ends[d])
     doc_bytes = enc.raw[lo:hi]
     first, last = int(p.run_start[j]), int(p.run_start[j] + p.run_len[j] - 1)
     start = _char_offset(doc_bytes, int(p.r["s"][first]) - lo)
@@ -131,7 +130,7 @@ def _pair_hit(p: _Pairs, j: int, batch: Batch, enc: ngrams.Encoded, source: str)
     rec_end = p.first[j + 1] - 1 if j + 1 < len(p.first) else len(p.r["item"]) - 1
     w0 = _char_offset(doc_bytes, int(p.r["s"][p.first[j]]) - lo)  # records are in document order
     w1 = _char_offset(doc_bytes, int(p.r["e"][rec_end]) - lo)
-    original = batch.texts[d]
+    original = batch.text(d)
     normalised = doc_bytes.decode("utf-8", "replace")
     exact = len(normalised) == len(original)
     text = original if exact else normalised
@@ -147,14 +146,14 @@ def _flag_docs(p: _Pairs, index: NgramIndex, batch: Batch, enc: ngrams.Encoded,
     pairs = np.flatnonzero((p.span >= thr.min_span) | (frac >= thr.min_fraction))
     for j in pairs.tolist():
         d = int(p.doc[j])
-        lo = int(enc.doc_starts[d])
-        hi = int(enc.doc_starts[d + 1]) - 1 if d + 1 < len(enc.doc_starts) else len(enc.raw)
+        lo, hi = int(enc.doc_starts[d]), int(enc.doc_ends[d])
         doc_bytes = enc.raw[lo:hi]
-        exact = len(doc_bytes.decode("utf-8", "replace")) == len(batch.texts[d])
+        original = batch.text(d)
+        exact = len(doc_bytes.decode("utf-8", "replace")) == len(original)
         recs = np.arange(p.first[j], p.first[j + 1] if j + 1 < len(p.first) else len(p.r["item"]))
         spans = flagged.setdefault(batch.positions[d], [])
         if not exact:  # offsets would not index the original text: mark the whole document
-            spans.append((0, len(batch.texts[d])))
+            spans.append((0, len(original)))
             continue
         spans += [(_char_offset(doc_bytes, int(p.r["s"][i]) - lo), _char_offset(doc_bytes, int(p.r["e"][i]) - lo))
                   for i in recs.tolist()]
@@ -168,23 +167,25 @@ def _top(p: _Pairs, keep: int) -> np.ndarray:
     return order[rank < keep]
 
 
-def scan_task(task: ShardTask, index: NgramIndex, keep: int = 3, batch_bytes: int = 1 << 20) -> TaskResult:
-    """Scan one shard task against the index."""
+def scan_task(task: ShardTask, index: NgramIndex, keep: int = 3, batch_bytes: int = 1 << 20,
+              spans: bool = False) -> TaskResult:
+    """Scan one shard task against the index; `spans` also collects flagged documents' matched ranges."""
     stats = Stats()
     keys: list[np.ndarray] = []
     pairs: list[PairHit] = []
     flagged: dict[int, list[tuple[int, int]]] = {}
     norm = index.recipe.normalisation
     for batch in read_batches(task, stats, batch_bytes):
-        enc = ngrams.encode(batch.texts, norm)
-        stats.bytes += len(enc.raw) - (len(batch.texts) - 1)
+        enc = batch.encode(norm)
+        stats.bytes += int((enc.doc_ends - enc.doc_starts).sum())
         r = _records(enc, index)
         if not len(r["item"]):
             continue
         keys.append(np.unique((r["item"].astype(np.uint64) << np.uint64(32)) | r["pos"].astype(np.uint64)))
         p = _Pairs(r)
         pairs += [_pair_hit(p, int(j), batch, enc, task.source) for j in _top(p, keep)]
-        _flag_docs(p, index, batch, enc, flagged)
+        if spans:
+            _flag_docs(p, index, batch, enc, flagged)
     pairs.sort(key=lambda h: (h.item, -h.span, -h.hits, h.doc))
     best: list[PairHit] = []
     for h in pairs:
