@@ -1,0 +1,100 @@
+"""The method matrix of `tinyeval train-and-eval`: which cells to train, what each costs, from config alone.
+
+A cell is one (method, budget, algorithm) to train and then evaluate on the same suite. The plan needs no
+weights: trainable counts come from the adapters' planner on a meta-device model, and the cost estimate
+from a FLOPs model whose assumptions are spelled out in `CostModel`, so `--dry-run` of a 7B paper run
+works on a laptop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tinyeval.errors import TinyevalError
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """One cell: `method` + budget (`params` for TinyLoRA, `rank` for LoRA / LoRA-XS) + `algo`."""
+
+    method: str  # base | tinylora | lora-xs | lora | full
+    algo: str | None = None  # grpo | sft | None (base: evaluated, never trained)
+    params: int | None = None
+    rank: int = 2
+
+    @property
+    def name(self) -> str:
+        if self.method == "base":
+            return "base"
+        budget = {"tinylora": f"-{self.params}", "lora": f"-r{self.rank}", "lora-xs": f"-r{self.rank}"}
+        return f"{self.method}{budget.get(self.method, '')}-{self.algo}"
+
+
+@dataclass(frozen=True)
+class MatrixPreset:
+    """A named matrix: the cells, the training preset each algorithm uses, and the evaluation suite."""
+
+    cells: tuple[CellSpec, ...]
+    train_preset: dict[str, str]  # algo -> preset name of `tinyeval train`
+    tasks: tuple[str, ...]
+    eval_limit: int | None = None
+    full_above_3b: bool = False  # full fine-tuning of >3B models is opt-in (memory), per the issue
+
+
+_PAPER_CELLS = (
+    CellSpec("base"),
+    *(CellSpec("tinylora", "grpo", params=p) for p in (1, 13, 49, 196, 392)),
+    CellSpec("lora-xs", "grpo", rank=2),
+    CellSpec("lora", "grpo", rank=1),
+    CellSpec("lora", "grpo", rank=8),
+    CellSpec("full", "grpo"),
+    CellSpec("tinylora", "sft", params=13),
+    CellSpec("lora", "sft", rank=1),
+)
+
+PRESETS: dict[str, MatrixPreset] = {
+    "paper": MatrixPreset(_PAPER_CELLS, {"grpo": "paper-gsm8k", "sft": "paper-sft"},
+                          ("gsm8k", "math500", "tinyeval_nonmath", "tinyeval_legal")),
+    "cpu": MatrixPreset(
+        (CellSpec("base"), CellSpec("tinylora", "grpo", params=13), CellSpec("tinylora", "grpo", params=196),
+         CellSpec("lora", "grpo", rank=1), CellSpec("lora", "sft", rank=1)),
+        {"grpo": "cpu", "sft": "cpu"}, ("gsm8k",), eval_limit=50),
+}
+
+
+def select(preset: str, methods: list[str] | None = None, include_full: bool | None = None,
+           n_layers_params: int = 0) -> list[CellSpec]:
+    """The preset's cells, filtered by `--methods` (cell names or method names); base always first."""
+    if preset not in PRESETS:
+        raise TinyevalError(f"unknown matrix preset '{preset}'; choose {', '.join(PRESETS)}")
+    cells = list(PRESETS[preset].cells)
+    if include_full is False or (include_full is None and n_layers_params > 3.5e9):
+        cells = [c for c in cells if c.method != "full"]
+    if methods:
+        known = {c.name for c in PRESETS[preset].cells} | {c.method for c in PRESETS[preset].cells}
+        unknown = [m for m in methods if m not in known]
+        if unknown:
+            raise TinyevalError(f"--methods {', '.join(unknown)}: not in preset '{preset}' ({', '.join(sorted(known))})")
+        cells = [c for c in cells if c.method == "base" or c.name in methods or c.method in methods]
+    return cells
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """FLOPs-based GPU-hour estimate; every assumption is a field so a user can see and change it.
+
+    Generation: 2·N FLOPs per generated token at `gen_mfu` of peak (decoding is memory-bound, hence low).
+    Training: forward + backward over prompt + response tokens, 6·N FLOPs per token when every weight
+    gets a gradient (full), 4·N when only an adapter does (activation gradients still flow through W).
+    """
+
+    peak_flops: float = 989e12  # H100 SXM dense bf16
+    gen_mfu: float = 0.10
+    train_mfu: float = 0.35
+    mean_response_tokens: dict = field(default_factory=lambda: {"gsm8k": 300, "math": 600, "default": 300})
+    mean_prompt_tokens: int = 150
+
+    def gpu_hours(self, n_params: int, gen_tokens: int, train_tokens: int, full: bool) -> float:
+        gen = 2 * n_params * gen_tokens / (self.peak_flops * self.gen_mfu)
+        train = (6 if full else 4) * n_params * train_tokens / (self.peak_flops * self.train_mfu)
+        return (gen + train) / 3600

@@ -1,0 +1,259 @@
+"""Supervised fine-tuning as a second objective of the shared loop, for the paper's RL-vs-SFT comparison.
+
+The paper's second claim: at tiny budgets SFT needs 100-1,000x larger updates than RL to match it. To
+test that on any model, SFT trains through the very same adapters, loop, records, checkpoints and
+`--resume` as GRPO; only the objective differs: next-token loss on the gold solution.
+
+Choices, each so that SFT and evaluation see the same text:
+  * the prompt is the task's own training prompt (chat template + the same instruction suffix), so the
+    model learns the answer format the evaluation asks for;
+  * targets are the gold chains of thought: GSM8K's with the `<<expr=value>>` calculator annotations
+    removed by default (models never see them at test time), MATH's solutions (ending in `\\boxed{}`);
+  * loss on completion tokens only, averaged over every completion token of the step (so gradient
+    accumulation never changes the update);
+  * length-bucketed micro-batches instead of packing: packing without per-example attention masks
+    would let examples attend to each other; bucketing wastes little padding and stays exact.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tinyeval import data
+from tinyeval.errors import TinyevalError
+from tinyeval.generation import chat_prompt
+from tinyeval.train.tasks import GSM8K_SUFFIX, MATH_SUFFIX
+
+IGNORE = -100  # label of tokens that carry no loss (prompt and padding), torch's cross-entropy default
+
+
+@dataclass
+class SFTConfig:
+    """The SFT objective's own knobs (the loop's are in `LoopConfig`)."""
+
+    max_seq_tokens: int = 1024  # prompt + target; longer examples are skipped and counted
+    keep_annotations: bool = False  # keep GSM8K's <<expr=value>> calculator annotations in the targets
+    eval_every: int = 0  # held-out loss every N steps (0: only at the end of the run)
+    eval_examples: int = 64  # held-out examples for that loss (the task's test split, first N)
+
+    def __post_init__(self) -> None:
+        if self.max_seq_tokens < 8:
+            raise TinyevalError(f"--max-seq-tokens must be >= 8, got {self.max_seq_tokens}")
+        if self.eval_every < 0 or self.eval_examples < 0:
+            raise TinyevalError("--eval-every and --eval-examples must be >= 0")
+
+
+# ---- targets: (user message, gold completion) per task -------------------------------------------------
+
+_ANNOTATION = re.compile(r"<<[^>]*>>")
+
+
+def gsm8k_target(answer: str, keep_annotations: bool = False) -> str:
+    """GSM8K's gold solution as a completion: annotations stripped unless asked, `#### N` kept."""
+    return answer if keep_annotations else _ANNOTATION.sub("", answer)
+
+
+def _gsm8k_pairs(split: str, root: str | None, keep: bool) -> list[tuple[str, str]]:
+    return [(f"{r['question']}\n{GSM8K_SUFFIX}", gsm8k_target(r["answer"], keep))
+            for r in data.load("gsm8k", split, root).rows]
+
+
+def _math_pairs(split: str, root: str | None, keep: bool) -> list[tuple[str, str]]:
+    rows = data.math_train(levels=(3, 4, 5), add_test_minus_math500=True, root=root).rows if split == "train" \
+        else data.load("math500", "test", root).rows
+    return [(f"{r['problem']}\n{MATH_SUFFIX}", r["solution"]) for r in rows]
+
+
+SFT_TASKS: dict[str, Callable[[str, str | None, bool], list[tuple[str, str]]]] = {
+    "gsm8k": _gsm8k_pairs,
+    "math": _math_pairs,
+}
+
+
+@dataclass
+class SFTExample:
+    """One tokenised example: `input_ids` = prompt + target, `labels` = IGNORE over the prompt."""
+
+    input_ids: list[int]
+    labels: list[int]
+
+
+def tokenize_pair(tokenizer, user: str, target: str, chat: bool = True) -> SFTExample:
+    """Tokenise prompt and target separately so the loss mask falls exactly on the target's tokens.
+
+    The target ends with the EOS token, so the model also learns to stop after `#### N`.
+    """
+    prompt = tokenizer(chat_prompt(tokenizer, user, chat=chat), add_special_tokens=False)["input_ids"]
+    body = tokenizer(target, add_special_tokens=False)["input_ids"] if target.strip() else []
+    if not body:
+        return SFTExample(prompt, [IGNORE] * len(prompt))
+    completion = body + [tokenizer.eos_token_id]
+    return SFTExample(prompt + completion, [IGNORE] * len(prompt) + completion)
+
+
+def load_sft_examples(task: str, tokenizer, split: str, cfg: SFTConfig, root: str | None = None,
+                      limit: int | None = None) -> tuple[list[SFTExample], dict]:
+    """Tokenised examples of `task`; empty and over-long ones are skipped, with counts (and a warning)."""
+    if task not in SFT_TASKS:
+        raise TinyevalError(f"SFT task '{task}' has no gold solutions; choose {', '.join(SFT_TASKS)}")
+    pairs = SFT_TASKS[task](split, root, cfg.keep_annotations)
+    if limit:
+        pairs = pairs[:limit]
+    kept, empty, too_long = [], 0, 0
+    for user, target in pairs:
+        ex = tokenize_pair(tokenizer, user, target)
+        if all(label == IGNORE for label in ex.labels):
+            empty += 1
+        elif len(ex.input_ids) > cfg.max_seq_tokens:
+            too_long += 1
+        else:
+            kept.append(ex)
+    if empty or too_long:
+        warnings.warn(f"SFT {task}/{split}: skipped {empty} empty and {too_long} over-long "
+                      f"(> {cfg.max_seq_tokens} tokens) of {len(pairs)} examples", RuntimeWarning, stacklevel=2)
+    if not kept:
+        raise TinyevalError(f"SFT {task}/{split}: no usable example (all empty or longer than --max-seq-tokens)")
+    return kept, {"examples": len(pairs), "skipped_empty": empty, "skipped_too_long": too_long}
+
+
+# ---- batches and loss ---------------------------------------------------------------------------------
+
+@dataclass
+class SFTMicro:
+    input_ids: torch.Tensor  # [n, L] right-padded
+    attention_mask: torch.Tensor  # [n, L]
+    labels: torch.Tensor  # [n, L] IGNORE on prompt and padding
+    weight: float  # this micro-batch's share of the step's completion tokens
+
+
+def collate(examples: Sequence[SFTExample], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-pad to the longest example: ids [n, L], attention mask [n, L], labels [n, L]."""
+    width = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e.input_ids)
+        ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(e.input_ids), torch.tensor(e.labels), 1
+    return ids, mask, labels
+
+
+def bucketed_micro_batches(examples: Sequence[SFTExample], size: int, pad_id: int) -> list[SFTMicro]:
+    """Sort the step's examples by length and cut into micro-batches: similar lengths, little padding."""
+    ordered = sorted(examples, key=lambda e: len(e.input_ids))
+    total = sum(sum(label != IGNORE for label in e.labels) for e in examples)
+    out = []
+    for s in range(0, len(ordered), size):
+        ids, mask, labels = collate(ordered[s : s + size], pad_id)
+        n_tokens = int((labels[:, 1:] != IGNORE).sum())  # targets are shifted by one: the first is never predicted
+        out.append(SFTMicro(ids, mask, labels, n_tokens / max(total, 1)))
+    return out
+
+
+def completion_nll(model, micro: SFTMicro) -> tuple[torch.Tensor, int]:
+    """Mean next-token NLL over the micro-batch's target tokens, and how many tokens that mean covers."""
+    logits = model(input_ids=micro.input_ids, attention_mask=micro.attention_mask).logits[:, :-1]  # [n, L-1, V]
+    targets = micro.labels[:, 1:]  # [n, L-1]
+    n_tokens = int((targets != IGNORE).sum())
+    loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                             ignore_index=IGNORE, reduction="sum") / max(n_tokens, 1)
+    return loss, n_tokens
+
+
+class SFT:
+    """Next-token loss on gold completions: the loop's second objective (no rollouts, one update per step)."""
+
+    name = "sft"
+    inner_epochs = 1
+
+    def __init__(self, handle, tokenizer, micro_batch: int, heldout: Sequence[SFTExample] = (),
+                 eval_every: int = 0) -> None:
+        self.handle, self.micro_batch = handle, micro_batch
+        self.pad_id = tokenizer.pad_token_id
+        self.heldout, self.eval_every = list(heldout), eval_every
+
+    def prepare(self, examples: Sequence[SFTExample]) -> tuple[list[SFTMicro], dict]:
+        micro = bucketed_micro_batches(examples, self.micro_batch, self.pad_id)
+        return micro, {"target_tokens": sum(int((m.labels != IGNORE).sum()) for m in micro)}
+
+    def loss(self, micro: SFTMicro) -> tuple[torch.Tensor, dict]:
+        nll, _ = completion_nll(self.handle.model, micro)
+        return nll * micro.weight, {}
+
+    def after_update(self, step: int) -> dict:
+        if self.heldout and self.eval_every and step % self.eval_every == 0:
+            return {"heldout_loss": self.heldout_loss()}
+        return {}
+
+    @torch.no_grad()
+    def heldout_loss(self) -> float:
+        """Token-mean NLL of the held-out gold completions under the current model."""
+        total, tokens = 0.0, 0
+        for micro in bucketed_micro_batches(self.heldout, self.micro_batch, self.pad_id):
+            nll, n = completion_nll(self.handle.model, micro)
+            total, tokens = total + float(nll) * n, tokens + n
+        return total / max(tokens, 1)
+
+
+# ---- presets and the recipe ---------------------------------------------------------------------------
+
+SFT_PRESETS: dict[str, dict] = {
+    # The paper gives no SFT hyper-parameters beyond "same budgets as RL" (Fig. 2); these mirror its GSM8K
+    # GRPO runs: 64 examples per step, 3 epochs, the same learning-rate sweep, 5% warm-up.
+    "paper-sft": dict(task="gsm8k", prompts_per_step=64, epochs=3.0, lr=1e-5, warmup_ratio=0.05,
+                      max_seq_tokens=2048),
+    # This CPU: SmolLM2 + LoRA r1 on GSM8K train, 48 steps of 8 examples; <= 10 minutes here.
+    "cpu": dict(model="smollm2-135m", task="gsm8k", method="lora", rank=1, prompts_per_step=8, micro_batch=8,
+                steps=48, lr=2e-3, max_seq_tokens=384, checkpoint_every=16, eval_every=16, eval_examples=32,
+                threads=2, dtype="float32"),
+}
+
+
+def build(preset: str | None = None, **overrides) -> tuple:
+    """(LoopConfig, SFTConfig) from an SFT preset and CLI overrides."""
+    from tinyeval.train import recipe
+    from tinyeval.train.config import LoopConfig
+
+    cfgs = recipe.build({"loop": LoopConfig, "sft": SFTConfig}, SFT_PRESETS, preset, **overrides)
+    return cfgs["loop"], cfgs["sft"]
+
+
+def run_sft(loop, cfg: SFTConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
+    """Load the model, attach the adapter, train on gold solutions, save the adapter; returns the summary."""
+    import time
+
+    from tinyeval.io import write_json
+    from tinyeval.models import load_model
+    from tinyeval.train import recipe
+    from tinyeval.train.loop import run_loop
+    from tinyeval.train.policy import attach_adapter
+
+    out = Path(out)
+    saved = recipe.prepare_out(out, {"loop": loop, "sft": cfg}, resume)
+    loop, cfg = saved["loop"], saved["sft"]
+    if loop.threads:
+        torch.set_num_threads(loop.threads)
+    model, tokenizer = load_model(loop.model, dtype=loop.dtype)
+    torch.manual_seed(loop.seed)  # adapter init (LoRA's A) must not depend on what ran before in this process
+    handle = attach_adapter(model, loop.method, loop.params, loop.rank, loop.seed)
+    train, counts = load_sft_examples(loop.task, tokenizer, "train", cfg, loop.data_root, loop.limit)
+    heldout = load_sft_examples(loop.task, tokenizer, "test", cfg, loop.data_root, cfg.eval_examples)[0] \
+        if cfg.eval_examples else []
+    objective = SFT(handle, tokenizer, loop.micro_batch, heldout, cfg.eval_every)
+    start = time.perf_counter()
+    before = objective.heldout_loss() if heldout and not resume else None  # the base model's loss
+    records = run_loop(objective, handle.trainable_parameters(), train, loop, out, resume, progress)
+    after = objective.heldout_loss() if heldout else None
+    handle.save(out / "adapter")
+    summary = {"out": str(out), "algo": "sft", "steps": records[-1]["step"] if records else 0,
+               "trainable": handle.num_trainable, "seconds": time.perf_counter() - start, **counts,
+               "heldout_loss_before": before, "heldout_loss_after": after,
+               "final": records[-1] if records else None}
+    write_json(out / "summary.json", summary)
+    return summary
