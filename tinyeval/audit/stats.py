@@ -89,3 +89,11 @@ def bootstrap_ci(stat: Callable[[np.ndarray], float], x, n_boot: int = DEFAULT_B
     x = np.asarray(x)
     idx = np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x)))
     return _interval(stat(x), np.array([stat(x[i]) for i in idx]), len(x), alpha)
+
+
+def diff_ci(a, b, n_boot: int = DEFAULT_BOOT, alpha: float = 0.05, seed: int = 0) -> Estimate:
+    """mean(a) - mean(b) for two independent samples (benchmark vs control), each resampled on its own."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    rng = np.random.default_rng(seed)
+    boots = a[rng.integers(0, len(a), (n_boot, len(a)))].mean(1) - b[rng.integers(0, len(b), (n_boot, len(b)))].mean(1)
+    return _interval(a.mean() - b.mean(), boots, len(a) + len(b), alpha)

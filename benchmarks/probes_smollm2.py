@@ -1,0 +1,102 @@
+"""Leakage probes on the embedded SmolLM2-135M-Instruct: GSM8K (accuracy on twins, prefix, membership) and
+MATH500 (prefix, membership), plus a side-by-side timing of the membership scorer.
+
+    TINYEVAL_DATA=../shared/data .venv/bin/python benchmarks/probes_smollm2.py \
+        --n-membership 600 --n-generate 60 --max-new-tokens 128 --math-n 100
+
+Anchor: Min-K%++ computed the way the method's reference code does it, one text per forward pass with
+softmax and log-softmax taken separately; tinyeval scores the same texts in length-sorted batches. The
+ratio is tinyeval texts/s over anchor texts/s, and both must give the same scores (max |diff| printed).
+The probe tables go to the results JSON under "probes" and to stdout as markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tinyeval.audit.probe_membership import MIN_K, score_texts
+from tinyeval.audit.probes import Model, ProbeConfig, markdown, run_probes
+from tinyeval.data import load
+from tinyeval.generation import generate
+from tinyeval.io import write_json
+from tinyeval.models import load_model
+
+OUT = Path(__file__).parent / "results" / "probes_smollm2.json"
+
+
+@torch.inference_mode()
+def anchor_min_k_pp(model, tokenizer, texts: list[str], k: float = MIN_K) -> np.ndarray:
+    """Reference-style Min-K%++: one unpadded text per forward pass."""
+    out = []
+    for text in texts:
+        ids = tokenizer(text, return_tensors="pt")["input_ids"]  # (1, T)
+        logits = model(ids).logits[0, :-1].float()  # (T-1, V)
+        probs, log_probs = torch.softmax(logits, -1), torch.log_softmax(logits, -1)
+        token = log_probs.gather(-1, ids[0, 1:, None])[:, 0]  # (T-1,)
+        mu = (probs * log_probs).sum(-1)
+        sigma = ((probs * log_probs.square()).sum(-1) - mu.square()).sqrt()
+        z = ((token - mu) / sigma).numpy()
+        out.append(float(np.sort(z)[: max(1, int(len(z) * k))].mean()))
+    return np.array(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-membership", type=int, default=600, help="GSM8K items (and twins) scored; 0 = all")
+    ap.add_argument("--n-generate", type=int, default=60, help="items per generation probe")
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--math-n", type=int, default=100, help="MATH500 items for prefix and membership")
+    ap.add_argument("--anchor-texts", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=16)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    hf, tok = load_model("smollm2-135m", dtype="float32")
+    model = Model(hf, tok, lambda prompts, n: generate(hf, tok, prompts, max_new_tokens=n,
+                                                      batch_size=args.batch_size), "hf")
+    result = {"name": "probes_smollm2", "metric": "Min-K%++ membership scoring throughput", "unit": "texts/s",
+              "anchor_name": "reference-style Min-K%++ (one text per forward pass)",
+              "target": 1.0, "command": "TINYEVAL_DATA=../shared/data .venv/bin/python benchmarks/probes_smollm2.py "
+              + " ".join(sys.argv[1:]), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "cpu_note": "2 shared CPU cores under load from other jobs; timings are noisy, the ratio is one run",
+              "complete": False}
+
+    texts = [r["question"] for r in load("gsm8k", "test").rows[: args.anchor_texts]]
+    t0 = time.time()
+    ref = anchor_min_k_pp(hf, tok, texts)
+    t_anchor = time.time() - t0
+    t0 = time.time()
+    ours = score_texts(hf, tok, texts, batch_size=args.batch_size)["min_k_pp"]
+    t_ours = time.time() - t0
+    result |= {"anchor": round(len(texts) / t_anchor, 3), "tinyeval": round(len(texts) / t_ours, 3),
+               "ratio": round(t_anchor / t_ours, 3), "max_abs_score_diff": float(np.abs(ref - ours).max())}
+    print(f"membership scoring: tinyeval {result['tinyeval']} texts/s, anchor {result['anchor']} texts/s, "
+          f"ratio {result['ratio']}, max |diff| {result['max_abs_score_diff']:.2e}", flush=True)
+    write_json(OUT, result)
+
+    runs = {
+        "gsm8k": ProbeConfig(benchmark="gsm8k", n_generate=args.n_generate, n_membership=args.n_membership or None,
+                             max_new_tokens=args.max_new_tokens, prefix_new_tokens=32, batch_size=args.batch_size),
+        "math500": ProbeConfig(benchmark="math500", probes=("prefix", "membership"), n_generate=args.math_n,
+                               n_membership=args.math_n, prefix_new_tokens=40, batch_size=args.batch_size),
+    }
+    result["probes"] = {}
+    for name, config in runs.items():
+        report = run_probes(config, model=model)
+        result["probes"][name] = report
+        print(markdown(report), flush=True)
+        write_json(OUT, result)
+    result["complete"] = True
+    write_json(OUT, result)
+    print(json.dumps({k: v for k, v in result.items() if k != "probes"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
