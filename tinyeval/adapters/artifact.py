@@ -53,11 +53,11 @@ def _meta(handle, **extra) -> dict:
             "model_type": getattr(getattr(handle.model, "config", None), "model_type", None), **extra}
 
 
-def _save_lowrank(handle, out: Path, dtype: str = "float32") -> None:
+def _save_lowrank(handle, out: Path, v_dtype: str = "float32") -> None:
     from safetensors.torch import save_file
 
     st = handle.state
-    v = st.v.detach().to(_DTYPES[dtype]).cpu().contiguous()
+    v = st.v.detach().to(_DTYPES[v_dtype]).cpu().contiguous()
     r = handle.config.rank
     payload = {"v": v} if handle.config.method == "tinylora" else {"R": v.view(-1, r, r).contiguous()}
     save_file(payload, str(out / V_FILE))
@@ -66,7 +66,7 @@ def _save_lowrank(handle, out: Path, dtype: str = "float32") -> None:
         frozen[f"{t.name}.A"] = f.A.cpu().contiguous()
         frozen[f"{t.name}.B"] = f.B.cpu().contiguous()
     save_file(frozen, str(out / FROZEN_FILE))
-    (out / META_FILE).write_text(json.dumps(_meta(handle, v_dtype=dtype, svd=handle.svd_info), indent=2))
+    (out / META_FILE).write_text(json.dumps(_meta(handle, v_dtype=v_dtype, svd=handle.svd_info), indent=2))
 
 
 def _save_lora(handle, out: Path) -> None:
@@ -84,7 +84,7 @@ _SAVE: dict[str, Callable] = {"tinylora": _save_lowrank, "lora-xs": _save_lowran
 
 
 def save(handle, out_dir: Path, **kwargs) -> Path:
-    """Write the artifact atomically (`v_dtype`/`dtype="bfloat16"` stores a TinyLoRA v in bf16)."""
+    """Write the artifact atomically (`v_dtype="bfloat16"` stores a TinyLoRA / LoRA-XS payload in bf16)."""
     from tinyeval.io import atomic_dir
 
     if getattr(getattr(handle, "state", None), "merged", False):

@@ -87,7 +87,7 @@ class LowRankState(nn.Module):
 
 
 class _DeltaHook:
-    """Forward hook of module i: output += x Aᵀ Rᵀ Bᵀ while the adapter is active and unmerged."""
+    """Forward hook of module i: output += x Aᵀ (BR)ᵀ while the adapter is active and unmerged."""
 
     def __init__(self, state: LowRankState, i: int):
         self.state, self.i = state, i
@@ -98,8 +98,10 @@ class _DeltaHook:
             return None
         f = s.factors[self.i]
         x = args[0]  # (..., in)
-        BR = (f.B @ s.core(self.i)).to(x.dtype)  # (out, r)
-        return output + F.linear(F.linear(x, f.A.to(x.dtype)), BR)  # (..., r) -> (..., out)
+        # fp32 like PEFT's LoRA forward (input cast to the adapter dtype, one rounding of base + delta), so
+        # the exported LoRA reproduces this path bit for bit and a bf16 model loses nothing in the delta
+        delta = F.linear(F.linear(x.float(), f.A), f.B @ s.core(self.i))  # (..., r) -> (..., out)
+        return (output + delta).to(output.dtype)
 
 
 class LowRankHandle(AdapterHandle):

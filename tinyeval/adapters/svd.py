@@ -18,6 +18,7 @@ fast path — give the same factors whenever the top-r singular values are disti
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import torch
 from tinyeval.models import cache_dir
 
 _CACHE_VERSION = "1"
+_SMALL = 1 << 22  # elements; below this one thread is faster (see _threads_for)
 
 
 @dataclass(frozen=True)
@@ -117,9 +119,28 @@ def _krylov(W: torch.Tensor, r: int, s: SvdSettings) -> tuple[torch.Tensor, torc
     return U, S, V, 2 * (basis.shape[1] // k) - 1
 
 
+@contextmanager
+def _threads_for(W: torch.Tensor):
+    """One CPU thread for small matrices: their Krylov steps are tiny ops whose OpenMP fork/join costs more
+    than the work (50× slower on a loaded 2-core machine); big matrices keep every thread for the products."""
+    if W.device.type != "cpu" or W.numel() >= _SMALL:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def top_svd(W: torch.Tensor, r: int, settings: SvdSettings = SvdSettings()) -> TopSvd:
     """Top-r singular triplets of W (any float dtype; computed in fp32 on W's device)."""
-    W = W.detach().float()
+    with _threads_for(W):
+        return _top_svd(W.detach().float(), r, settings)
+
+
+def _top_svd(W: torch.Tensor, r: int, settings: SvdSettings) -> TopSvd:
     if settings.method == "krylov":
         tall = W.shape[0] >= W.shape[1]  # the basis lives in the smaller dimension
         found = _krylov(W if tall else W.T, r, settings)
