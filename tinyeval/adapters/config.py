@@ -28,6 +28,8 @@ class AdapterConfig:
     svd: "krylov" (fast randomized block Krylov, checked, exact fallback) or "exact" (full torch.linalg.svd).
     svd_cache: reuse top-r factors from the on-disk cache keyed by each weight's fingerprint.
     lora_alpha: LoRA only; PEFT's scaling is lora_alpha / rank. Default: rank (scaling 1).
+    u, n_tie: TinyLoRA only: set both to bypass the planner (ablations such as u > 1 with tying); `params`
+        is then ignored and the trainable count is u · groups.
     """
 
     method: str = "tinylora"
@@ -39,6 +41,8 @@ class AdapterConfig:
     svd: str = "krylov"
     svd_cache: bool = True
     lora_alpha: float | None = None
+    u: int | None = None
+    n_tie: int | None = None
     extra: dict = field(default_factory=dict, compare=False, repr=False)  # free-form notes saved with artifacts
 
     def __post_init__(self) -> None:
@@ -48,7 +52,9 @@ class AdapterConfig:
             raise TinyevalError(f"unknown tying {self.tying!r}: use one of {', '.join(TYINGS)}")
         if self.rank < 1:
             raise TinyevalError(f"rank must be >= 1, got {self.rank}")
-        if self.method == "tinylora" and (self.params is None or self.params < 1):
+        if (self.u is None) != (self.n_tie is None) or min(self.u or 1, self.n_tie or 1) < 1:
+            raise TinyevalError(f"set both u and n_tie (each >= 1) or neither; got u={self.u}, n_tie={self.n_tie}")
+        if self.method == "tinylora" and self.u is None and (self.params is None or self.params < 1):
             raise TinyevalError(f"tinylora needs a trainable-parameter budget params >= 1, got {self.params}")
         if self.svd not in ("krylov", "exact"):
             raise TinyevalError(f"svd must be 'krylov' or 'exact', got {self.svd!r}")
@@ -59,7 +65,8 @@ class AdapterConfig:
     def to_dict(self) -> dict:
         return {"method": self.method, "params": self.params, "rank": self.rank, "tying": self.tying,
                 "target_modules": list(self.target_modules), "seed": self.seed, "svd": self.svd,
-                "svd_cache": self.svd_cache, "lora_alpha": self.lora_alpha, "extra": self.extra}
+                "svd_cache": self.svd_cache, "lora_alpha": self.lora_alpha, "u": self.u, "n_tie": self.n_tie,
+                "extra": self.extra}
 
     @classmethod
     def from_dict(cls, d: dict) -> "AdapterConfig":

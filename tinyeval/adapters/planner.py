@@ -113,10 +113,14 @@ def _sized(method: str, rank: int, targets: list[Target], trainable: int, **kw) 
 
 
 def plan_targets(targets: list[Target], method: str, params: int | None, tying: str, rank: int,
-                 total_params: int | None = None) -> Plan:
-    """The plan for `method` on these modules; `total_params` (all model weights) is needed for "full"."""
+                 total_params: int | None = None, u: int | None = None, n_tie: int | None = None) -> Plan:
+    """The plan for `method` on these modules; `total_params` (all model weights) is needed for "full".
+    TinyLoRA's (u, n_tie) come from the budget `params` unless both are given."""
     if method == "tinylora":
-        u, n_tie, groups = choose_tying(targets, params, tying)  # type: ignore[arg-type]
+        if u is not None and n_tie is not None:
+            groups = TYING[tying](targets, n_tie)
+        else:
+            u, n_tie, groups = choose_tying(targets, params, tying)  # type: ignore[arg-type]
         members = tuple(tuple(targets[i].name for i in g) for g in groups)
         return _sized(method, rank, targets, len(groups) * u, u=u, n_tie=n_tie, groups=len(groups),
                       tying=tying, members=members)
@@ -148,4 +152,4 @@ def plan_model(model, cfg) -> tuple[list[Target], Plan]:
     """Targets and plan of an `AdapterConfig` on a loaded model (what `attach` builds)."""
     targets = find_targets(model, cfg.target_modules)
     total = sum(p.numel() for p in model.parameters())
-    return targets, plan_targets(targets, cfg.method, cfg.params, cfg.tying, cfg.rank, total)
+    return targets, plan_targets(targets, cfg.method, cfg.params, cfg.tying, cfg.rank, total, cfg.u, cfg.n_tie)
