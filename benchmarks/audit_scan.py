@@ -42,8 +42,11 @@ WORK = REPO / "benchmarks" / "work" / "audit_corpus"
 
 def corpus(mb: int) -> labelled.Labels:
     """The labelled benchmark corpus, rebuilt only when its size changed."""
-    spec = labelled.LabelledSpec(per_kind=60, negatives_prose=500, target_bytes=mb << 20, shard_bytes=32 << 20,
-                                 seed=7)
+    root = Path(os.environ["TINYEVAL_DATA"])
+    background = tuple(sorted(str(p.relative_to(root)) for p in (root / "corpora").rglob("*")
+                              if p.suffix in (".txt", ".jsonl", ".tex")))
+    spec = labelled.LabelledSpec(per_kind=60, negatives_prose=500, background=background,
+                                 target_bytes=mb << 20, shard_bytes=32 << 20, seed=7)
     try:
         labels = labelled.load(WORK)
         if json.loads((WORK / "labels.json").read_text())["spec"] == json.loads(json.dumps(spec.__dict__)):

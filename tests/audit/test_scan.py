@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tinyeval.audit import ngrams
+from tinyeval.audit import kernels, ngrams
 from tinyeval.audit.config import Normalisation, Recipe, Thresholds
 from tinyeval.audit.engines import run
 from tinyeval.audit.index import build_index
@@ -126,3 +126,15 @@ def test_stripped_blocks_never_cross_a_document_boundary():
     norm = Normalisation(strip_asy=True, strip_annotations=True)
     words = ngrams.encode(["a [asy] draw; b <<1+1", "c [/asy] >> d", "[asy]x[/asy] e <<2*3=6>>6"], norm).words()
     assert words == ["a", "asy", "draw", "b", "1", "1", "c", "asy", "d", "e", "6"]
+
+
+def test_compiled_rolling_hash_equals_the_prefix_sum_definition():
+    enc = ngrams.encode([FILLER + " one two three " * 5], GSM)
+    wh = ngrams.word_hashes(enc)
+    index = build_index(ROWS, recipe())
+    for k in (1, 5, 13):
+        g = ngrams.kgrams(ngrams.prefix(wh), k)
+        index.table[:] = True  # every k-gram passes the bit table, so the kernel returns them all
+        pos, val = kernels.kgram_candidates(wh, k, index.table, np.uint64(index.shift),
+                                            np.uint64(pow(kernels.P, k - 1, 1 << 64)))
+        assert pos.tolist() == list(range(len(g))) and (val == g).all()

@@ -1,8 +1,9 @@
 """The n-gram index of a benchmark: hashed n-grams of every item, and a fast membership test for the scan.
 
-Membership of tens of millions of corpus n-gram hashes per second is a two-step numpy lookup: a bit table
-indexed by the top bits of the hash (~32 slots per indexed n-gram, so ~3% of corpus n-grams pass), then an
-exact `searchsorted` against the sorted unique hashes for the few that pass.
+Membership of tens of millions of corpus n-gram hashes per second is a two-step lookup: a bit table
+indexed by the top bits of the hash (~32 slots per indexed n-gram, so ~3% of corpus n-grams pass; tested
+inside the compiled rolling-hash loop), then an exact `searchsorted` against the sorted unique hashes for
+the few that pass.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinyeval.audit import ngrams
+from tinyeval.audit import kernels, ngrams
 from tinyeval.audit.config import Recipe
 
 
@@ -55,16 +56,35 @@ class NgramIndex:
     lengths: tuple[int, ...]  # the distinct k in use, longest first
     item_k: np.ndarray  # (I,) int32: k of each item
     item_positions: np.ndarray  # (I,) int32: k-gram positions of each item
+    _hashes_end: np.ndarray | None = None
 
     def lookup(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Positions in `g` whose hash is indexed, and the index row of each."""
+        """Positions in `g` (k-gram hashes) whose hash is indexed, and the index row of each."""
         cand = np.flatnonzero(self.table[g >> np.uint64(self.shift)])
+        return self._exact(cand, g[cand])
+
+    def find(self, wh: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of the indexed k-grams among words with hashes `wh`, and their index rows.
+
+        The compiled loop rolls the k-gram hash and tests the bit table; the few that pass are checked
+        exactly against the sorted hashes.
+        """
+        pos, val = kernels.kgram_candidates(wh, k, self.table, np.uint64(self.shift),
+                                            np.uint64(pow(kernels.P, k - 1, 1 << 64)))
+        return self._exact(pos, val)
+
+    def _exact(self, cand: np.ndarray, gc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not len(cand) or not len(self.hashes):
             return cand[:0], cand[:0]
-        row = np.searchsorted(self.hashes, g[cand])
-        row = np.minimum(row, len(self.hashes) - 1)
-        ok = self.hashes[row] == g[cand]
+        row = np.searchsorted(self.hashes, gc)
+        ok = self.hashes_end[row] == gc  # hashes_end ends with a sentinel, so row == H reads no hash
         return cand[ok], row[ok]
+
+    @property
+    def hashes_end(self) -> np.ndarray:
+        if self._hashes_end is None:
+            self._hashes_end = np.append(self.hashes, np.uint64(0))
+        return self._hashes_end
 
 
 def _kgrams(text: str, recipe: Recipe) -> tuple[str, int, np.ndarray]:

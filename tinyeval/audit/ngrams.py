@@ -1,15 +1,17 @@
-"""Normalise, split into words and hash n-grams over a whole batch of documents at once, in numpy.
+"""Normalise documents and split them into hashed words, a whole batch at once; k-gram hashes of items.
 
-The hot loop of the scan. Python touches each batch a handful of times (join, NFKC, lower, encode); every
-per-byte and per-word step after that is one vectorised numpy pass over the batch's UTF-8 bytes:
+The first half of the scan's hot path. Python touches each batch a handful of times (Unicode folding
+only for the documents that need it, `bytes.lower`); the byte-level steps are a few vectorised numpy
+passes over the batch's UTF-8 bytes and gathers over its words:
 
-  bytes  --LUT-->  word-character mask  --edges-->  word (start, end) offsets
-  words  --8-byte unaligned loads, masked, fmix64-->  one uint64 hash per word
+  bytes  --numpy: word-character mask, annotations, number formats-->  mask
+  mask   --edges-->  words (start, end)  --8-byte unaligned loads, masked, mixed-->  one hash per word
   hashes --prefix sum of h[i] * P**i (mod 2**64)-->  any k-gram hash in O(1): (C[i+k] - C[i]) * P**-i
 
-Benchmark items go through exactly these functions, so item and corpus hashes agree by construction.
-Documents are joined with a NUL byte, which is never a word character, so no word spans two documents;
-n-grams that do are dropped after lookup (hits are rare, so that check costs nothing).
+Benchmark items go through exactly these functions, so item and corpus hashes agree by construction;
+the corpus side computes the same k-gram hashes by rolling them inside `kernels.kgram_candidates`.
+Documents stored back to back are split at their boundaries, so no word or n-gram spans two documents
+(n-grams that would are dropped after lookup; hits are rare, so that check costs nothing).
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinyeval.audit import kernels
 from tinyeval.audit.config import Normalisation
 
 U64 = np.uint64
-_P = 0x9E3779B97F4A7C15  # odd, so invertible mod 2**64
-_P_INV = pow(_P, -1, 1 << 64)
+_P, _P_INV = kernels.P, kernels.P_INV
 _MASKS = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=U64)  # low k bytes of a little-endian load
-MAX_WORD_BYTES = 64  # longer words hash their first 64 bytes and their length
+MAX_WORD_BYTES = 64  # longer words hash their first 64 bytes
 PAD = 8  # zero bytes after the text so an 8-byte load at any word start stays in bounds
 
 
@@ -54,6 +56,7 @@ class Encoded:
     doc_ends: np.ndarray  # (D,) int64: one past each document's last byte in `raw`
     starts: np.ndarray  # (W,) int64: each word's first byte in `buf`
     ends: np.ndarray  # (W,) int64: one past each word's last byte in `buf`
+    hashes: np.ndarray  # (W,) uint64: each word's hash
     dropped: np.ndarray | None  # sorted positions in `raw` deleted by number normalisation, or None
 
     def to_raw(self, pos: np.ndarray) -> np.ndarray:
@@ -164,9 +167,10 @@ def _isdigit(x: np.ndarray) -> np.ndarray:
 
 def _annotation_bytes(p: np.ndarray, n: int, doc_starts: np.ndarray) -> np.ndarray:
     """Positions inside GSM8K calculator annotations `<<expr=value>>` (the brackets included)."""
-    angle = np.flatnonzero((p[:n] | 2) == 62)  # one pass finds "<" (60) and ">" (62)
-    opens = angle[(p[angle] == 60) & (p[angle + 1] == 60)]
-    closes = angle[(p[angle] == 62) & (p[angle + 1] == 62)]
+    angle = (p[: n + 1] | 2) == 62  # "<" (60) or ">" (62)
+    pairs = np.flatnonzero(angle[:-1] & angle[1:])  # "<<", ">>" (and the rare "<>", "><")
+    opens = pairs[(p[pairs] == 60) & (p[pairs + 1] == 60)]
+    closes = pairs[(p[pairs] == 62) & (p[pairs + 1] == 62)]
     if not len(opens) or not len(closes):
         return np.zeros(0, dtype=np.int64)
     j = np.searchsorted(closes, opens + 2)
@@ -184,15 +188,16 @@ def _number_drops(p: np.ndarray, n: int) -> np.ndarray:
     `p` is the text padded with NUL bytes, so looking a few bytes past the end reads a non-digit.
     """
     drops = []
-    marks = np.flatnonzero((p[:n] | 2) == 46)  # one pass finds "," (44) and "." (46)
-    marks = marks[marks > 0]
+    digit = _isdigit(p[: n + 1])
+    # "," (44) or "." (46) between two digits: a handful per MB, found without listing every comma
+    marks = np.flatnonzero(((p[1:n] | 2) == 46) & digit[:n - 1] & digit[2:n + 1]) + 1
     c = marks[p[marks] == 44]
     if len(c):
         ok = (_isdigit(p[c - 1]) & _isdigit(p[c + 1]) & _isdigit(p[c + 2]) & _isdigit(p[c + 3])
               & ~_isdigit(p[c + 4]))
         drops.append(c[ok])
     d = marks[p[marks] == 46]
-    d = d[_isdigit(p[d - 1]) & (p[d + 1] == 48)]
+    d = d[p[d + 1] == 48]
     if len(d):
         last = len(p) - 1
         run = np.ones(len(d), dtype=np.int64)  # the dot, then the zeros after it
@@ -275,11 +280,11 @@ def encode_utf8(raw: bytes, doc_starts: np.ndarray, doc_ends: np.ndarray, norm: 
     if word[0]:
         edges = np.concatenate(([0], edges))
     starts, ends = _split_at(edges[0::2].astype(np.int64), edges[1::2].astype(np.int64), starts_buf[1:])
-    return Encoded(p, raw, doc_starts, doc_ends, starts, ends, dropped)
+    return Encoded(p, raw, doc_starts, doc_ends, starts, ends, _word_hashes(p, starts, ends), dropped)
 
 
 def _fmix(x: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 64-bit finaliser, in place: every input bit flips about half the output bits."""
+    """MurmurHash3's 64-bit finaliser, in place (chains the 8-byte loads of a long word)."""
     x ^= x >> U64(33)
     x *= U64(0xFF51AFD7ED558CCD)
     x ^= x >> U64(33)
@@ -289,17 +294,21 @@ def _fmix(x: np.ndarray) -> np.ndarray:
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
-    """A light in-place mix (multiply, xor-shift, multiply): spreads the ASCII-heavy loads over 64 bits."""
+    """Multiply, xor-shift, multiply, in place: a bijection spreading ASCII-heavy loads over 64 bits."""
     x *= U64(0x9E3779B97F4A7C15)
     x ^= x >> U64(29)
     x *= U64(0xBF58476D1CE4E5B9)
     return x
 
 
-def word_hashes(enc: Encoded) -> np.ndarray:
-    """(W,) uint64: one hash per word from 8-byte unaligned loads at each word start."""
-    buf, starts = enc.buf, enc.starts
-    lens = enc.ends - starts
+def _word_hashes(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """(W,) uint64: one hash per word from 8-byte unaligned loads at each word start.
+
+    Vectorised (gathers over all words at once); a compiled per-byte loop was 2x slower here, its
+    branches mispredicting at every word boundary. Words hold no NUL byte, so the zero-filled loads
+    are unambiguous without a length term.
+    """
+    lens = ends - starts
     # a stride-1 uint64 view: element i is the little-endian load of bytes i..i+7
     loads = np.ndarray((len(buf) - 7,), dtype="<u8", buffer=buf, strides=(1,))
     h = loads[starts] & _MASKS[np.minimum(lens, 8)]
@@ -310,7 +319,12 @@ def word_hashes(enc: Encoded) -> np.ndarray:
         h[long] = _fmix(h[long]) ^ part
         off += 8
         long = long[lens[long] > off]
-    return _mix(h)  # no length term needed: words hold no NUL, so zero-filled loads are unambiguous
+    return _mix(h)
+
+
+def word_hashes(enc: Encoded) -> np.ndarray:
+    """(W,) uint64: one hash per word."""
+    return enc.hashes
 
 
 _POW_CACHE: dict[str, np.ndarray] = {}
