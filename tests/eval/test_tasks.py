@@ -85,3 +85,12 @@ def test_math_filters_and_scores():
     assert hooks.math_process_results(doc, ["\\dfrac{1}{2}"]) == {"math_verify": 1, "exact_match": 0}
     assert hooks.math_process_results(doc, ["\\frac{1}{2}"]) == {"math_verify": 1, "exact_match": 1}
     assert hooks.math_process_results(doc, ["[invalid]"]) == {"math_verify": 0, "exact_match": 0}
+
+
+def test_eval_prompts_are_the_training_prompts(data_root):
+    """Train and evaluate on the same wording: the YAML text equals what tinyeval.train.tasks builds."""
+    train_tasks = pytest.importorskip("tinyeval.train.tasks")
+    loaded = task_manager().load(["gsm8k", "math500"])["tasks"]
+    gsm8k_doc, math_doc = loaded["gsm8k"].test_docs()[0], loaded["math500"].test_docs()[0]
+    assert loaded["gsm8k"].doc_to_text(gsm8k_doc) == f"{gsm8k_doc['question']}\n{train_tasks.GSM8K_SUFFIX}"
+    assert loaded["math500"].doc_to_text(math_doc) == f"{math_doc['problem']}\n{train_tasks.MATH_SUFFIX}"
