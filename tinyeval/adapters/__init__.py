@@ -29,7 +29,8 @@ def _attach_lowrank(model: nn.Module, cfg: AdapterConfig) -> AdapterHandle:
     targets, p = plan_model(model, cfg)
     prints = target_fingerprints(model, targets)
     state, info = build_state(model, cfg, p, targets, prints)
-    return LowRankHandle(model, cfg, p, targets, combine(targets, prints), state, info)
+    base = combine(targets, target_fingerprints(model, targets, canonical=True))
+    return LowRankHandle(model, cfg, p, targets, base, state, info)
 
 
 def _attach_lora(model: nn.Module, cfg: AdapterConfig) -> AdapterHandle:
@@ -38,7 +39,7 @@ def _attach_lora(model: nn.Module, cfg: AdapterConfig) -> AdapterHandle:
     from tinyeval.adapters.planner import plan_model
 
     targets, p = plan_model(model, cfg)
-    base = combine(targets, target_fingerprints(model, targets))
+    base = combine(targets, target_fingerprints(model, targets, canonical=True))
     return LoraHandle(wrap_lora(model, cfg), cfg, p, targets, base)
 
 
@@ -48,7 +49,7 @@ def _attach_full(model: nn.Module, cfg: AdapterConfig) -> AdapterHandle:
     from tinyeval.adapters.planner import plan_model
 
     targets, p = plan_model(model, cfg)
-    base = combine(targets, target_fingerprints(model, targets))
+    base = combine(targets, target_fingerprints(model, targets, canonical=True))
     model.requires_grad_(True)
     return FullHandle(model, cfg, p, targets, base)
 

@@ -35,10 +35,16 @@ V_FILE, FROZEN_FILE, META_FILE = "v.safetensors", "frozen.safetensors", "adapter
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def target_fingerprints(model: nn.Module, targets: list[Target]) -> list[str]:
+def target_fingerprints(model: nn.Module, targets: list[Target], canonical: bool = False) -> list[str]:
+    """Per-module weight fingerprints. `canonical` hashes the weights rounded to bf16, so the same base model
+    loaded in fp32 (training on CPU) and in bf16 (evaluation) has one identity; without it the hash is of the
+    exact bytes (what the SVD cache must key on)."""
+    import torch
+
     from tinyeval.adapters.svd import fingerprint
 
-    return [fingerprint(model.get_submodule(t.name).weight) for t in targets]
+    weights = (model.get_submodule(t.name).weight for t in targets)
+    return [fingerprint(w.to(torch.bfloat16) if canonical else w) for w in weights]
 
 
 def combine(targets: list[Target], prints: list[str]) -> str:
@@ -109,7 +115,7 @@ def _check_base(model: nn.Module, cfg: AdapterConfig, meta: dict, path: Path):
 
     targets, p = plan_model(model, cfg)
     names = [t.name for t in targets]
-    prints = target_fingerprints(model, targets) if names == meta["modules"] else []
+    prints = target_fingerprints(model, targets, canonical=True) if names == meta["modules"] else []
     found = combine(targets, prints) if prints else None
     if found != meta["base_fingerprint"]:
         raise TinyevalError(

@@ -80,43 +80,40 @@ def _exact(W: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor, torch.T
     return U[:, :r], S[:r], Vh[:r].T
 
 
-def _ritz(P: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ritz singular values (descending) and right vectors of P = W·basis, from the small Gram PᵀP (d, d).
-
-    Only the top values are used, and those are well conditioned in the Gram form; an SVD of the tall P
-    would cost far more for nothing.
-    """
-    lam, Z = torch.linalg.eigh(P.T @ P)  # ascending
-    return lam.flip(0).clamp_min(0).sqrt(), Z.flip(1)
-
-
 def _krylov(W: torch.Tensor, r: int, s: SvdSettings) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int] | None:
-    """Block Krylov on WᵀW with W (m, n), n ≤ m. Returns (U, S, V, passes), or None if it did not settle."""
+    """Block Krylov on WᵀW with W (m, n), n ≤ m. Returns (U, S, V, passes), or None if it did not settle.
+
+    Ritz values come from the small Gram G = PᵀP = basisᵀ WᵀW basis (d, d), grown by one block per step;
+    only its top values are read, and those are well conditioned in the Gram form.
+    """
     m, n = W.shape
     k = min(max(s.block, r), n)
     gen = torch.Generator().manual_seed(s.seed)
     basis = torch.linalg.qr(torch.randn(n, k, generator=gen))[0]  # (n, d) orthonormal, d grows by k
     P = W @ basis  # (m, d) = W·basis
+    G = P.T @ P  # (d, d)
     prev = None
     for _ in range(s.max_blocks):
-        ritz, Z = _ritz(P)
-        if prev is not None and bool(((ritz[:r] - prev).abs() <= s.tol * ritz[:r]).all()):
+        ritz = torch.linalg.eigvalsh(G).flip(0)[:r].clamp_min(0).sqrt()
+        if prev is not None and bool(((ritz - prev).abs() <= s.tol * ritz).all()):
             break
         if basis.shape[1] + k > n:
             return None
-        prev = ritz[:r]
+        prev = ritz
         Y = (P[:, -k:].T @ W).T  # (n, k) = WᵀW·newest block, written so the product reads W contiguously
         for _ in range(2):  # Gram–Schmidt twice against the whole basis keeps it orthonormal in fp32
             Y = Y - basis @ (basis.T @ Y)
         X = torch.linalg.qr(Y)[0]
-        basis = torch.cat([basis, X], dim=1)
-        P = torch.cat([P, W @ X], dim=1)
+        WX = W @ X  # (m, k)
+        cross = P.T @ WX  # (d, k)
+        G = torch.cat([torch.cat([G, cross], 1), torch.cat([cross.T, WX.T @ WX], 1)], 0)
+        basis, P = torch.cat([basis, X], 1), torch.cat([P, WX], 1)
     else:
         return None
-    S = ritz[:r]
-    V = basis @ Z[:, :r]  # (n, r)
-    U = (P @ Z[:, :r]) / S  # (m, r)
-    return U, S, V, 2 * (basis.shape[1] // k) - 1
+    lam, Z = torch.linalg.eigh(G)
+    Z = Z.flip(1)[:, :r]  # top-r Ritz vectors in basis coordinates
+    S = lam.flip(0)[:r].clamp_min(0).sqrt()
+    return (P @ Z) / S, S, basis @ Z, 2 * (basis.shape[1] // k) - 1  # U (m, r), S (r,), V (n, r), passes
 
 
 @contextmanager

@@ -1,0 +1,86 @@
+import torch
+
+from tinyeval.adapters.svd import SvdSettings, cached_top_svd, fingerprint, top_svd
+
+
+def with_spectrum(m: int, n: int, sigma: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """W = Q₁ diag(σ) Q₂ᵀ with random orthonormal Q₁ (m, k), Q₂ (n, k)."""
+    g = torch.Generator().manual_seed(seed)
+    q1 = torch.linalg.qr(torch.randn(m, len(sigma), generator=g))[0]
+    q2 = torch.linalg.qr(torch.randn(n, len(sigma), generator=g))[0]
+    return q1 @ torch.diag(sigma) @ q2.T
+
+
+def hard_spectrum(k: int = 200) -> torch.Tensor:
+    """Like real weights: σ₂ ≈ σ₃ (2% apart) and a slowly decaying tail."""
+    tail = 4.0 * torch.linspace(1, 0.3, k - 3)
+    return torch.cat([torch.tensor([12.0, 5.0, 4.9]), tail])
+
+
+def test_krylov_finds_top_values_and_vectors_of_a_hard_spectrum():
+    sigma = hard_spectrum()
+    for shape in [(300, 500), (500, 300)]:
+        W = with_spectrum(*shape, sigma)
+        fast, exact = top_svd(W, 2), top_svd(W, 2, SvdSettings(method="exact"))
+        assert fast.method == "krylov" and exact.method == "exact"
+        torch.testing.assert_close(fast.S, sigma[:2], rtol=1e-4, atol=0)
+        torch.testing.assert_close(fast.S, exact.S, rtol=1e-4, atol=0)
+        # canonical signs make the factors themselves comparable, not just their span
+        torch.testing.assert_close(fast.U, exact.U, rtol=0, atol=1e-2)
+        torch.testing.assert_close(fast.V, exact.V, rtol=0, atol=1e-2)
+        assert fast.U.shape == (shape[0], 2) and fast.V.shape == (shape[1], 2)
+
+
+def test_torch_svd_lowrank_with_few_iterations_misses_what_krylov_finds():
+    """The failure the fast path exists to avoid: few power iterations underestimate σ₂ on flat spectra."""
+    W = with_spectrum(400, 600, hard_spectrum(300))
+    torch.manual_seed(0)
+    low = torch.svd_lowrank(W, q=10, niter=2)[1][:2]
+    fast = top_svd(W, 2).S
+    exact = torch.linalg.svdvals(W)[:2]
+    assert (low / exact).min() < 0.99 < (fast / exact).min()
+
+
+def test_unconverged_krylov_falls_back_to_exact():
+    W = with_spectrum(200, 300, hard_spectrum(150))
+    out = top_svd(W, 2, SvdSettings(max_blocks=2, tol=1e-9))
+    assert out.method == "exact-fallback"
+    torch.testing.assert_close(out.S, torch.linalg.svdvals(W)[:2])
+
+
+def test_deterministic_and_dtype_agnostic():
+    W = with_spectrum(200, 120, hard_spectrum(100))
+    a, b = top_svd(W, 2), top_svd(W, 2)
+    assert torch.equal(a.U, b.U) and torch.equal(a.S, b.S) and torch.equal(a.V, b.V)
+    assert top_svd(W.bfloat16(), 2).U.dtype == torch.float32
+
+
+def test_cache_skips_the_work_the_second_time(tmp_path):
+    W = with_spectrum(200, 120, hard_spectrum(100))
+    first = cached_top_svd(W, 2, cache=tmp_path)
+    second = cached_top_svd(W, 2, cache=tmp_path)
+    assert first.method == "krylov" and second.method == "cache"
+    assert torch.equal(first.U, second.U) and torch.equal(first.S, second.S) and torch.equal(first.V, second.V)
+    assert cached_top_svd(W, 2, SvdSettings(method="exact"), cache=tmp_path).method == "exact"  # other key
+    W2 = W.clone()
+    W2[0, 0] += 1e-3
+    assert cached_top_svd(W2, 2, cache=tmp_path).method == "krylov"
+    assert len(list(tmp_path.glob("*.safetensors"))) == 3
+
+
+def test_fingerprint_sees_every_byte_and_the_dtype():
+    W = torch.randn(64, 32)
+    W2 = W.clone()
+    W2[63, 31] = torch.nextafter(W2[63, 31], torch.tensor(10.0))
+    assert fingerprint(W) == fingerprint(W.clone()) != fingerprint(W2)
+    assert fingerprint(W) != fingerprint(W.bfloat16()) and fingerprint(W) != fingerprint(W.view(32, 64))
+
+
+def test_second_attach_reads_factors_from_the_cache(make_llama):
+    from tinyeval.adapters import AdapterConfig, attach
+
+    first = attach(make_llama(), AdapterConfig(params=14))
+    second = attach(make_llama(), AdapterConfig(params=14))
+    assert first.svd_info["methods"] == {"krylov": 14} and second.svd_info["methods"] == {"cache": 14}
+    for a, b in zip(first.state.factors, second.state.factors):
+        assert torch.equal(a.A, b.A) and torch.equal(a.B, b.B)
