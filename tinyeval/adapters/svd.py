@@ -138,7 +138,7 @@ def top_svd(W: torch.Tensor, r: int, settings: SvdSettings = SvdSettings()) -> T
 
 
 def _top_svd(W: torch.Tensor, r: int, settings: SvdSettings) -> TopSvd:
-    if settings.method == "krylov":
+    if settings.method == "krylov" and min(W.shape) > 2 * settings.block:  # else exact is as cheap
         tall = W.shape[0] >= W.shape[1]  # the basis lives in the smaller dimension
         found = _krylov(W if tall else W.T, r, settings)
         if found is not None:
@@ -148,7 +148,7 @@ def _top_svd(W: torch.Tensor, r: int, settings: SvdSettings) -> TopSvd:
             return TopSvd(U.contiguous(), S.contiguous(), V.contiguous(), "krylov", passes)
     U, S, V = _exact(W, r)
     U, V = _canonical_signs(U, V)
-    method = "exact" if settings.method == "exact" else "exact-fallback"
+    method = "exact-fallback" if settings.method == "krylov" and min(W.shape) > 2 * settings.block else "exact"
     return TopSvd(U.contiguous(), S.contiguous(), V.contiguous(), method, 0)
 
 
