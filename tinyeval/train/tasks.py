@@ -4,9 +4,10 @@ A task turns dataset rows into `Example`s (chat template applied) and grades a c
 example's gold as strict (requested format) and lenient (right answer anywhere). Rewards are built from
 these grades in `rewards.py`, so the reward and the evaluation use the same extractor.
 
-`arith` is procedurally generated GSM8K-format arithmetic (`#### N` answers): SmolLM2-135M scores ~1-3%
-on GSM8K itself, far too close to zero for GRPO to get a signal on a CPU budget; `arith` gives it a
-low-but-not-zero reward with the same grader and answer format.
+`arith` is procedurally generated one-step, single-digit GSM8K-style arithmetic (`#### N` answers, the GSM8K grader)
+asking for the final answer only: SmolLM2-135M scores ~1-3% on GSM8K itself, too close to zero for GRPO
+to get a signal on a CPU budget, and its step-by-step answers run past a CPU-sized token budget; on
+`arith` its reward is low but not zero and completions are ~15 tokens.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tinyeval.train.types import Example
 
 GSM8K_SUFFIX = "Let's think step by step and output the final answer after \"####\"."  # the paper's fork
 MATH_SUFFIX = "Please reason step by step, and put your final answer within \\boxed{}."  # SimpleRL-Zoo
+ARITH_SUFFIX = "Give only the final answer after \"####\"."
 CHOICE_SUFFIX = "Think step by step, then give the letter of the correct choice after \"####\"."
 
 
@@ -66,24 +68,17 @@ _ITEMS = ("apples", "marbles", "stickers", "books", "coins", "pencils", "cookies
 
 
 def arith_problem(rng: random.Random) -> tuple[str, int]:
-    """One one- or two-step word problem with a non-negative integer answer."""
+    """One one-step word problem with single-digit operands (SmolLM2-135M already fails 35 - 8)."""
     name, item = rng.choice(_NAMES), rng.choice(_ITEMS)
-    a, b, c = rng.randint(2, 30), rng.randint(2, 20), rng.randint(2, 9)
-    kind = rng.randrange(4)
-    if kind == 0:
+    a, b = rng.randint(2, 9), rng.randint(2, 9)
+    if rng.randrange(2) == 0:
         return f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?", a + b
-    if kind == 1:
-        a = a + b
-        return f"{name} has {a} {item} and gives away {b}. How many {item} are left?", a - b
-    if kind == 2:
-        return f"{name} buys {c} boxes with {b} {item} in each box. How many {item} does {name} buy?", b * c
-    return (f"{name} has {a} {item}, gets {b} more, then buys {c} boxes of {b} {item} each. "
-            f"How many {item} does {name} have in total?", a + b + b * c)
+    return f"{name} has {a + b} {item} and gives away {b}. How many {item} are left?", a
 
 
 def _arith_rows(split: str, root: str | None, n: int = 2000) -> list[tuple[str, object]]:
     rng = random.Random({"train": 0, "test": 1}[split])  # fixed sets: the test set never overlaps by seed
-    return [(f"{q}\n{GSM8K_SUFFIX}", str(ans)) for q, ans in (arith_problem(rng) for _ in range(n))]
+    return [(f"{q}\n{ARITH_SUFFIX}", str(ans)) for q, ans in (arith_problem(rng) for _ in range(n))]
 
 
 # ---- multiple choice (LSAT) and labels (LegalBench) -----------------------------------------------------
