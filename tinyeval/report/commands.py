@@ -41,3 +41,59 @@ def report(
 ) -> None:
     """Re-render a run's table, report.md and PNG plots from results.json; optionally gate CI on scores."""
     render_run(run_dir, fail_under or [], as_json)
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def train_and_eval(
+    model: Annotated[str, typer.Option("--model", "-m", help="Alias (qwen2.5-7b, smollm2-135m), hub id or path.")],
+    preset: Annotated[str, typer.Option(help="Matrix preset: paper (the paper's cells) | cpu (SmolLM2 demo).")] = "paper",
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated cell or method names to keep "
+                                                   "(e.g. tinylora,lora-r1-sft); base is always kept.")] = None,
+    tasks: Annotated[Optional[str], typer.Option(help="Comma-separated eval tasks/groups (default: the preset's).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/MODEL-PRESET).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (no weights needed) and exit.")] = False,
+    include_full: Annotated[Optional[bool], typer.Option("--full/--no-full", help="Full fine-tuning cell "
+                                                         "(default: only for models up to 3B).")] = None,
+    eval_limit: Annotated[Optional[int], typer.Option(help="Evaluate the first N items of each task.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Override every cell's training steps (smoke runs).")] = None,
+    max_gen_toks: Annotated[Optional[int], typer.Option(help="Eval generation limit (default: per task).")] = None,
+    backend: Annotated[str, typer.Option(help="Eval backend: hf | vllm | auto.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of every cell's training and evaluation.")] = 0,
+    fail_under: Annotated[Optional[list[str]], typer.Option(
+        "--fail-under", help="CI gate: TASK=VALUE or CELL/TASK=VALUE; exit 1 if any score is below.")] = None,
+    data_root: Annotated[Optional[str], typer.Option("--data-root", help="Data root (default: $TINYEVAL_DATA).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
+) -> None:
+    """Train every cell of the method matrix, evaluate each on the same suite, and write the report."""
+    from tinyeval.cli import console, emit
+    from tinyeval.models import describe
+    from tinyeval.report import matrix, render, runner
+
+    info = describe(model)
+    spec = matrix.PRESETS.get(preset)
+    cells = matrix.select(preset, _split(methods), include_full, info.parameters)
+    suite = _split(tasks) or list(spec.tasks)
+    limit = eval_limit if eval_limit is not None else spec.eval_limit
+    for gate in fail_under or []:
+        render.parse_threshold(gate)  # a malformed gate fails now, not after hours of training
+    if dry_run:
+        rows = matrix.dry_run(model, preset, cells, suite, limit, data_root)
+        emit(rows, f"train-and-eval plan: {model} ({info.parameters / 1e9:.2f}B), preset {preset}, tasks "
+                   f"{','.join(suite)}; GPU-hours on one H100 (estimate, see tinyeval.report.matrix.CostModel)",
+             as_json)
+        return
+    from tinyeval.models import load_config
+
+    run_dir = out or Path("runs") / f"{model.replace('/', '_')}-{preset}"
+    cfg = runner.RunConfig(model=model, preset=preset, out=run_dir, cells=cells, tasks=suite, eval_limit=limit,
+                           max_gen_toks=max_gen_toks, backend=backend, seed=seed, train_overrides={"steps": steps} if steps else {},
+                           data_root=data_root)
+    sizes = matrix.plan_rows(load_config(model), cells)
+    results = runner.run(cfg, sizes, on_cell=lambda c: console.print(
+        f"[bold]{c.name}[/]: {c.status}" + (f" ({c.error})" if c.error else "")))
+    render_run(run_dir, fail_under or [], as_json)
+    if any(c.status == "failed" for c in results.cells):
+        raise typer.Exit(1)

@@ -8,6 +8,7 @@ works on a laptop.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from tinyeval.errors import TinyevalError
@@ -98,3 +99,78 @@ class CostModel:
         gen = 2 * n_params * gen_tokens / (self.peak_flops * self.gen_mfu)
         train = (6 if full else 4) * n_params * train_tokens / (self.peak_flops * self.train_mfu)
         return (gen + train) / 3600
+
+
+def plan_rows(config, cells: list[CellSpec]) -> dict[str, dict]:
+    """Trainable parameters and bytes of every cell, from the adapters' planner on a meta-device model."""
+    from tinyeval.adapters import plan
+
+    rows = {}
+    for c in cells:
+        if c.method == "base":
+            rows[c.name] = {"trainable": 0, "bytes_bf16": 0, "bytes_fp32": 0}
+        else:
+            p = plan(config, params=c.params, rank=c.rank, method=c.method)
+            rows[c.name] = {"trainable": p.trainable, "bytes_bf16": p.bytes_bf16, "bytes_fp32": p.bytes_fp32}
+    return rows
+
+
+def _train_size(task: str, data_root: str | None) -> int | None:
+    """Training prompts of a task, read from the data (None when neither data root nor hub has it)."""
+    from tinyeval.train.tasks import get_task
+
+    try:
+        return len(get_task(task).rows("train", data_root))
+    except TinyevalError:
+        return None
+
+
+def _eval_items(tasks: list[str], limit: int | None, data_root: str | None) -> dict[str, int]:
+    """Items of the generative math tasks in the suite (their generation dominates evaluation cost)."""
+    from tinyeval import data
+
+    sizes = {}
+    for task, (name, split) in {"gsm8k": ("gsm8k", "test"), "math500": ("math500", "test")}.items():
+        if task in tasks:
+            try:
+                n = len(data.load(name, split, data_root).rows)
+            except TinyevalError:
+                continue
+            sizes[task] = min(n, limit) if limit else n
+    return sizes
+
+
+def dry_run(model: str, preset: str, cells: list[CellSpec], tasks: list[str], eval_limit: int | None,
+            data_root: str | None = None, cost: CostModel = CostModel()) -> list[dict]:
+    """The plan as table rows: per cell, trainable parameters, bytes, tokens to generate, GPU-hours."""
+    from tinyeval.models import load_config, meta_model
+    from tinyeval.train import sft
+    from tinyeval.train.config import PRESETS as GRPO_PRESETS
+    from tinyeval.train.config import build as grpo_build
+
+    config = load_config(model)
+    n_params = sum(p.numel() for p in meta_model(config).parameters())
+    sizes = plan_rows(config, cells)
+    eval_items = _eval_items(tasks, eval_limit, data_root)
+    eval_tokens = sum(n * cost.mean_response_tokens.get("math" if t == "math500" else t, 300)
+                      for t, n in eval_items.items())
+    rows = []
+    for c in cells:
+        row = {"cell": c.name, "method": c.method, "algo": c.algo or "–", **sizes[c.name]}
+        steps, gen, train_tokens = 0, 0, 0
+        if c.algo is not None:
+            name = PRESETS[preset].train_preset[c.algo]
+            loop, obj = (grpo_build if c.algo == "grpo" else sft.build)(name, model=model)
+            if c.algo == "grpo" and name not in GRPO_PRESETS:
+                raise TinyevalError(f"matrix preset '{preset}' names unknown GRPO preset '{name}'")
+            n_train = _train_size(loop.task, data_root)
+            steps = loop.steps or (math.ceil(loop.epochs * n_train / loop.prompts_per_step) if n_train else 0)
+            response = min(cost.mean_response_tokens.get(loop.task, cost.mean_response_tokens["default"]),
+                           getattr(obj, "max_new_tokens", 10**9))
+            samples = steps * loop.prompts_per_step * getattr(obj, "group_size", 1)
+            gen = samples * response if c.algo == "grpo" else 0
+            train_tokens = samples * (cost.mean_prompt_tokens + response)
+        row.update(steps=steps, gen_tokens=gen + eval_tokens, train_tokens=train_tokens,
+                   gpu_hours=round(cost.gpu_hours(n_params, gen + eval_tokens, train_tokens, c.method == "full"), 2))
+        rows.append(row)
+    return rows
