@@ -145,9 +145,26 @@ def test_gsm8k_test_coverage_and_every_twin_verifies(data_root):
     rows = load("gsm8k", "test").rows
     twins, cov = perturb_rows(rows, PerturbConfig(seed=0))
     assert cov.total == 1319 and cov.perturbed == len(twins) == cov.total - sum(cov.skipped.values())
-    assert cov.rate >= 0.70  # measured 0.73 (the 85% target is not reached; see README)
+    assert cov.rate >= 0.70  # measured 0.74 (the 85% target is not reached; see README)
     for twin in twins:
         verify_chain(twin.answer)
         assert final_answer(twin.answer) != final_answer(rows[twin.index]["answer"])
     again, _ = perturb_rows(rows[:50], PerturbConfig(seed=0))
     assert [t.question for t in again] == [t.question for t in twins if t.index < 50]  # seeded: reproducible
+
+
+def test_perturb_benchmark_writes_gsm8k_format(tmp_path, data_root):
+    from tinyeval.audit.perturb import perturb_benchmark
+    from tinyeval.data import read_jsonl
+    from tinyeval.errors import TinyevalError
+
+    out = tmp_path / "twins.jsonl"
+    cov = perturb_benchmark("gsm8k", PerturbConfig(seed=2), n=25, out=str(out))
+    rows = read_jsonl(out)
+    assert len(rows) == 25 and cov.total == 1319 and all(set(r) == {"question", "answer"} for r in rows)
+    for row in rows:
+        verify_chain(row["answer"])
+        assert final_answer(row["answer"]) is not None
+    with pytest.raises(TinyevalError, match="0 of 500"):
+        perturb_benchmark("math500", PerturbConfig())
+    assert not (tmp_path / "math.jsonl").exists()

@@ -40,6 +40,11 @@ FRACTION_WORDS: dict[Fraction, str] = {
     F(1, 3): r"third", F(2, 3): r"two[- ]thirds", F(1, 10): r"tenth", F(1, 100): r"percent|%",
     F(3, 2): r"half|one and a half", F(1, 5): r"fifth",
 }
+# Numbers written as words stay as written, so the solution's digits for them stay too.
+NUMBER_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())} | {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60,
+                                                       "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100}
 # A percentage p% enters a chain as p/100, 1 + p/100 (an increase) or 1 - p/100 (a discount).
 PCT_FORMS: dict[str, Callable[[Fraction], Fraction]] = {
     "of": lambda p: p / 100, "up": lambda p: 1 + p / 100, "down": lambda p: 1 - p / 100,
@@ -165,6 +170,11 @@ def question_vars(question: str) -> tuple[dict[Fraction, Var], set[Fraction]]:
         var = found.setdefault(value, Var(value, [], percent))
         var.texts.append(m.group())
         var.percent |= percent
+    for m in re.finditer(r"(?<![\d/])(\d+)/(\d+)(?![\d/])", question):  # "1/4 pound": the fraction itself
+        if int(m.group(2)):
+            fixed.add(F(int(m.group(1)), int(m.group(2))))
+    for m in re.finditer(r"\b(" + "|".join(NUMBER_WORDS) + r")\b", question, re.I):
+        fixed.add(F(NUMBER_WORDS[m.group(1).lower()]))
     for value in fixed & set(found):  # one value both fixed and free: keep every occurrence fixed
         del found[value]
     return found, fixed
@@ -478,3 +488,27 @@ def perturb_rows(rows: Sequence[dict], config: PerturbConfig) -> tuple[list[Twin
             cov.skipped[str(e)] += 1
     cov.perturbed = len(twins)
     return twins, cov
+
+
+def perturb_benchmark(benchmark: str, config: PerturbConfig, n: int | None = None, out: str | None = None,
+                      split: str = "test", data_root: str | None = None) -> Coverage:
+    """`tinyeval perturb`: verified twins of a benchmark split, written as JSONL in its own format.
+
+    `n` keeps a seeded sample of n twins (in dataset order). MATH500 solutions carry no calculator chain,
+    so no numeric perturbation of them can be verified (0 of 500): that is an error, not an empty file.
+    """
+    from tinyeval.data import load
+    from tinyeval.io import write_jsonl
+
+    if benchmark != "gsm8k":
+        raise TinyevalError(f"verified perturbation exists for gsm8k only; '{benchmark}' has no calculator chain "
+                            "to re-execute (MATH500: 0 of 500 items verifiable)")
+    if n is not None and n < 1:
+        raise TinyevalError(f"--n must be >= 1, got {n}")
+    twins, cov = perturb_rows(load(benchmark, split, data_root).rows, config)
+    if n is not None and n < len(twins):
+        keep = set(random.Random(config.seed).sample(range(len(twins)), n))
+        twins = [t for i, t in enumerate(twins) if i in keep]
+    if out:
+        write_jsonl(out, ({"question": t.question, "answer": t.answer} for t in twins))
+    return cov
