@@ -8,7 +8,7 @@ import typer
 
 from tinyeval.errors import TinyevalError
 
-ALGOS = ("grpo",)  # SFT joins here (same loop skeleton, another objective)
+ALGOS = ("grpo", "sft")  # one loop skeleton, two objectives
 
 
 def _opt(help: str, flag: str | None = None):
@@ -21,9 +21,10 @@ def train(
     method: Annotated[Optional[str], _opt("Adapter: tinylora | lora-xs | lora | full.")] = None,
     params: Annotated[Optional[int], _opt("TinyLoRA trainable-parameter budget (e.g. 13).")] = None,
     rank: Annotated[Optional[int], _opt("SVD rank (tinylora, lora-xs) or LoRA rank.")] = None,
-    algo: Annotated[str, _opt("Training objective: grpo.")] = "grpo",
+    algo: Annotated[str, _opt("Training objective: grpo | sft.")] = "grpo",
     task: Annotated[Optional[str], _opt("gsm8k | math | arith | lsat_lr | lsat_rc | lsat_ar | legal_hearsay.")] = None,
-    preset: Annotated[Optional[str], _opt("paper-gsm8k | paper-math | cpu; flags override it.")] = None,
+    preset: Annotated[Optional[str], _opt("grpo: paper-gsm8k | paper-math | cpu; sft: paper-sft | cpu. "
+                                          "Flags override it.")] = None,
     resume: Annotated[bool, _opt("Continue the run in --out from its last checkpoint, bit for bit.")] = False,
     steps: Annotated[Optional[int], _opt("Steps (default: --epochs passes over the prompts).")] = None,
     epochs: Annotated[Optional[float], _opt("Passes over the training prompts when --steps is unset.")] = None,
@@ -54,20 +55,29 @@ def train(
     dtype: Annotated[Optional[str], _opt("Base weights dtype: bfloat16 | float32.")] = None,
     seed: Annotated[Optional[int], _opt("Seed (adapter init, data order, sampling).")] = None,
     threads: Annotated[Optional[int], _opt("torch CPU threads.")] = None,
+    max_seq_tokens: Annotated[Optional[int], _opt("sft: prompt + target cap; longer examples are skipped.")] = None,
+    keep_annotations: Annotated[Optional[bool], typer.Option(
+        "--keep-annotations/--strip-annotations", help="sft: keep GSM8K's <<expr=value>> in targets.")] = None,
+    eval_every: Annotated[Optional[int], _opt("sft: held-out loss every N steps (0: at the end only).")] = None,
+    eval_examples: Annotated[Optional[int], _opt("sft: held-out examples for that loss.")] = None,
     data_root: Annotated[Optional[str], typer.Option("--data-root", help="Data root (default: $TINYEVAL_DATA).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
-    """Train an adapter with tinyeval's own GRPO: rollouts, verifiable rewards, records, checkpoints."""
+    """Train an adapter with tinyeval's own GRPO (rollouts, verifiable rewards) or SFT (gold solutions)."""
     if algo not in ALGOS:
-        raise TinyevalError(f"--algo must be one of {', '.join(ALGOS)} (SFT is not built yet), got '{algo}'")
+        raise TinyevalError(f"--algo must be one of {', '.join(ALGOS)}, got '{algo}'")
+    knobs = {k: v for k, v in locals().items() if k not in ("out", "algo", "preset", "resume", "as_json")}
     from tinyeval.cli import emit
-    from tinyeval.train.config import build
-    from tinyeval.train.grpo import run_grpo
 
-    knobs = {k: v for k, v in locals().items()
-             if k not in ("out", "algo", "preset", "resume", "as_json", "emit", "build", "run_grpo")}
-    loop_cfg, grpo_cfg = build(preset, **knobs)
-    summary = run_grpo(loop_cfg, grpo_cfg, out, resume=resume, progress=not as_json)
+    if algo == "sft":
+        from tinyeval.train.sft import build as build_sft, run_sft
+
+        summary = run_sft(*build_sft(preset, **knobs), out, resume=resume, progress=not as_json)
+    else:
+        from tinyeval.train.config import build
+        from tinyeval.train.grpo import run_grpo
+
+        summary = run_grpo(*build(preset, **knobs), out, resume=resume, progress=not as_json)
     final = summary.pop("final") or {}
-    row = {**summary, **{k: round(final[k], 4) for k in ("reward_mean", "strict", "lenient") if k in final}}
+    row = {**summary, **{k: round(final[k], 4) for k in ("reward_mean", "strict", "lenient", "loss") if k in final}}
     emit([row], "tinyeval train", as_json)
