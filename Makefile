@@ -27,7 +27,7 @@ test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow"
 
 demo: venv
-	$(BIN)/tinyeval eval --model smollm2-135m --tasks gsm8k --limit 50 --backend hf --out runs/demo
+	$(BIN)/tinyeval train-and-eval --model smollm2-135m --preset cpu --out runs/demo
 
 lint: venv
 	$(BIN)/ruff check tinyeval tests benchmarks
