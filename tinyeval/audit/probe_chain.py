@@ -168,9 +168,9 @@ def question_numbers(question: str) -> list[re.Match]:
 
 
 # "99 + 5 = $104" written in prose without an annotation: the same calculation, left for the reader.
-_TERM = r"\(?\$?(?:\d[\d,]*(?:\.\d+)?|\.\d+)\)?"
+_TERM = r"\(?\$?(?:\d[\d,]*(?:\.\d+)?|\.\d+)%?\)?"
 PROSE_EQUATION = re.compile(rf"(?<![\w.<=>$,]){_TERM}(?:\s*[-+*/x×−]\s*{_TERM})+\s*=\s*\$?(\d[\d,]*(?:\.\d+)?|\.\d+)"
-                            r"(?![\d%])")
+                            r"(?!\d)")
 
 
 def annotate_prose(solution: str) -> str:
@@ -184,12 +184,14 @@ def annotate_prose(solution: str) -> str:
         head, result = m.group()[: m.start(1) - m.start()], m.group(1)
         expr = re.sub(r"[$,]", "", head[: head.rindex("=")]).replace("x", "*").replace("×", "*").replace("−", "-")
         expr = re.sub(r"\s+", "", expr)
-        try:
-            if evaluate(expr) != parse_number(result):
-                return m.group()
-        except ChainError:
-            return m.group()
-        return f"{head}<<{expr}={result.replace(',', '')}>>{result}"
+        # "12/20 x 100% = 60%" holds with % dropped, "50 x 20% = 10" with % read as /100: keep whichever holds
+        for candidate in dict.fromkeys((expr.replace("%", ""), expr.replace("%", "/100"))):
+            try:
+                if evaluate(candidate) == parse_number(result):
+                    return f"{head}<<{candidate}={result.replace(',', '')}>>{result}"
+            except ChainError:
+                continue
+        return m.group()
 
     out, pos = [], 0
     for ann in [*ANNOTATION.finditer(solution), None]:  # never look inside an existing annotation
