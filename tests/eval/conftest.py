@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-TINY = dict(limit=2, max_gen_toks=8, dtype="float32", batch_size=8)  # fp32: bf16 matmuls are slow on CPU
+TINY = {"limit": 2, "max_gen_toks": 8, "dtype": "float32", "batch_size": 8}  # fp32: bf16 matmuls are slow on CPU
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from tinyeval.eval.results import MATH_TASKS
 from tinyeval.eval.run import EvalConfig, evaluate
 from tinyeval.eval.tasks import leaf_tasks
 
-TINY = dict(limit=2, max_gen_toks=8, dtype="float32", batch_size=8)
+TINY = {"limit": 2, "max_gen_toks": 8, "dtype": "float32", "batch_size": 8}
 
 
 def _samples(out, task):
@@ -80,12 +80,20 @@ def test_failed_run_writes_nothing(tiny_llama_dir, tmp_path):
 
 
 @pytest.mark.parametrize("bad, match", [
-    (dict(tasks=["gsm9k"]), "unknown task"),
-    (dict(backend="tpu"), "unknown backend"),
-    (dict(limit=0), "--limit must be >= 1"),
-    (dict(dtype="int4"), "unknown dtype"),
+    ({"tasks": ["gsm9k"]}, "unknown task"),
+    ({"backend": "tpu"}, "unknown backend"),
+    ({"limit": 0}, "--limit must be >= 1"),
+    ({"dtype": "int4"}, "unknown dtype"),
 ])
 def test_user_mistakes_are_clear_errors(tiny_llama_dir, tmp_path, bad, match):
     args = dict(model=str(tiny_llama_dir), tasks=["gsm8k"], out=tmp_path, **TINY) | bad
     with pytest.raises(TinyevalError, match=match):
         evaluate(EvalConfig(**args))
+
+
+def test_adapter_dir_that_is_no_adapter_is_a_clear_error(tiny_llama_dir, tmp_path):
+    (tmp_path / "not-an-adapter").mkdir()
+    with pytest.raises(TinyevalError):
+        evaluate(EvalConfig(model=str(tiny_llama_dir), adapter=tmp_path / "not-an-adapter", tasks=["boolq"],
+                            out=tmp_path / "run", **TINY))
+    assert not (tmp_path / "run").exists()

