@@ -126,13 +126,18 @@ def train_seed(args, seed: int) -> None:
 
 def held_out_after(run_dir: Path, args) -> dict:
     """Greedy accuracy of the trained adapter, reloaded from the run's saved adapter directory."""
-    from peft import PeftModel
-
     from tinyeval.models import load_model
+    from tinyeval.train.policy import load_trained
 
     model, tok = load_model("smollm2-135m", dtype="float32")
-    model = PeftModel.from_pretrained(model, str(run_dir / "adapter"))
+    model = load_trained(model, run_dir / "adapter")
     return held_out_accuracy(model, tok, args.eval_n, args.max_new_tokens)
+
+
+def _adapter_impl() -> str:
+    from tinyeval.train.policy import adapters_available
+
+    return "tinyeval.adapters" if adapters_available() else "peft TinyLoraConfig (fallback)"
 
 
 def write_results(args, base: dict, runs: dict[int, list[dict]], after: dict, seconds: float) -> None:
@@ -157,7 +162,7 @@ def write_results(args, base: dict, runs: dict[int, list[dict]], after: dict, se
         "gain_per_seed": gains, "seed_noise_sd": noise, "within_run_step_sd": step_sd,
         "passes": all(g > 2 * max(noise, 1e-9) for g in gains),
         "base_held_out_greedy": base, "held_out_greedy_after": after, "per_seed": per_seed,
-        "config": {"task": "arith", "method": "tinylora", **{k2: v for k2, v in vars(args).items() if k2 != "runs"}},
+        "config": {"task": "arith", "method": "tinylora", "adapters": _adapter_impl(), **{k2: v for k2, v in vars(args).items() if k2 != "runs"}},
         "curves": {s: [{k2: r[k2] for k2 in ("step", "reward_mean", "strict", "lenient", "response_len", "step_s")}
                        for r in recs] for s, recs in runs.items()},
         "seconds": seconds, "command": "nice -n 10 .venv/bin/python benchmarks/grpo_learning.py " + " ".join(sys.argv[1:]),

@@ -182,6 +182,7 @@ def run_grpo(loop: LoopConfig, grpo: GRPOConfig, out: str | Path, resume: bool =
         torch.set_num_threads(loop.threads)
     task = get_task(loop.task)
     model, tokenizer = load_model(loop.model, dtype=loop.dtype)
+    torch.manual_seed(loop.seed)  # adapter init (e.g. LoRA's A) is a function of the seed, not of RNG history
     handle = attach_adapter(model, loop.method, loop.params, loop.rank, loop.seed)
     examples = load_examples(task, tokenizer, loop, grpo.max_prompt_tokens)
     engine = make_engine(grpo, handle, tokenizer, loop.model)

@@ -118,3 +118,14 @@ def attach_adapter(model, method: str = "tinylora", params: int | None = 13, ran
     warnings.warn(f"tinyeval.adapters is not installed yet: training a PEFT LoRA of rank {rank} instead of "
                   f"'{method}'", RuntimeWarning, stacklevel=2)
     return PeftLoraHandle(model, rank, seed)
+
+
+def load_trained(model, adapter_dir: str | Path):
+    """The model with a trained adapter (as `handle.save` wrote it) applied; for evaluation after training."""
+    if adapters_available():
+        from tinyeval.adapters import load_adapter
+
+        return load_adapter(model, adapter_dir).model
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(adapter_dir))

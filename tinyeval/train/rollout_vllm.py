@@ -56,12 +56,14 @@ class VLLMEngine:
 
         from tinyeval.models import model_dir
 
-        if getattr(handle, "method", None) == "full":
+        adapter_cfg = getattr(handle, "config", None)
+        if getattr(adapter_cfg, "method", None) == "full":
             warnings.warn("full fine-tuning cannot sync weights into CPU vLLM in place; using HF generate",
                           RuntimeWarning, stacklevel=2)
             return HFEngine(handle.model, tokenizer, cfg.gen_batch)
         dtype = "bfloat16" if torch.cuda.is_available() else "float32"
-        engine = cls(model_dir(model_name), tokenizer, getattr(handle, "rank", 2), dtype=dtype,
+        rank = getattr(adapter_cfg, "rank", None) or getattr(handle, "rank", 2)
+        engine = cls(model_dir(model_name), tokenizer, rank, dtype=dtype,
                      max_model_len=cfg.max_prompt_tokens + cfg.max_new_tokens)
         engine.sync(handle, 0)
         return engine
