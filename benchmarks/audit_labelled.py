@@ -69,8 +69,8 @@ def main() -> None:
     docs = docs_of(labels)
     report: dict = {"corpus_mb": round(labels.bytes / 1e6, 1), "negatives": labels.negatives}
     for bench in ("gsm8k", "math500"):
-        outcome, wall, _ = clock(lambda: run_audit(AuditOptions(bench, tuple(labels.shards),
-                                                                str(WORK / f"out-{bench}"), workers=1)))
+        opts = AuditOptions(bench, tuple(labels.shards), str(WORK / f"out-{bench}"), workers=1)
+        outcome, wall, _ = clock(lambda opts=opts: run_audit(opts))
         tiny = labelled.evaluate(outcome.report, labels, bench)
         tiny["seconds"] = round(wall, 1)
         report[bench] = {"tinyeval": tiny, "janitor": janitor_scores(bench, labels, docs)}

@@ -88,3 +88,21 @@ def test_user_mistakes_raise_clear_errors(kw, needle, tmp_path):
 
     with pytest.raises(TinyevalError, match=needle):
         run_audit(AuditOptions(**{"bench": "gsm8k", "corpus": (str(tmp_path),), "out": str(tmp_path / "o"), **kw}))
+
+
+def test_model_probes_on_an_unsupported_benchmark_fail_before_the_scan(tmp_path):
+    from tinyeval.errors import TinyevalError
+
+    result = runner.invoke(app, ["audit", "boolq", "--corpus", str(tmp_path), "--model", "smollm2-135m",
+                                 "--out", str(tmp_path / "out")])
+    assert isinstance(result.exception, TinyevalError) and "probes support" in str(result.exception)
+    assert not (tmp_path / "out").exists()
+
+
+def test_add_section_extends_both_reports(corpus, tmp_path):
+    from tinyeval.audit import report
+
+    assert audit("--corpus", str(corpus), "--out", str(tmp_path)).exit_code == 0
+    report.add_section(tmp_path, "probes", {"verdict": "none", "auroc": 0.51})
+    assert json.loads((tmp_path / "report.json").read_text())["sections"]["probes"]["auroc"] == 0.51
+    assert "## probes" in (tmp_path / "report.md").read_text()

@@ -24,6 +24,12 @@ def test_builder_injects_every_kind_and_writes_labels(labelled_set):
     assert labels.negatives == 250 and json.loads((out / "labels.json").read_text())["negatives"] == 250
     text = "".join(Path(s).read_text() for s in labels.shards)
     assert text.count("<<") > 10  # verbatim GSM8K copies keep their calculator annotations
+    item = next(i for i, k in labels.injected["gsm8k"].items() if k == "verbatim")
+    shard, offset = labels.hosts[item]
+    with open(shard, "rb") as f:
+        f.seek(offset)
+        host = json.loads(f.readline())["text"]
+    assert labels.texts[list(labels.injected["gsm8k"]).index(item)] in host
 
 
 @pytest.mark.parametrize("bench", ["gsm8k", "math500"])

@@ -1,9 +1,9 @@
 """CLI commands of the audit area (kept light: the scan's modules load inside the function bodies).
 
-Model probes plug into `audit --model M`: after the corpus scan it calls
-`tinyeval.audit.probes.run_probes(bench=..., model=..., out=...)` and files the returned dict as the
-report's "probes" section (`tinyeval.audit.report.add_section`); until that function exists, `--model`
-is a clear error.
+Model probes plug into `audit --model M [--adapter DIR]`: after the corpus scan it runs
+`tinyeval.audit.probes.run_probes(ProbeConfig(...))` (the probes area's defaults; the config is built
+first, so a benchmark the probes do not support fails before the scan) and files the returned dict as the
+report's "probes" section (`tinyeval.audit.report.add_section`).
 """
 
 from __future__ import annotations
@@ -15,18 +15,12 @@ import typer
 from tinyeval.errors import TinyevalError
 
 
-def _run_probes(bench: str, model: str, out: str) -> dict:
-    """Model probes after the scan: `tinyeval.audit.probes.run_probes`, when that area has built it."""
-    import importlib
+def _probe_config(bench: str, model: str, adapter: str | None, data_root: str | None):
+    """The model-probe run for `--model`, built (and validated) before the scan starts."""
+    from tinyeval.audit.config import load_recipe
+    from tinyeval.audit.probes import ProbeConfig
 
-    try:
-        run_probes = getattr(importlib.import_module("tinyeval.audit.probes"), "run_probes", None)
-    except ModuleNotFoundError:
-        run_probes = None
-    if run_probes is None:
-        raise TinyevalError("--model: model probes (tinyeval.audit.probes.run_probes) are not built yet; "
-                            "run the corpus scan without --model")
-    return run_probes(bench=bench, model=model, out=out)
+    return ProbeConfig(model=model, benchmark=load_recipe(bench).dataset, adapter=adapter, data_root=data_root)
 
 
 def audit(
@@ -45,7 +39,8 @@ def audit(
     decontaminate_mode: Annotated[str, typer.Option("--decontaminate-mode", help="docs (drop documents) or spans (GPT-3 cut).")] = "docs",
     limit: Annotated[int | None, typer.Option("--limit", help="Index only the first N items.")] = None,
     data_root: Annotated[str | None, typer.Option("--data-root", help="Data root (default: $TINYEVAL_DATA).")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Also probe this model for memorisation.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Also run the model probes (gsm8k, math500).")] = None,
+    adapter: Annotated[str | None, typer.Option("--adapter", help="Adapter directory for --model.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Scan corpora for a benchmark's items (hashed n-grams, fuzzy-confirmed); write report.json/.md."""
@@ -57,9 +52,12 @@ def audit(
         raise TinyevalError(f"--fail-above is a percentage in [0, 100], got {fail_above}")
     opts = AuditOptions(bench, tuple(corpus or ()), out, engine, workers, address, text_field, n, min_span,
                         decontaminate, decontaminate_mode, data_root, limit)
+    probes = _probe_config(bench, model, adapter, data_root) if model is not None else None
     outcome = run_audit(opts)
-    if model is not None:
-        report.add_section(out, "probes", _run_probes(bench, model, out))
+    if probes is not None:
+        from tinyeval.audit.probes import run_probes
+
+        report.add_section(out, "probes", run_probes(probes))
     rep = outcome.report
     if as_json:
         emit([rep["summary"]], "summary", True)

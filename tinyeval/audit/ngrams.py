@@ -5,7 +5,7 @@ only for the documents that need it, `bytes.lower`); the byte-level steps are a 
 passes over the batch's UTF-8 bytes and gathers over its words:
 
   bytes  --numpy: word-character mask, annotations, number formats-->  mask
-  mask   --edges-->  words (start, end)  --8-byte unaligned loads, masked, mixed-->  one hash per word
+  mask   --edges-->  words (start, end)  --kernels.word_hashes: 8-byte loads, masked, mixed-->  hashes
   hashes --prefix sum of h[i] * P**i (mod 2**64)-->  any k-gram hash in O(1): (C[i+k] - C[i]) * P**-i
 
 Benchmark items go through exactly these functions, so item and corpus hashes agree by construction;
@@ -27,7 +27,6 @@ from tinyeval.audit.config import Normalisation
 
 U64 = np.uint64
 _P, _P_INV = kernels.P, kernels.P_INV
-_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=U64)  # low k bytes of a little-endian load
 MAX_WORD_BYTES = 64  # longer words hash their first 64 bytes
 PAD = 8  # zero bytes after the text so an 8-byte load at any word start stays in bounds
 
@@ -283,43 +282,10 @@ def encode_utf8(raw: bytes, doc_starts: np.ndarray, doc_ends: np.ndarray, norm: 
     return Encoded(p, raw, doc_starts, doc_ends, starts, ends, _word_hashes(p, starts, ends), dropped)
 
 
-def _fmix(x: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 64-bit finaliser, in place (chains the 8-byte loads of a long word)."""
-    x ^= x >> U64(33)
-    x *= U64(0xFF51AFD7ED558CCD)
-    x ^= x >> U64(33)
-    x *= U64(0xC4CEB9FE1A85EC53)
-    x ^= x >> U64(33)
-    return x
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """Multiply, xor-shift, multiply, in place: a bijection spreading ASCII-heavy loads over 64 bits."""
-    x *= U64(0x9E3779B97F4A7C15)
-    x ^= x >> U64(29)
-    x *= U64(0xBF58476D1CE4E5B9)
-    return x
-
-
 def _word_hashes(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """(W,) uint64: one hash per word from 8-byte unaligned loads at each word start.
-
-    Vectorised (gathers over all words at once); a compiled per-byte loop was 2x slower here, its
-    branches mispredicting at every word boundary. Words hold no NUL byte, so the zero-filled loads
-    are unambiguous without a length term.
-    """
-    lens = ends - starts
-    # a stride-1 uint64 view: element i is the little-endian load of bytes i..i+7
+    """(W,) uint64: one hash per word (`kernels.word_hashes` over a stride-1 uint64 view of the bytes)."""
     loads = np.ndarray((len(buf) - 7,), dtype="<u8", buffer=buf, strides=(1,))
-    h = loads[starts] & _MASKS[np.minimum(lens, 8)]
-    long = np.flatnonzero(lens > 8)
-    off = 8
-    while len(long) and off < MAX_WORD_BYTES:
-        part = loads[starts[long] + off] & _MASKS[np.minimum(lens[long] - off, 8)]
-        h[long] = _fmix(h[long]) ^ part
-        off += 8
-        long = long[lens[long] > off]
-    return _mix(h)
+    return kernels.word_hashes(loads, starts, ends, MAX_WORD_BYTES)
 
 
 def word_hashes(enc: Encoded) -> np.ndarray:

@@ -57,7 +57,7 @@ def markdown(report: dict) -> str:
         lines.append(f"| {v['id']}{flag} | {v['fraction']:.3f} | {v['span']} | {v['similarity']:.1f} | "
                      f"{_doc(hit) if hit else ''} | {snippet} |")
     for name, section in report.get("sections", {}).items():
-        lines += ["", f"## {name}", "", "```json", json.dumps(section, indent=2), "```"]
+        lines += ["", f"## {name}", "", "```json", json.dumps(section, indent=2, default=str), "```"]
     return "\n".join(lines) + "\n"
 
 

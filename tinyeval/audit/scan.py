@@ -185,7 +185,7 @@ def _keep_freed_memory() -> bool:
                 and libc.mallopt(m_top_pad, 64 << 20))
 
 
-def scan_task(task: ShardTask, index: NgramIndex, keep: int = 3, batch_bytes: int = 2 << 20,
+def scan_task(task: ShardTask, index: NgramIndex, keep: int = 3, batch_bytes: int = 4 << 20,
               spans: bool = False) -> TaskResult:
     """Scan one shard task against the index; `spans` also collects flagged documents' matched ranges."""
     _keep_freed_memory()
