@@ -35,6 +35,10 @@ def test_every_task_runs_and_is_recorded(tiny_all_run):
         assert {"strict", "lenient", "format_rate", "right_answer_wrong_format"} <= t.keys(), name
         assert t["strict"] <= t["format_rate"], name
     assert record["settings"]["chat_template"] is True  # SmolLM2's tokenizer carries a chat template
+    for group in ("tinyeval_nonmath", "tinyeval_legal"):  # unweighted means of their tasks
+        agg = record["group_scores"][group]
+        values = [record["tasks"][t]["value"] for t in agg["tasks"]]
+        assert agg["value"] == pytest.approx(sum(values) / len(values)) and agg["n"] == 2 * len(values)
 
 
 def test_chat_template_is_applied_and_can_be_turned_off(tiny_all_run, tiny_llama_dir, tmp_path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,13 +15,13 @@ def evaluate(
     tasks: Annotated[str, typer.Option("--tasks", "-t", help="Comma-separated tasks or groups from tasks/ "
                                        "(gsm8k, math500, arc_easy, legal_hearsay, tinyeval_all, ...).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (results.json, samples/).")],
-    adapter: Annotated[Optional[Path], typer.Option(help="PEFT LoRA or tinyeval adapter directory.")] = None,
+    adapter: Annotated[Path | None, typer.Option(help="PEFT LoRA or tinyeval adapter directory.")] = None,
     backend: Annotated[str, typer.Option(help="hf | vllm | auto (vllm on GPU, hf on CPU).")] = "auto",
-    limit: Annotated[Optional[int], typer.Option(help="Evaluate the first N items of each task.")] = None,
-    num_fewshot: Annotated[Optional[int], typer.Option(help="Override every task's few-shot count.")] = None,
-    chat: Annotated[Optional[bool], typer.Option("--chat/--no-chat", help="Chat template (default: on when the "
+    limit: Annotated[int | None, typer.Option(help="Evaluate the first N items of each task.")] = None,
+    num_fewshot: Annotated[int | None, typer.Option(help="Override every task's few-shot count.")] = None,
+    chat: Annotated[bool | None, typer.Option("--chat/--no-chat", help="Chat template (default: on when the "
                                                  "tokenizer has one).")] = None,
-    max_gen_toks: Annotated[Optional[int], typer.Option(help="Generation limit for every generative task "
+    max_gen_toks: Annotated[int | None, typer.Option(help="Generation limit for every generative task "
                                                         "(default: per task, 512 gsm8k / 1024 math500).")] = None,
     batch_size: Annotated[int, typer.Option(help="HF backend batch size.")] = 20,
     dtype: Annotated[str, typer.Option(help="bfloat16 | float16 | float32.")] = "bfloat16",
@@ -32,7 +32,8 @@ def evaluate(
 ) -> None:
     """Evaluate a model (optionally with an adapter) under lm-eval on tinyeval's offline task suite."""
     from tinyeval.eval.results import table_rows
-    from tinyeval.eval.run import EvalConfig, evaluate as run
+    from tinyeval.eval.run import EvalConfig
+    from tinyeval.eval.run import evaluate as run
 
     cfg = EvalConfig(model=model, tasks=[t.strip() for t in tasks.split(",") if t.strip()], out=out,
                      adapter=adapter, backend=backend, limit=limit, num_fewshot=num_fewshot, chat=chat,
@@ -41,4 +42,4 @@ def evaluate(
     record = run(cfg)
     title = f"tinyeval eval: {model}" + (f" + {adapter}" if adapter else "") + f" ({record['backend']}, " \
             f"{record['seconds']:.0f} s) -> {out / 'results.json'}"
-    emit(table_rows(record["tasks"]), title, as_json)
+    emit(table_rows({**record["tasks"], **record["group_scores"]}), title, as_json)

@@ -108,6 +108,24 @@ def summarize_task(name: str, out: dict, settings: dict) -> dict:
     return row
 
 
+def summarize_group(name: str, out: dict) -> dict | None:
+    """A group's aggregate (unweighted mean of its tasks' primary metric), or None when it has none."""
+    res = out["results"].get(name, {})
+    keys = _metric_keys(res)
+    if not keys:
+        return None
+    metric, filt = keys[0].split(",", 1)
+    stderr = res.get(f"{metric}_stderr,{filt}")
+    return {"metric": metric, "filter": filt, "value": res[keys[0]],
+            "stderr": stderr if isinstance(stderr, float) else None,
+            "n": sum(out["n-samples"][t]["effective"] for t in _leaves(name, out)), "tasks": _leaves(name, out)}
+
+
+def _leaves(name: str, out: dict) -> list[str]:
+    children = out.get("group_subtasks", {}).get(name)
+    return [name] if children is None else [leaf for c in children for leaf in _leaves(c, out)]
+
+
 def table_rows(tasks: dict[str, dict]) -> list[dict]:
     """Rows for the rich table: one per task; math tasks add strict / lenient / format (percent)."""
     def pct(v: float | None) -> str:

@@ -120,6 +120,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         "seconds": round(time.time() - started, 1),
         "groups": out.get("group_subtasks", {}),
         "tasks": tasks,
+        "group_scores": {g: row for g in out.get("group_subtasks", {}) if (row := results.summarize_group(g, out))},
         "extra": cfg.extra,
     }
     write_json(cfg.out / "results.json", record)
