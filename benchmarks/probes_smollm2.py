@@ -8,12 +8,18 @@ Anchor: Min-K%++ computed the way the method's reference code does it, one text 
 softmax and log-softmax taken separately; tinyeval scores the same texts in length-sorted batches. The
 ratio is tinyeval texts/s over anchor texts/s, and both must give the same scores (max |diff| printed).
 The probe tables go to the results JSON under "probes" and to stdout as markdown.
+
+GPU run for Qwen2.5-7B-Instruct (bf16, vLLM for generation when installed; see BENCHMARKS.md):
+
+    TINYEVAL_DATA=../shared/data python benchmarks/probes_smollm2.py --model qwen2.5-7b \
+        --n-membership 0 --n-generate 500 --max-new-tokens 512 --math-n 500 --batch-size 32
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import sys
 import time
@@ -37,13 +43,13 @@ def anchor_min_k_pp(model, tokenizer, texts: list[str], k: float = MIN_K) -> np.
     """Reference-style Min-K%++: one unpadded text per forward pass."""
     out = []
     for text in texts:
-        ids = tokenizer(text, return_tensors="pt")["input_ids"]  # (1, T)
+        ids = tokenizer(text, return_tensors="pt")["input_ids"].to(model.device)  # (1, T)
         logits = model(ids).logits[0, :-1].float()  # (T-1, V)
         probs, log_probs = torch.softmax(logits, -1), torch.log_softmax(logits, -1)
         token = log_probs.gather(-1, ids[0, 1:, None])[:, 0]  # (T-1,)
         mu = (probs * log_probs).sum(-1)
         sigma = ((probs * log_probs.square()).sum(-1) - mu.square()).sqrt()
-        z = ((token - mu) / sigma).numpy()
+        z = ((token - mu) / sigma).cpu().numpy()
         out.append(float(np.sort(z)[: max(1, int(len(z) * k))].mean()))
     return np.array(out)
 
@@ -56,15 +62,22 @@ def main() -> None:
     ap.add_argument("--math-n", type=int, default=100, help="MATH500 items for prefix and membership")
     ap.add_argument("--anchor-texts", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--model", default="smollm2-135m", help="another model (a GPU run) writes probes_<model>.json")
     args = ap.parse_args()
     torch.manual_seed(0)
-    hf, tok = load_model("smollm2-135m", dtype="float32")
+    out = OUT if args.model == "smollm2-135m" else OUT.with_name(f"probes_{Path(args.model).name}.json")
+    gpu = torch.cuda.is_available()
+    hf, tok = load_model(args.model, dtype="bfloat16" if gpu else "float32", device="cuda" if gpu else "cpu")
     model = Model(hf, tok, lambda prompts, n: generate(hf, tok, prompts, max_new_tokens=n,
                                                       batch_size=args.batch_size), "hf")
-    result = {"name": "probes_smollm2", "metric": "Min-K%++ membership scoring throughput", "unit": "texts/s",
+    if gpu and importlib.util.find_spec("vllm"):
+        from tinyeval.audit.probe_vllm import vllm_generate
+
+        model = Model(hf, tok, vllm_generate(args.model), "vllm")
+    result = {"name": out.stem, "model": args.model, "metric": "Min-K%++ membership scoring throughput", "unit": "texts/s",
               "anchor_name": "reference-style Min-K%++ (one text per forward pass)",
               "target": 1.0, "command": "TINYEVAL_DATA=../shared/data .venv/bin/python benchmarks/probes_smollm2.py "
-              + " ".join(sys.argv[1:]), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              + " ".join(sys.argv[1:]), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "cpu_note": "2 shared CPU cores under load from other jobs; timings are noisy, the ratio is one run",
               "complete": False}
 
@@ -79,12 +92,12 @@ def main() -> None:
                "ratio": round(t_anchor / t_ours, 3), "max_abs_score_diff": float(np.abs(ref - ours).max())}
     print(f"membership scoring: tinyeval {result['tinyeval']} texts/s, anchor {result['anchor']} texts/s, "
           f"ratio {result['ratio']}, max |diff| {result['max_abs_score_diff']:.2e}", flush=True)
-    write_json(OUT, result)
+    write_json(out, result)
 
     runs = {
-        "gsm8k": ProbeConfig(benchmark="gsm8k", n_generate=args.n_generate, n_membership=args.n_membership or None,
+        "gsm8k": ProbeConfig(model=args.model, benchmark="gsm8k", n_generate=args.n_generate, n_membership=args.n_membership or None,
                              max_new_tokens=args.max_new_tokens, prefix_new_tokens=32, batch_size=args.batch_size),
-        "math500": ProbeConfig(benchmark="math500", probes=("prefix", "membership"), n_generate=args.math_n,
+        "math500": ProbeConfig(model=args.model, benchmark="math500", probes=("prefix", "membership"), n_generate=args.math_n,
                                n_membership=args.math_n, prefix_new_tokens=40, batch_size=args.batch_size),
     }
     result["probes"] = {}
@@ -92,9 +105,9 @@ def main() -> None:
         report = run_probes(config, model=model)
         result["probes"][name] = report
         print(markdown(report), flush=True)
-        write_json(OUT, result)
+        write_json(out, result)
     result["complete"] = True
-    write_json(OUT, result)
+    write_json(out, result)
     print(json.dumps({k: v for k, v in result.items() if k != "probes"}, indent=2))
 
 

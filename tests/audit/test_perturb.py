@@ -9,53 +9,60 @@ from fractions import Fraction
 import pytest
 
 from tinyeval.audit.perturb import PerturbConfig, Skip, perturb_item, perturb_rows, plan_item, verify_twin
-from tinyeval.audit.probe_chain import (ChainError, annotate_prose, evaluate, final_answer, format_number,
-                                        parse_number, verify_chain)
+from tinyeval.audit.probe_chain import (
+    ChainError,
+    annotate_prose,
+    evaluate,
+    final_answer,
+    format_number,
+    parse_number,
+    verify_chain,
+)
 from tinyeval.audit.probe_swaps import swap_entities
 
 # (question, solution, independent solver over the question's numbers in order) - real GSM8K test items.
 ITEMS = {
     "eggs": (
-        "Janet’s ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her "
+        ("Janet’s ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her "
         "friends every day with four. She sells the remainder at the farmers' market daily for $2 per fresh duck "
-        "egg. How much in dollars does she make every day at the farmers' market?",
-        "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\nShe makes 9 * 2 = $<<9*2=18>>18 every day at "
-        "the farmer’s market.\n#### 18",
+        "egg. How much in dollars does she make every day at the farmers' market?"),
+        ("Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\nShe makes 9 * 2 = $<<9*2=18>>18 every day at "
+        "the farmer’s market.\n#### 18"),
         lambda eggs, price: (eggs - 3 - 4) * price,
     ),
     "percent_money": (
-        "Josh decides to try flipping a house.  He buys a house for $80,000 and then puts in $50,000 in repairs.  "
-        "This increased the value of the house by 150%.  How much profit did he make?",
-        "The cost of the house and repairs came out to 80,000+50,000=$<<80000+50000=130000>>130,000\nHe increased "
+        ("Josh decides to try flipping a house.  He buys a house for $80,000 and then puts in $50,000 in repairs.  "
+        "This increased the value of the house by 150%.  How much profit did he make?"),
+        ("The cost of the house and repairs came out to 80,000+50,000=$<<80000+50000=130000>>130,000\nHe increased "
         "the value of the house by 80,000*1.5=<<80000*1.5=120000>>120,000\nSo the new value of the house is "
         "120,000+80,000=$<<120000+80000=200000>>200,000\nSo he made a profit of 200,000-130,000=$<<200000-130000="
-        "70000>>70,000\n#### 70000",
+        "70000>>70,000\n#### 70000"),
         lambda house, repairs, pct: house * (1 + pct / 100) - house - repairs,
     ),
     "decimal_money": (
-        "Marie ordered one chicken meal that costs $12, 5 packs of milk that costs $3 each, 4 apples that cost "
+        ("Marie ordered one chicken meal that costs $12, 5 packs of milk that costs $3 each, 4 apples that cost "
         "$1.50 each, and some boxes of pizza. Marie paid a total of $50. How many boxes of pizza did Marie order "
-        "if each box costs $8.50?",
-        "Five packs of milk cost $3 x 5 = $<<3*5=15>>15.\nFour apples cost $1.50 x 4 = $<<1.5*4=6>>6.\nThe total "
+        "if each box costs $8.50?"),
+        ("Five packs of milk cost $3 x 5 = $<<3*5=15>>15.\nFour apples cost $1.50 x 4 = $<<1.5*4=6>>6.\nThe total "
         "cost of the chicken meal, milk, and apples is $12 + $15 + $6 = $<<12+15+6=33>>33.\nThus, the boxes of "
         "pizza cost $50 - $33 = $<<50-33=17>>17.\nTherefore, Marie ordered $17/$8.50 = <<17/8.5=2>>2 boxes of "
-        "pizza.\n#### 2",
+        "pizza.\n#### 2"),
         lambda meal, packs, milk, apples, apple, total, box: (total - meal - packs * milk - apples * apple) / box,
     ),
     "fraction_word": (
-        "Jim spends 2 hours watching TV and then decides to go to bed and reads for half as long.  He does this 3 "
-        "times a week.  How many hours does he spend on TV and reading in 4 weeks?",
-        "He reads for 2/2=<<2/2=1>>1 hour a night\nSo he spends 2+1=<<2+1=3>>3 hours on these activities\nThat "
+        ("Jim spends 2 hours watching TV and then decides to go to bed and reads for half as long.  He does this 3 "
+        "times a week.  How many hours does he spend on TV and reading in 4 weeks?"),
+        ("He reads for 2/2=<<2/2=1>>1 hour a night\nSo he spends 2+1=<<2+1=3>>3 hours on these activities\nThat "
         "means he spends 3*3=<<3*3=9>>9 hours a week on them\nSo in 4 weeks, he spends 9*4=<<9*4=36>>36 hours on "
-        "these activities\n#### 36",
+        "these activities\n#### 36"),
         lambda tv, times, weeks: (tv + tv / 2) * times * weeks,
     ),
     "prose_calculation": (
-        "Siobhan has 2 fewer jewels than Aaron. Aaron has 5 more jewels than half of Raymond's jewels. If Raymond "
-        "has 40 jewels, how many jewels does Siobhan have?",
-        "Half of Raymond's jewels is 40/2 = <<40/2=20>>20\nSince Aaron has 5 more jewels than half of Raymond's "
+        ("Siobhan has 2 fewer jewels than Aaron. Aaron has 5 more jewels than half of Raymond's jewels. If Raymond "
+        "has 40 jewels, how many jewels does Siobhan have?"),
+        ("Half of Raymond's jewels is 40/2 = <<40/2=20>>20\nSince Aaron has 5 more jewels than half of Raymond's "
         "jewels, he has 20+5 = <<5+20=25>>25 jewels.\nIf Siobhan has 2 fewer jewels than Aaron, he has 25-2 = 23 "
-        "jewels.\n#### 23",
+        "jewels.\n#### 23"),
         lambda fewer, more, raymond: raymond / 2 + more - fewer,
     ),
 }

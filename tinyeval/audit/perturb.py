@@ -27,8 +27,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from tinyeval.audit.probe_chain import (NUMBER, annotate_prose, ChainError, Step, decimals, evaluate, final_answer, format_number,
-                                        parse_number, parse_steps, verify_chain)
+from tinyeval.audit.probe_chain import (
+    NUMBER,
+    ChainError,
+    Step,
+    annotate_prose,
+    decimals,
+    evaluate,
+    final_answer,
+    format_number,
+    parse_number,
+    verify_chain,
+)
 from tinyeval.errors import TinyevalError
 
 F = Fraction
@@ -42,8 +52,7 @@ FRACTION_WORDS: dict[Fraction, str] = {
 }
 # Numbers written as words stay as written, so the solution's digits for them stay too.
 NUMBER_WORDS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split())} | {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60,
+    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"])} | {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60,
                                                        "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100}
 # A percentage p% enters a chain as p/100, 1 + p/100 (an increase) or 1 - p/100 (a discount).
 PCT_FORMS: dict[str, Callable[[Fraction], Fraction]] = {
@@ -173,7 +182,7 @@ def question_vars(question: str) -> tuple[dict[Fraction, Var], set[Fraction]]:
     for m in re.finditer(r"(?<![\d/])(\d+)/(\d+)(?![\d/])", question):  # "1/4 pound": the fraction itself
         if int(m.group(2)):
             fixed.add(F(int(m.group(1)), int(m.group(2))))
-    for m in re.finditer(r"\b(" + "|".join(NUMBER_WORDS) + r")\b", question, re.I):
+    for m in re.finditer(r"\b(" + "|".join(NUMBER_WORDS) + r")\b", question, re.IGNORECASE):
         fixed.add(F(NUMBER_WORDS[m.group(1).lower()]))
     for value in fixed & set(found):  # one value both fixed and free: keep every occurrence fixed
         del found[value]
@@ -194,7 +203,7 @@ def _sources(question: str, steps: list[Step], plan_vars: dict[Fraction, Var], f
     for j, step in enumerate(steps):
         found.setdefault(step.result, set()).add(("step", j))
     for v, words in UNIT_WORDS.items():  # guards a question number against a unit reading, not steps
-        if v in plan_vars and re.search(words, question, re.I):
+        if v in plan_vars and re.search(words, question, re.IGNORECASE):
             found.setdefault(v, set()).add(("fixed", v))
     return found
 
@@ -227,7 +236,7 @@ def _link(value: Fraction, i: int, results: list[Fraction], plan_vars: dict[Frac
     if value in fixed or value in UNIT_CONSTANTS or value == 1:
         return Ref("const", value)
     word = FRACTION_WORDS.get(value)
-    if word and re.search(word, question, re.I):
+    if word and re.search(word, question, re.IGNORECASE):
         return Ref("const", value)
     raise Skip("unexplained constant in a step")
 

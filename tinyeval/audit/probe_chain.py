@@ -77,7 +77,7 @@ def parse_number(text: str) -> Fraction:
 
 def decimals(value: Fraction) -> int | None:
     """Digits after the point needed to write `value` exactly; None if it never terminates (1/3)."""
-    for places in range(0, 13):
+    for places in range(13):
         if (value * 10**places).denominator == 1:
             return places
     return None

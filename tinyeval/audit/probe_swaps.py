@@ -33,7 +33,7 @@ def _swap_map(text: str, pool: tuple[str, ...], rng: random.Random) -> dict[str,
 
 def _object_map(text: str, rng: random.Random) -> dict[str, str]:
     singulars = [s for s, _ in OBJECTS]
-    present = [s for s, p in OBJECTS if re.search(rf"\b(?:{s}|{p})\b", text, re.I)]
+    present = [s for s, p in OBJECTS if re.search(rf"\b(?:{s}|{p})\b", text, re.IGNORECASE)]
     free = [s for s in singulars if s not in present]
     rng.shuffle(free)
     plural = dict(OBJECTS)
@@ -48,7 +48,7 @@ def _apply(text: str, mapping: dict[str, str], ignore_case: bool) -> str:
     if not mapping:
         return text
     pattern = re.compile(r"\b(" + "|".join(map(re.escape, sorted(mapping, key=len, reverse=True))) + r")\b",
-                         re.I if ignore_case else 0)
+                         re.IGNORECASE if ignore_case else 0)
 
     def sub(m: re.Match) -> str:
         word = m.group()
