@@ -6,9 +6,10 @@ well. The engine reads each solution's `<<expr=value>>` annotations as a program
   1. link every number inside an annotation to where it comes from: a number of the question (`var`), a
      percentage of one (`pct`: 150% read as 1.5, 20% off as 0.8), an earlier step's result (`step`), or a
      unit constant (`const`: 60 minutes, 12 months, 100 percent, "twice" as 2);
-  2. resample the question numbers within a plausible range (same decimal places and roundness, order
-     between them kept, percentages at most 100), re-run every step with exact fractions, and keep the draw
-     only if every result keeps its sign and stays whole (or money-like) where the original did;
+  2. resample the question numbers within a plausible range (same decimal places and roundness, the order
+     of all of them kept when any draw allows it (99.5% of twins), else where two meet in one step,
+     percentages at most 100), re-run every step with exact fractions, and keep the draw only if every
+     result keeps its sign and stays whole (or money-like) where the original did;
   3. rewrite question and solution (annotations from the links, prose numbers by value) and verify the new
      text by re-executing its chain and re-deriving every link from the rewritten question.
 
@@ -371,12 +372,16 @@ def _draw(plan: Plan, config: PerturbConfig, rng: random.Random) -> tuple[dict, 
     pools, compared = _pools(plan, free, config.spread), _compared(plan)
     old_answer = resolve(plan.answer, {v: v for v in olds}, [s.result for s in plan.steps])
     taken = plan.fixed | {r.key for row in plan.links for r in row if r.kind == "const"}
-    for _ in range(config.tries):
+    every_pair = list(zip(olds, olds[1:]))
+    for attempt in range(config.tries):
         moved = rng.sample(free, rng.randint(1, len(free)))  # a few numbers at a time: more draws divide
         values = {v: rng.choice(pools[v][rng.random() < 0.5]) if v in moved else v for v in olds}
         news = set(values.values())
-        if len(news) < len(olds) or taken & (news - set(olds)) or any(values[a] >= values[b] for a, b in compared):
-            continue  # distinct, no collision with a fixed number, order kept where two numbers meet
+        # the first half of the tries keeps the order of all question numbers (small < medium < large
+        # shirts); the rest only where two numbers meet in one step
+        ordered = every_pair if attempt < config.tries // 2 else compared
+        if len(news) < len(olds) or taken & (news - set(olds)) or any(values[a] >= values[b] for a, b in ordered):
+            continue  # distinct, no collision with a fixed number, order kept
         try:
             results = recompute(plan, values)
         except ChainError:
