@@ -2,15 +2,17 @@
 
     nice -n 10 .venv/bin/python benchmarks/grpo_learning.py            # ~1 h on a shared 2-core CPU
 
-Task: `arith`, procedurally generated GSM8K-format word problems (`#### N` answers, graded by the GSM8K
-grader). Why not GSM8K itself: SmolLM2-135M scores ~1% strict / ~3% lenient on it, so almost every GRPO
-group would be all-zero (no advantage, no gradient). This script measures the base model on held-out
-arith problems first and records that number next to the curves, so the choice is checked, not assumed.
+Task: `arith`, procedurally generated one-step single-digit word problems asking for the answer after
+`####` (graded by the GSM8K grader). Why not GSM8K itself: SmolLM2-135M scores ~1% strict / ~3% lenient on
+it, so almost every GRPO group would be all-zero (no advantage, no gradient). This script measures the base
+model on held-out arith problems first and records that number next to the curves, so the choice is
+checked, not assumed.
 
-Reported separately: the strict reward the policy trains on (right answer after `####`) and lenient
-accuracy (right last number anywhere). A gain in strict alone is format compliance; lenient moving too
-means the answers themselves got better. Held-out greedy accuracy before and after training is reported
-for each seed. Writes benchmarks/results/grpo_learning.json and grpo_learning.png.
+Reward (the `cpu` preset): lenient, i.e. the right number, wherever it is. Reported separately every step:
+strict accuracy (right number after `####`, the format asked for) and lenient accuracy. A gain in strict
+alone would be format compliance; a gain in lenient is the answers themselves. Held-out greedy accuracy
+before and after training is reported for each seed. Writes benchmarks/results/grpo_learning.json and
+grpo_learning.png. `--analyse` rebuilds both from the run directories and the previous JSON's base numbers.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def plot(runs: dict[int, list[dict]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
-    for ax, key, title in zip(axes, ("strict", "lenient"), ("strict (#### N, trained on)", "lenient (last number)")):
+    for ax, key, title in zip(axes, ("strict", "lenient"), ("strict (answer after ####)", "lenient (right number: the reward)")):
         for seed, recs in runs.items():
             steps = [r["step"] for r in recs]
             ax.plot(steps, [r[key] for r in recs], alpha=0.35, label=f"seed {seed}")
@@ -66,7 +68,7 @@ def plot(runs: dict[int, list[dict]], path: Path) -> None:
     axes[0].legend(fontsize=7)
     fig.suptitle("tinyeval GRPO, TinyLoRA on SmolLM2-135M, arith (thin: per step, thick: 5-step mean)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=64)
 
 
 def main() -> None:
@@ -81,10 +83,14 @@ def main() -> None:
     p.add_argument("--eval-n", type=int, default=24)
     p.add_argument("--runs", default="/tmp/tinyeval-grpo-learning")
     p.add_argument("--seed-worker", type=int, help=argparse.SUPPRESS)  # internal: train one seed
+    p.add_argument("--analyse", action="store_true", help="only rebuild the JSON and PNG from finished runs")
     args = p.parse_args()
     os.environ.setdefault("TINYEVAL_DATA", str(ROOT.parent / "shared" / "data"))
     if args.seed_worker is not None:
         return train_seed(args, args.seed_worker)
+    if args.analyse:
+        previous = json.loads((RESULTS / "grpo_learning.json").read_text())
+        return write_results(args, previous["base_held_out_greedy"], *collect(args), previous["seconds"])
     t0 = time.time()
     # seeds train in parallel processes (one thread each): the wall clock of one run on a shared CPU
     procs = {s: subprocess.Popen([sys.executable, __file__, *sys.argv[1:], "--seed-worker", str(s)])
@@ -100,12 +106,17 @@ def main() -> None:
     failed = [s for s, proc in procs.items() if proc.wait() != 0]
     if failed:
         sys.exit(f"seed worker(s) {failed} failed")
+    write_results(args, base, *collect(args), time.time() - t0)
+
+
+def collect(args) -> tuple[dict, dict]:
+    """Each seed's step records and held-out accuracy after training, from its run directory."""
     runs, after = {}, {}
     for s in args.seeds:
         out = Path(args.runs) / f"seed{s}"
         runs[s] = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
         after[s] = json.loads((out / "held_out_after.json").read_text())
-    write_results(args, base, runs, after, time.time() - t0)
+    return runs, after
 
 
 def train_seed(args, seed: int) -> None:
@@ -154,7 +165,7 @@ def write_results(args, base: dict, runs: dict[int, list[dict]], after: dict, se
     step_sd = statistics.fmean(statistics.stdev([r["reward_mean"] for r in recs[:k]]) for recs in runs.values())
     plot(runs, RESULTS / "grpo_learning.png")
     result = {
-        "name": "grpo_learning", "metric": "mean strict reward of sampled completions, last 5 of N steps",
+        "name": "grpo_learning", "metric": "mean reward (lenient: right number) of sampled completions, last 5 steps",
         "unit": "reward (0-1)", "tinyeval": statistics.fmean(last),
         "anchor_name": "same runs, first 5 steps (base policy: TinyLoRA starts at v = 0)",
         "anchor": statistics.fmean(first), "ratio": statistics.fmean(last) / max(statistics.fmean(first), 1e-9),
@@ -165,7 +176,7 @@ def write_results(args, base: dict, runs: dict[int, list[dict]], after: dict, se
         "config": {"task": "arith", "method": "tinylora", "adapters": _adapter_impl(), **{k2: v for k2, v in vars(args).items() if k2 != "runs"}},
         "curves": {s: [{k2: r[k2] for k2 in ("step", "reward_mean", "strict", "lenient", "response_len", "step_s")}
                        for r in recs] for s, recs in runs.items()},
-        "seconds": seconds, "command": "nice -n 10 .venv/bin/python benchmarks/grpo_learning.py " + " ".join(sys.argv[1:]),
+        "seconds": seconds, "command": "nice -n 10 .venv/bin/python benchmarks/grpo_learning.py " + " ".join(a for a in sys.argv[1:] if a != "--analyse"),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "note": "CPU shared with other engineers during the run; timings are indicative only",
     }
