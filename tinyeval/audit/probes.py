@@ -85,12 +85,14 @@ class Signal:
     probe: str
     signal: str
     estimate: Estimate
-    null: float  # the value expected without leakage
-    higher_means: str  # what an interval above `null` suggests
+    null: float | None  # the value expected without leakage; None for a level reported for context
+    higher_means: str  # what an interval above `null` suggests (for a level: what it is)
     detail: dict = field(default_factory=dict)
 
     @property
     def suggests(self) -> str:
+        if self.null is None:
+            return self.higher_means
         if self.estimate.lo > self.null:
             return self.higher_means
         if self.estimate.hi < self.null:
@@ -137,8 +139,8 @@ def accuracy_probe(model: Model, rows: list[dict], twins: list, config: ProbeCon
                               paired_diff_ci(orig, twin, config.n_boot, seed=config.seed), 0.0,
                               "originals solved more often than their twins: consistent with memorised answers",
                               detail))
-        signals.append(Signal("accuracy", f"accuracy on originals ({mode})", mean_ci(orig, config.n_boot), 0.0,
-                              "above 0 (level, not a leak signal)", {}))
+        signals.append(Signal("accuracy", f"accuracy on originals ({mode})", mean_ci(orig, config.n_boot), None,
+                              f"level, for context; twins: {detail['twin']}", {}))
     return signals
 
 
