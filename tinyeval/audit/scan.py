@@ -5,8 +5,9 @@ Engines (local processes, Ray) only call `scan_task` on each task and hand the r
 
 Evidence is kept at two levels. Per item: the set of its n-gram positions found anywhere (the matched
 fraction). Per (item, document) pair: how many n-gram hits, the longest run of consecutive n-grams that
-are consecutive in the document too (the longest matched span), its character offsets, and a window of
-document text around it for fuzzy confirmation; only the best `keep` pairs per item survive a task.
+are consecutive in the document too (the longest matched span), its character offsets, and the document
+text from the first to the last matched n-gram for fuzzy confirmation; only the best `keep` pairs per item
+survive a task.
 """
 
 from __future__ import annotations
