@@ -87,33 +87,48 @@ class NgramIndex:
         return self._hashes_end
 
 
-def _kgrams(text: str, recipe: Recipe) -> tuple[str, int, np.ndarray]:
-    """Normalised words, k, and the k-gram hashes of one item text (an item shorter than n is one k-gram)."""
-    enc = ngrams.encode([text], recipe.normalisation)
-    n_words = len(enc.starts)
-    k = recipe.n if n_words >= recipe.n else (n_words if n_words >= recipe.min_n else 0)
-    words = " ".join(enc.words())
-    if k == 0:
-        return words, 0, np.zeros(0, np.uint64)
-    return words, k, ngrams.kgrams(ngrams.prefix(ngrams.word_hashes(enc)), k)
+def _word_counts(texts: list[str], recipe: Recipe) -> tuple[ngrams.Encoded, np.ndarray]:
+    """All texts encoded as one batch, and the word range [bounds[t], bounds[t + 1]) of each text."""
+    enc = ngrams.encode(texts, recipe.normalisation)
+    doc_of_word = np.searchsorted(enc.doc_starts, enc.to_raw(enc.starts), side="right") - 1
+    return enc, np.searchsorted(doc_of_word, np.arange(len(texts) + 1))
 
 
 def build_index(rows: list[dict], recipe: Recipe, id_prefix: str | None = None) -> NgramIndex:
-    """Index every row of a benchmark under `recipe` (one item per row, or per field if not joined)."""
+    """Index every row of a benchmark under `recipe` (one item per row, or per field if not joined).
+
+    All items are encoded as one batch (the scan's own path), so an item's k-grams are a slice of the
+    batch's k-gram hashes: an item shorter than n is one k-gram of its own length, down to `min_n`.
+    """
     prefix = id_prefix or f"{recipe.dataset}/{recipe.split}"
+    texts, ids, fields_of = [], [], []
+    for i, row in enumerate(rows):
+        item_texts = recipe.item_texts(row)
+        for f, text in enumerate(item_texts):
+            texts.append(text)
+            ids.append(f"{prefix}/{i}" + ("" if len(item_texts) == 1 else f":{recipe.fields[f]}"))
+            fields_of.append(recipe.field_values(row) if recipe.join_fields else [])
+    enc, bounds = _word_counts(texts, recipe)
+    words = enc.words()
+    field_enc, field_bounds = _word_counts([v for fs in fields_of for v in fs], recipe)
+    field_words = np.diff(field_bounds)
+    n_words = np.diff(bounds)
+    ks = np.where(n_words >= recipe.n, recipe.n, np.where(n_words >= recipe.min_n, n_words, 0))
+    c = ngrams.prefix(enc.hashes)
+    by_k = {int(k): ngrams.kgrams(c, int(k)) for k in np.unique(ks) if k}
     items: list[Item] = []
     all_hash, all_item, all_pos = [], [], []
-    for i, row in enumerate(rows):
-        texts = recipe.item_texts(row)
-        for f, text in enumerate(texts):
-            words, k, g = _kgrams(text, recipe)
-            suffix = "" if len(texts) == 1 else f":{recipe.fields[f]}"
-            all_hash.append(g)
-            all_item.append(np.full(len(g), len(items), dtype=np.int32))
-            all_pos.append(np.arange(len(g), dtype=np.int32))
-            fields_ = recipe.field_values(row) if recipe.join_fields else []
-            field_words = tuple(len(ngrams.words_of(v, recipe.normalisation)) for v in fields_)
-            items.append(Item(f"{prefix}/{i}{suffix}", text, words, k, len(g), field_words))
+    f0 = 0
+    for t, text in enumerate(texts):
+        a, b, k = int(bounds[t]), int(bounds[t + 1]), int(ks[t])
+        g = by_k[k][a:b - k + 1] if k else np.zeros(0, np.uint64)
+        all_hash.append(g)
+        all_item.append(np.full(len(g), t, dtype=np.int32))
+        all_pos.append(np.arange(len(g), dtype=np.int32))
+        n_fields = len(fields_of[t])
+        items.append(Item(ids[t], text, " ".join(words[a:b]), k, len(g),
+                          tuple(int(x) for x in field_words[f0:f0 + n_fields])))
+        f0 += n_fields
     h = np.concatenate(all_hash) if all_hash else np.zeros(0, np.uint64)
     it = np.concatenate(all_item) if all_item else np.zeros(0, np.int32)
     ps = np.concatenate(all_pos) if all_pos else np.zeros(0, np.int32)
