@@ -93,3 +93,22 @@ def test_planning_errors_are_clear(tmp_path):
     with pytest.raises(TinyevalError, match="hf://dataset"):
         plan_tasks(["hf://"])
     assert plan_tasks(["hf://allenai/c4:en:validation"])[0].fmt == "hf"
+
+
+def test_hub_datasets_are_streamed_and_their_failures_counted(monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load(name, config, split, streaming):
+        calls.append((name, config, split, streaming))
+        if name == "org/broken":
+            raise ConnectionError("hub unreachable")
+        return iter([{"text": "first doc"}, {"body": "no text"}, {"text": "third doc"}])
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    got, stats = docs_of(plan_tasks(["hf://org/corpus:en:validation"])[0])
+    assert got == [(0, "first doc"), (2, "third doc")] and stats.skipped == {"missing_text": 1}
+    assert calls == [("org/corpus", "en", "validation", True)]
+    got, stats = docs_of(plan_tasks(["hf://org/broken"])[0])
+    assert got == [] and stats.skipped["unreadable_files"] == 1 and "hub unreachable" in stats.problems[0]
