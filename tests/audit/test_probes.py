@@ -68,7 +68,8 @@ def test_run_probes_on_a_tiny_model(tiny_llama_dir, data_root):
     signals = {r["signal"]: r for r in report["rows"]}
     assert {"accuracy original - twin (strict)", "prefix ROUGE-L benchmark - control",
             "Min-K%++ AUROC vs perturbed twins", "Min-K% AUROC vs gsm1k_public"} <= set(signals)
-    assert signals["Min-K%++ AUROC vs perturbed twins"]["n"] == 12  # 6 items + their 6 twins
+    twin_n, control_n = signals["Min-K%++ AUROC vs perturbed twins"]["n"], signals["Min-K% AUROC vs gsm1k_public"]["n"]
+    assert control_n == 6 + 6 and twin_n % 2 == 0 and 0 < twin_n <= 12  # the sampled items that have a twin
     assert signals["accuracy original - twin (strict)"]["n"] == 4
     for row in report["rows"]:
         lo, hi = map(float, row["ci95"].strip("[]").split(","))

@@ -184,24 +184,28 @@ def prefix_probe(model: Model, texts: list[str], control: list[str], config: Pro
     ]
 
 
-def membership_probe(model: Model, texts: list[str], twins: list[str] | None, control: list[str],
+def membership_probe(model: Model, texts: list[str], twins: dict[int, str], control: list[str],
                      config: ProbeConfig, control_name: str) -> list[Signal]:
-    """AUROC of Min-K% / Min-K%++: benchmark items against twins (paired) and against a control set."""
+    """AUROC of Min-K% / Min-K%++: every benchmark item against the control set, and the items that have
+    a twin (`twins`: position in `texts` -> twin text) against their own twins, paired."""
     from tinyeval.audit.probe_membership import score_texts
 
     def score(batch: list[str]) -> dict[str, np.ndarray]:
         return score_texts(model.hf, model.tokenizer, batch, config.k, max(1, config.batch_size // 4))
 
     bench, ctrl = score(texts), score(control)
-    twin = score(twins) if twins is not None else None
+    paired = sorted(twins)
+    twin = score([twins[i] for i in paired]) if paired else None
     signals = []
     for name, label in (("min_k", "Min-K%"), ("min_k_pp", "Min-K%++")):
         detail = {"bench_mean": float(bench[name].mean()), "control_mean": float(ctrl[name].mean()),
                   "logprob_auroc_control": str(auroc_ci(bench["logprob"], ctrl["logprob"], n_boot=config.n_boot))}
         if twin is not None:
+            detail["logprob_auroc_twins"] = str(auroc_ci(bench["logprob"][paired], twin["logprob"], paired=True,
+                                                         n_boot=config.n_boot))
             signals.append(Signal("membership", f"{label} AUROC vs perturbed twins",
-                                  auroc_ci(bench[name], twin[name], paired=True, n_boot=config.n_boot), 0.5,
-                                  "benchmark items more familiar than the same items with new numbers", detail))
+                                  auroc_ci(bench[name][paired], twin[name], paired=True, n_boot=config.n_boot),
+                                  0.5, "benchmark items more familiar than the same items with new numbers", detail))
         signals.append(Signal("membership", f"{label} AUROC vs {control_name}",
                               auroc_ci(bench[name], ctrl[name], n_boot=config.n_boot), 0.5,
                               f"benchmark items more familiar than {control_name} items", detail))
@@ -274,10 +278,10 @@ def run_probes(config: ProbeConfig, model: Model | None = None) -> dict:
     if "prefix" in config.probes:
         signals += prefix_probe(model, [r[field_name] for r in rows], control, config)
     if "membership" in config.probes:
-        with_twin = _sample(twins, config.n_membership, config.seed) if twins else None
-        texts = [rows[t.index][field_name] for t in with_twin] if with_twin else \
-            [r[field_name] for r in _sample(rows, config.n_membership, config.seed)]
-        signals += membership_probe(model, texts, [t.question for t in with_twin] if with_twin else None,
+        picked = _sample(range(len(rows)), config.n_membership, config.seed)
+        twin_of = {t.index: t.question for t in twins}
+        signals += membership_probe(model, [rows[i][field_name] for i in picked],
+                                    {k: twin_of[i] for k, i in enumerate(picked) if i in twin_of},
                                     control, config, control_set)
     return {"config": asdict(config), "backend": model.backend, "coverage": coverage,
             "seconds": round(time.time() - started, 1), "rows": [s.row() for s in signals],
