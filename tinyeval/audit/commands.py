@@ -66,7 +66,9 @@ def audit(
             emit(report.rows(rep), f"tinyeval audit {bench}: top items", False)
         emit(report.summary_rows(rep), f"{bench}: items with matched n-grams", False)
         skipped = {k: v for k, v in rep["corpus"]["skipped"].items() if v}
-        console.print(f"{rep['corpus']['documents']:,} documents, {rep['corpus']['bytes'] / 1e6:,.1f} MB, "
+        size = rep["corpus"]["bytes"]
+        shown = f"{size / 1e6:,.1f} MB" if size >= 1e5 else f"{size / 1e3:,.1f} kB"
+        console.print(f"{rep['corpus']['documents']:,} documents, {shown}, "
                       f"{outcome.run['mb_per_s']:,.1f} MB/s ({engine})"
                       + (f"; skipped: {skipped}" if skipped else "") + f"; report: {outcome.out}/report.md")
     if fail_above is not None and rep["summary"]["contaminated_pct"] > fail_above:

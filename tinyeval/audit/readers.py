@@ -5,7 +5,7 @@ unreadable file and a truncated .gz/.zst are skipped and counted (`Stats`), and 
 before the damage is still scanned. A document is located by `(source, position)`: the byte offset of its
 line (or paragraph) in the (decompressed) file, or its row number in a parquet file or hub dataset.
 
-Formats: .jsonl / .json (one object per line), .jsonl.gz, .jsonl.zst, .txt (and .txt.gz / .txt.zst;
+Formats: .jsonl (one object per line), .jsonl.gz, .jsonl.zst, .txt (and .txt.gz / .txt.zst;
 documents are blank-line-separated paragraphs), .parquet, and `hf://dataset[:config[:split]]` (streamed).
 Uncompressed .jsonl files larger than `split_bytes` are split into byte ranges aligned to lines, so one
 large file still feeds every worker.
@@ -88,8 +88,8 @@ class Batch:
 # ---- formats -------------------------------------------------------------------------------------------
 
 _SUFFIXES = {  # longest suffix first when matching
-    ".jsonl.gz": "jsonl.gz", ".json.gz": "jsonl.gz", ".jsonl.zst": "jsonl.zst", ".jsonl.zstd": "jsonl.zst",
-    ".txt.gz": "txt.gz", ".txt.zst": "txt.zst", ".jsonl": "jsonl", ".json": "jsonl", ".txt": "txt",
+    ".jsonl.gz": "jsonl.gz", ".jsonl.zst": "jsonl.zst", ".jsonl.zstd": "jsonl.zst",
+    ".txt.gz": "txt.gz", ".txt.zst": "txt.zst", ".jsonl": "jsonl", ".txt": "txt",
     ".parquet": "parquet",
 }
 
