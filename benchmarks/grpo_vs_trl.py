@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SETTINGS = dict(prompts_per_step=2, group_size=4, max_new_tokens=32, lr=2e-3, params=210, temperature=1.0)
+THREADS = 1  # both sides; with 2 OpenMP threads on an oversubscribed 2-core machine, barrier waits dominate
 
 
 def _peak_rss_mb() -> float:
@@ -44,10 +45,11 @@ def _rate(step_seconds: list[float]) -> float:
 
 
 def worker_tinyeval(engine: str, steps: int, out: Path) -> dict:
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0")  # vLLM's CPU worker: one thread too, on core 0
     from tinyeval.train.config import build
     from tinyeval.train.grpo import run_grpo
 
-    loop, grpo = build("cpu", steps=steps, engine=engine, checkpoint_every=1000, **SETTINGS)
+    loop, grpo = build("cpu", steps=steps, engine=engine, checkpoint_every=1000, threads=THREADS, **SETTINGS)
     run_grpo(loop, grpo, out, progress=False)
     recs = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
     return {"step_s": [r["step_s"] for r in recs], "sync_bytes_per_step": statistics.fmean(r["sync_bytes"] for r in recs),
@@ -67,7 +69,7 @@ def worker_trl(use_vllm: bool, steps: int, out: Path) -> dict:
     from tinyeval.train.policy import ALL_LINEAR
     from tinyeval.train.tasks import get_task
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     model, tok = load_model("smollm2-135m", dtype="float32")
     examples = get_task("arith").examples(tok, "train")[:64]
     data = Dataset.from_list([{"prompt": e.prompt, "gold": e.gold} for e in examples])
@@ -103,10 +105,10 @@ def worker_trl(use_vllm: bool, steps: int, out: Path) -> dict:
             "sync_bytes_per_step": merged_bytes if use_vllm else 0}
 
 
-WORKERS = {
+WORKERS = {  # like-for-like pair first and adjacent, so load drift on a shared machine hits both alike
     "tinyeval-hf": lambda steps, out: worker_tinyeval("hf", steps, out),
-    "tinyeval-vllm": lambda steps, out: worker_tinyeval("vllm", steps, out),
     "trl-hf": lambda steps, out: worker_trl(False, steps, out),
+    "tinyeval-vllm": lambda steps, out: worker_tinyeval("vllm", steps, out),
     "trl-vllm": lambda steps, out: worker_trl(True, steps, out),
 }
 
@@ -134,6 +136,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--scratch", default="/tmp/tinyeval-grpo-vs-trl")
     p.add_argument("--worker", choices=list(WORKERS))
+    p.add_argument("--only", nargs="+", choices=list(WORKERS),
+                   help="rerun these configurations; the others are kept from the existing results file")
     args = p.parse_args()
     os.environ.setdefault("TINYEVAL_DATA", str(ROOT.parent / "shared" / "data"))
     scratch = Path(args.scratch)
@@ -149,7 +153,9 @@ def main() -> None:
     except ImportError:
         print("grpo_vs_trl: TRL is not installed (pip install trl; benchmark only) - skipped")
         return
-    runs = {name: run_worker(name, args.steps, scratch) for name in WORKERS}
+    previous = RESULTS / "grpo_vs_trl.json"
+    runs = json.loads(previous.read_text())["runs"] if args.only and previous.is_file() else {}
+    runs.update({name: run_worker(name, args.steps, scratch) for name in (args.only or WORKERS)})
     write_results(args, runs)
 
 
@@ -172,7 +178,7 @@ def write_results(args, runs: dict) -> None:
         "anchor": ok.get("trl-hf", {}).get("steps_per_min"), "ratio": like, "target": 1.5,
         "tinyeval_vllm_vs_trl_best": vllm, "best_vs_best": best, "trl_best_mode": trl_best,
         "tinyeval_best_mode": te_best, "runs": runs, "settings": {**SETTINGS, "steps": args.steps},
-        "command": "nice -n 10 .venv/bin/python benchmarks/grpo_vs_trl.py --steps " + str(args.steps),
+        "command": "nice -n 10 .venv/bin/python benchmarks/grpo_vs_trl.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "note": "2-core CPU shared with other engineers; configurations ran one after another in one run",
     }
