@@ -15,7 +15,8 @@ so the group count is Σ_type ceil(L_type / n_tie) and a budget may buy fewer pa
 
 from __future__ import annotations
 
-import math
+import functools
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -139,13 +140,24 @@ def plan(config, params: int | None = None, tying: str = "tiled", rank: int = 2,
          target_modules: tuple[str, ...] | None = None) -> Plan:
     """Plan an adapter for a model config (a transformers `PretrainedConfig`) without loading weights."""
     from tinyeval.adapters.config import DEFAULT_TARGETS, AdapterConfig
-    from tinyeval.models import meta_model
 
     cfg = AdapterConfig(method=method, params=params, rank=rank, tying=tying,
                         target_modules=target_modules or DEFAULT_TARGETS)  # validates the arguments
-    model = meta_model(config)
-    total = sum(p.numel() for p in model.parameters())
-    return plan_targets(find_targets(model, cfg.target_modules), method, params, tying, rank, total)
+    targets, total = _shapes(config.to_json_string(), cfg.target_modules)
+    return plan_targets(list(targets), method, params, tying, rank, total)
+
+
+@functools.lru_cache(maxsize=32)
+def _shapes(config_json: str, target_modules: tuple[str, ...]) -> tuple[tuple[Target, ...], int]:
+    """Targets and total parameter count of a config, from a meta-device model built once per config
+    (a sweep plans many cells on the same model)."""
+    from transformers import AutoConfig
+
+    from tinyeval.models import meta_model
+
+    data = json.loads(config_json)
+    model = meta_model(AutoConfig.for_model(**data))
+    return tuple(find_targets(model, target_modules)), sum(p.numel() for p in model.parameters())
 
 
 def plan_model(model, cfg) -> tuple[list[Target], Plan]:

@@ -40,6 +40,8 @@ class SvdSettings:
         extra cost while the product is memory-bound.
     tol: stop when the top-r Ritz values changed by less than this (relative) in one block step.
     max_blocks: blocks before giving up on Krylov and computing the exact SVD instead.
+    exact_below: matrices whose smaller side is at most this take the exact SVD directly: there it is
+        both exact and faster (SmolLM2's 192×576 k/v: 0.02 s exact vs 0.023 s Krylov on one core).
     seed: seed of the Gaussian start block (results are deterministic for a given seed).
     """
 
@@ -47,6 +49,7 @@ class SvdSettings:
     block: int = 16
     tol: float = 1e-5
     max_blocks: int = 24
+    exact_below: int = 256
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -89,7 +92,7 @@ def _krylov(W: torch.Tensor, r: int, s: SvdSettings) -> tuple[torch.Tensor, torc
     m, n = W.shape
     k = min(max(s.block, r), n)
     gen = torch.Generator().manual_seed(s.seed)
-    basis = torch.linalg.qr(torch.randn(n, k, generator=gen))[0]  # (n, d) orthonormal, d grows by k
+    basis = torch.linalg.qr(torch.randn(n, k, generator=gen).to(W.device))[0]  # (n, d) orthonormal, d grows by k
     P = W @ basis  # (m, d) = W·basis
     G = P.T @ P  # (d, d)
     prev = None
@@ -138,7 +141,8 @@ def top_svd(W: torch.Tensor, r: int, settings: SvdSettings = SvdSettings()) -> T
 
 
 def _top_svd(W: torch.Tensor, r: int, settings: SvdSettings) -> TopSvd:
-    if settings.method == "krylov" and min(W.shape) > 2 * settings.block:  # else exact is as cheap
+    krylov = settings.method == "krylov" and min(W.shape) > max(settings.exact_below, 2 * settings.block)
+    if krylov:
         tall = W.shape[0] >= W.shape[1]  # the basis lives in the smaller dimension
         found = _krylov(W if tall else W.T, r, settings)
         if found is not None:
@@ -148,7 +152,7 @@ def _top_svd(W: torch.Tensor, r: int, settings: SvdSettings) -> TopSvd:
             return TopSvd(U.contiguous(), S.contiguous(), V.contiguous(), "krylov", passes)
     U, S, V = _exact(W, r)
     U, V = _canonical_signs(U, V)
-    method = "exact-fallback" if settings.method == "krylov" and min(W.shape) > 2 * settings.block else "exact"
+    method = "exact-fallback" if krylov else "exact"
     return TopSvd(U.contiguous(), S.contiguous(), V.contiguous(), method, 0)
 
 

@@ -1,0 +1,112 @@
+"""Adapter overhead on SmolLM2-135M: forward + backward of unmerged TinyLoRA vs the base model, and merged
+inference vs the base model.
+
+    .venv/bin/python benchmarks/adapter_overhead.py                 # batch 8 x 256 tokens, fp32, 3 repeats
+    .venv/bin/python benchmarks/adapter_overhead.py --dtype bfloat16
+
+One run, one model object: the base is the same model inside `handle.disabled()` (hooks return early), so
+both sides share weights, memory layout and threads, and runs alternate base / adapter to spread load drift.
+Forward + backward: both sides take the same `inputs_embeds` with requires_grad, so the base pays the same
+activation backward through every layer that TinyLoRA needs to reach v; frozen weights get no gradient on
+either side. TinyLoRA: 13 parameters (u = 1, tiled n_tie = 16), v set non-zero. Merged inference: forward
+under no_grad after `handle.merge()` vs the base forward. Times are medians of `--repeats`; the machine is a
+shared 2-core CPU, so absolute seconds are noisy but each ratio comes from interleaved runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tinyeval.adapters import AdapterConfig, attach  # noqa: E402
+from tinyeval.io import write_json  # noqa: E402
+from tinyeval.models import load_model  # noqa: E402
+
+
+def step(model, embeds: torch.Tensor, labels: torch.Tensor, train: bool) -> float:
+    t = time.perf_counter()
+    if train:
+        x = embeds.detach().requires_grad_(True)
+        model(inputs_embeds=x, labels=labels).loss.backward()
+    else:
+        with torch.no_grad():
+            model(inputs_embeds=embeds)
+    return time.perf_counter() - t
+
+
+def alternate(base_ctx, adapted_ctx, fn, repeats: int) -> tuple[float, float]:
+    """Median seconds of fn() under each context, alternating base / adapted after one warm-up each."""
+    base, adapted = [], []
+    for i in range(repeats + 1):
+        with base_ctx():
+            tb = fn()
+        with adapted_ctx():
+            ta = fn()
+        if i:  # first round is warm-up
+            base.append(tb)
+            adapted.append(ta)
+        print(f"  round {i}: base {tb:.2f}s  adapted {ta:.2f}s", flush=True)
+    return statistics.median(base), statistics.median(adapted)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--tokens", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    args = ap.parse_args()
+
+    model, _ = load_model("smollm2-135m", dtype=args.dtype)
+    h = attach(model, AdapterConfig(params=13))
+    with torch.no_grad():
+        h.state.v.fill_(0.01)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, model.config.vocab_size, (args.batch, args.tokens), generator=g)
+    with torch.no_grad():
+        embeds = model.get_input_embeddings()(ids)
+    from contextlib import nullcontext
+
+    print("forward + backward (unmerged TinyLoRA vs base):")
+    base_t, tiny_t = alternate(h.disabled, nullcontext, lambda: step(model, embeds, ids, True), args.repeats)
+    model.zero_grad(set_to_none=True)
+    h.merge()
+    print("merged inference (forward, no grad):")
+    base_i, merged_i = alternate(h.disabled, nullcontext, lambda: step(model, embeds, ids, False), args.repeats)
+    h.unmerge()
+
+    ratio = tiny_t / base_t
+    result = {
+        "name": "adapter_overhead",
+        "metric": f"forward+backward time, unmerged TinyLoRA / base, SmolLM2-135M, batch {args.batch} x "
+                  f"{args.tokens} tokens, {args.dtype}",
+        "unit": "x (time relative to base)",
+        "tinyeval": round(ratio, 3),
+        "anchor_name": "base model (same weights, adapter disabled)",
+        "anchor": 1.0,
+        "ratio": round(base_t / tiny_t, 3),
+        "target": "unmerged forward+backward <= 1.15x base; merged inference: no overhead",
+        "command": f"python benchmarks/adapter_overhead.py --batch {args.batch} --tokens {args.tokens} "
+                   f"--repeats {args.repeats} --dtype {args.dtype}",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "details": {"base_fwd_bwd_s": round(base_t, 3), "tinylora_fwd_bwd_s": round(tiny_t, 3),
+                    "fwd_bwd_overhead": round(ratio, 3), "base_forward_s": round(base_i, 3),
+                    "merged_forward_s": round(merged_i, 3), "merged_overhead": round(merged_i / base_i, 3),
+                    "trainable": h.num_trainable, "threads": torch.get_num_threads(),
+                    "adapted_modules": len(h.targets)},
+    }
+    write_json(REPO / "benchmarks" / "results" / "adapter_overhead.json", result)
+    print(result["details"])
+
+
+if __name__ == "__main__":
+    main()
