@@ -4,61 +4,22 @@
     handle = attach(model, AdapterConfig(method="tinylora", params=13))
 
 The contract is notes/ADAPTER_API.md; `plan(config, params, tying, rank)` sizes an adapter without weights.
+Public names resolve on first use (PEP 562): importing the package, as the CLI does to register
+`tinyeval plan`, must not pay for importing torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 
-from torch import nn
-
-from tinyeval.adapters.artifact import load_adapter
-from tinyeval.adapters.config import DEFAULT_TARGETS, METHODS, AdapterConfig
-from tinyeval.adapters.handle import AdapterHandle
-from tinyeval.adapters.planner import Plan, plan
-
-__all__ = ["AdapterConfig", "AdapterHandle", "DEFAULT_TARGETS", "METHODS", "Plan", "attach", "load_adapter",
-           "plan"]
+_EXPORTS = {
+    "AdapterConfig": "config", "DEFAULT_TARGETS": "config", "METHODS": "config", "AdapterHandle": "handle",
+    "Plan": "planner", "plan": "planner", "load_adapter": "artifact", "attach": "wiring", "ATTACH": "wiring",
+}
+__all__ = sorted(_EXPORTS)
 
 
-def _attach_lowrank(model: nn.Module, cfg: AdapterConfig) -> AdapterHandle:
-    from tinyeval.adapters.artifact import target_fingerprints, combine
-    from tinyeval.adapters.lowrank import LowRankHandle, build_state
-    from tinyeval.adapters.planner import plan_model
-
-    targets, p = plan_model(model, cfg)
-    prints = target_fingerprints(model, targets)
-    state, info = build_state(model, cfg, p, targets, prints)
-    base = combine(targets, target_fingerprints(model, targets, canonical=True))
-    return LowRankHandle(model, cfg, p, targets, base, state, info)
-
-
-def _attach_lora(model: nn.Module, cfg: AdapterConfig) -> AdapterHandle:
-    from tinyeval.adapters.artifact import target_fingerprints, combine
-    from tinyeval.adapters.lora import LoraHandle, wrap_lora
-    from tinyeval.adapters.planner import plan_model
-
-    targets, p = plan_model(model, cfg)
-    base = combine(targets, target_fingerprints(model, targets, canonical=True))
-    return LoraHandle(wrap_lora(model, cfg), cfg, p, targets, base)
-
-
-def _attach_full(model: nn.Module, cfg: AdapterConfig) -> AdapterHandle:
-    from tinyeval.adapters.artifact import target_fingerprints, combine
-    from tinyeval.adapters.lora import FullHandle
-    from tinyeval.adapters.planner import plan_model
-
-    targets, p = plan_model(model, cfg)
-    base = combine(targets, target_fingerprints(model, targets, canonical=True))
-    model.requires_grad_(True)
-    return FullHandle(model, cfg, p, targets, base)
-
-
-ATTACH: dict[str, Callable[[nn.Module, AdapterConfig], AdapterHandle]] = {
-    "tinylora": _attach_lowrank, "lora-xs": _attach_lowrank, "lora": _attach_lora, "full": _attach_full}
-
-
-def attach(model: nn.Module, config: AdapterConfig) -> AdapterHandle:
-    """Attach an adapter to `model` in place and freeze everything that does not train."""
-    model.requires_grad_(False)
-    return ATTACH[config.method](model, config)
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"tinyeval.adapters.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'tinyeval.adapters' has no attribute {name!r}")
