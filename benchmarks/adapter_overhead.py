@@ -10,7 +10,9 @@ Forward + backward: both sides take the same `inputs_embeds` with requires_grad,
 activation backward through every layer that TinyLoRA needs to reach v; frozen weights get no gradient on
 either side. TinyLoRA: 13 parameters (u = 1, tiled n_tie = 16), v set non-zero. Merged inference: forward
 under no_grad after `handle.merge()` vs the base forward. Times are medians of `--repeats`; the machine is a
-shared 2-core CPU, so absolute seconds are noisy but each ratio comes from interleaved runs.
+shared 2-core CPU, so absolute seconds are noisy but each ratio comes from interleaved runs. Default one torch
+thread (`--threads`): with 2 threads at load ~15 the rank-2 products wait on OpenMP barriers (measured: 1.8x
+overhead with 2 threads vs 1.1x on one module with 1 thread, where the base itself was also faster).
 """
 
 from __future__ import annotations
@@ -64,7 +66,11 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: on the shared 2-core machine, 2 OpenMP threads make each "
+                         "skinny rank-2 product ~30 ms of barrier waiting, which measures the load, not the adapter)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
 
     model, _ = load_model("smollm2-135m", dtype=args.dtype)
     h = attach(model, AdapterConfig(params=13))
@@ -96,7 +102,7 @@ def main() -> None:
         "ratio": round(base_t / tiny_t, 3),
         "target": "unmerged forward+backward <= 1.15x base; merged inference: no overhead",
         "command": f"python benchmarks/adapter_overhead.py --batch {args.batch} --tokens {args.tokens} "
-                   f"--repeats {args.repeats} --dtype {args.dtype}",
+                   f"--repeats {args.repeats} --dtype {args.dtype} --threads {args.threads}",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "details": {"base_fwd_bwd_s": round(base_t, 3), "tinylora_fwd_bwd_s": round(tiny_t, 3),
                     "fwd_bwd_overhead": round(ratio, 3), "base_forward_s": round(base_i, 3),

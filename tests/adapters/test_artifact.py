@@ -79,3 +79,18 @@ def test_lora_artifact_round_trip(make_llama, tokens, tmp_path):
     torch.testing.assert_close(logits(loaded.model, tokens), expected)
     with pytest.raises(TinyevalError, match="different base model"):
         load_adapter(make_llama(seed=2), tmp_path / "lora")
+
+
+def test_full_saves_whole_weights_and_checks_the_base(make_llama, tokens, tmp_path):
+    h = attach(make_llama(), AdapterConfig(method="full"))
+    with torch.no_grad():
+        h.model.model.layers[0].mlp.up_proj.weight.add_(0.5)  # "training"
+    expected = logits(h.model, tokens)
+    h.save(tmp_path / "full")
+    loaded = load_adapter(make_llama(), tmp_path / "full")
+    assert torch.equal(logits(loaded.model, tokens), expected)
+    with pytest.raises(TinyevalError, match="different base model"):
+        load_adapter(make_llama(seed=3), tmp_path / "full")
+    with pytest.raises(TinyevalError, match="no copy of the base"):
+        with loaded.disabled():
+            pass
