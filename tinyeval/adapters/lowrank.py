@@ -14,6 +14,12 @@ P ~ N(0, 1/r) (PEFT's choice; the paper gives no distribution), seeded per modul
 (seed, module name) — never Python's salted `hash()` — and stored with every artifact anyway. v starts at zero,
 so step 0 is exactly the base model.
 
+Why not build on PEFT's `TinyLoraModel` (peft 0.21): its layer constructor runs a full `torch.linalg.svd` with
+no way to substitute a faster one (~47 min for Qwen2.5-7B on a CPU); it keeps U√Σ and √Σ Vᵀ in the model dtype
+(bf16-rounded frozen factors); its groups come from round(M·(1 − weight_tying)) with floor-sized runs, which
+cannot express the paper's ceil(M / n_tie) runs of n_tie (196 modules, 13 groups: PEFT 12×15 + 16, the paper
+12×16 + 4); and it has no structured tying. PEFT stays the reference in tests and the LoRA baseline/format.
+
 The delta is added by forward hooks on the unchanged nn.Linear modules: the HF model keeps its structure, its
 state-dict keys and its `generate`; the adapter state lives in one submodule, `model.tinyeval_adapter`, so
 `model.to(device)` moves it.
