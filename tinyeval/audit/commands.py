@@ -74,3 +74,27 @@ def audit(
     if fail_above is not None and rep["summary"]["contaminated_pct"] > fail_above:
         console.print(f"[bold red]{rep['summary']['contaminated_pct']}% of items contaminated > {fail_above}%[/]")
         raise typer.Exit(1)
+
+
+def perturb(
+    bench: Annotated[str, typer.Argument(help="Benchmark (gsm8k; MATH500 has no calculator chain to verify).")],
+    seed: Annotated[int, typer.Option("--seed", help="Seed: one (seed, item) pair always gives the same twin.")] = 0,
+    n: Annotated[int | None, typer.Option("--n", help="Write a seeded sample of N twins (default: all).")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="JSONL in the benchmark's format (question, answer).")] = None,
+    split: Annotated[str, typer.Option("--split", help="Dataset split.")] = "test",
+    names: Annotated[bool, typer.Option("--names", help="Also swap person names (gender kept).")] = False,
+    objects: Annotated[bool, typer.Option("--objects", help="Also swap interchangeable objects.")] = False,
+    data_root: Annotated[str | None, typer.Option("--data-root", help="Data root (default: $TINYEVAL_DATA).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print coverage as JSON.")] = False,
+) -> None:
+    """Number-perturbed twins of GSM8K items, each verified by re-executing its chain; prints the coverage."""
+    from tinyeval.audit.perturb import PerturbConfig, perturb_benchmark
+    from tinyeval.cli import emit
+
+    cov = perturb_benchmark(bench, PerturbConfig(seed=seed, names=names, objects=objects), n, out, split, data_root)
+    summary = {**cov.as_dict(), "written": min(n or cov.perturbed, cov.perturbed) if out else 0, "out": out}
+    if as_json:
+        emit([summary], "perturb", True)
+        return
+    emit([{k: v for k, v in summary.items() if k != "skipped"}], f"tinyeval perturb {bench}", False)
+    emit([{"skip reason": k, "items": v} for k, v in cov.skipped.most_common()], "skipped items", False)
