@@ -43,20 +43,21 @@ def test_torch_svd_lowrank_with_few_iterations_misses_what_krylov_finds():
 
 def test_unconverged_krylov_falls_back_to_exact():
     W = with_spectrum(200, 300, hard_spectrum(150))
-    out = top_svd(W, 2, SvdSettings(max_blocks=2, tol=1e-9))
+    assert top_svd(W, 2).method == "exact"  # small: exact directly
+    out = top_svd(W, 2, SvdSettings(max_blocks=2, tol=1e-9, exact_below=0))
     assert out.method == "exact-fallback"
     torch.testing.assert_close(out.S, torch.linalg.svdvals(W)[:2])
 
 
 def test_deterministic_and_dtype_agnostic():
-    W = with_spectrum(200, 120, hard_spectrum(100))
+    W = with_spectrum(400, 300, hard_spectrum(100))
     a, b = top_svd(W, 2), top_svd(W, 2)
     assert torch.equal(a.U, b.U) and torch.equal(a.S, b.S) and torch.equal(a.V, b.V)
     assert top_svd(W.bfloat16(), 2).U.dtype == torch.float32
 
 
 def test_cache_skips_the_work_the_second_time(tmp_path):
-    W = with_spectrum(200, 120, hard_spectrum(100))
+    W = with_spectrum(400, 300, hard_spectrum(100))
     first = cached_top_svd(W, 2, cache=tmp_path)
     second = cached_top_svd(W, 2, cache=tmp_path)
     assert first.method == "krylov" and second.method == "cache"
