@@ -16,19 +16,8 @@ TINY = {"limit": 2, "max_gen_toks": 8, "dtype": "float32", "batch_size": 8}
 
 
 @pytest.fixture(scope="module")
-def vllm_model_dir(tmp_path_factory, smollm2_dir):
-    """Like the shared tiny Llama but with head_dim 64: vLLM's CPU attention has no kernel for head_dim 16."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    out = tmp_path_factory.mktemp("tiny-llama-vllm")
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=49152, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
-                         tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
-    LlamaForCausalLM(config).save_pretrained(out)
-    AutoTokenizer.from_pretrained(smollm2_dir).save_pretrained(out)
-    return out
+def vllm_model_dir(tiny_llama_vllm_dir):
+    return tiny_llama_vllm_dir
 
 
 @pytest.fixture(scope="module")

@@ -74,13 +74,16 @@ def test_exported_lora_reproduces_the_adapter(tiny, tiny_llama_dir, tmp_path, im
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm not installed")
-def test_vllm_engine_syncs_a_lora_each_step(tiny, tiny_llama_dir):
+def test_vllm_engine_syncs_a_lora_each_step(tiny_llama_vllm_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from tinyeval.train.policy import attach_adapter
     from tinyeval.train.rollout_vllm import VLLMEngine
 
-    model, tok = tiny
+    tok = AutoTokenizer.from_pretrained(tiny_llama_vllm_dir, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_vllm_dir, dtype=torch.float32)
     handle = attach_adapter(model, "tinylora", 3, 2, 0)
-    engine = VLLMEngine(tiny_llama_dir, tok, rank=2, dtype="float32", max_model_len=128)
+    engine = VLLMEngine(tiny_llama_vllm_dir, tok, rank=2, dtype="float32", max_model_len=128)
     try:
         sync = engine.sync(handle, 0)
         assert 0 < sync.bytes < 5_000_000  # adapter-sized, not the model

@@ -7,7 +7,6 @@ objective's knobs are its own. A preset is a dict of field overrides; the CLI ov
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from tinyeval.errors import TinyevalError
@@ -112,23 +111,7 @@ PRESETS: dict[str, dict] = {
 
 def build(preset: str | None = None, **overrides) -> tuple[LoopConfig, GRPOConfig]:
     """Preset values, then non-None `overrides`, each routed to the dataclass that owns the field."""
-    if preset is not None and preset not in PRESETS:
-        raise TinyevalError(f"unknown preset '{preset}'; known: {', '.join(PRESETS)}")
-    values = {**(PRESETS[preset] if preset else {}), **{k: v for k, v in overrides.items() if v is not None}}
-    loop_fields = {f.name for f in dataclasses.fields(LoopConfig)}
-    grpo_fields = {f.name for f in dataclasses.fields(GRPOConfig)}
-    unknown = set(values) - loop_fields - grpo_fields
-    if unknown:
-        raise TinyevalError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-    return (LoopConfig(**{k: v for k, v in values.items() if k in loop_fields}),
-            GRPOConfig(**{k: v for k, v in values.items() if k in grpo_fields}))
+    from tinyeval.train import recipe
 
-
-def to_dict(loop: LoopConfig, grpo: GRPOConfig) -> dict:
-    return {"loop": dataclasses.asdict(loop), "grpo": dataclasses.asdict(grpo)}
-
-
-def from_dict(d: dict) -> tuple[LoopConfig, GRPOConfig]:
-    loop = dict(d["loop"], lr_sweep=tuple(d["loop"].get("lr_sweep", ())))
-    return LoopConfig(**loop), GRPOConfig(**d["grpo"])
-
+    cfgs = recipe.build({"loop": LoopConfig, "grpo": GRPOConfig}, PRESETS, preset, **overrides)
+    return cfgs["loop"], cfgs["grpo"]

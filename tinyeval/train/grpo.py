@@ -8,7 +8,6 @@ With one inner epoch (mu = 1) the old policy *is* the current one, so no extra f
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from collections.abc import Sequence
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch
 
 from tinyeval.errors import TinyevalError
-from tinyeval.train.config import GRPOConfig, LoopConfig, to_dict
+from tinyeval.train.config import GRPOConfig, LoopConfig
 from tinyeval.train.loss import MICRO_WEIGHTS, LossConfig, advantages, grpo_loss
 from tinyeval.train.rewards import score
 from tinyeval.train.tasks import Task
@@ -146,38 +145,20 @@ def load_examples(task: Task, tokenizer, loop: LoopConfig, max_prompt_tokens: in
     return keep
 
 
-def prepare_out(out: Path, loop: LoopConfig, grpo: GRPOConfig, resume: bool) -> tuple[LoopConfig, GRPOConfig]:
-    """Write the run's config, or on `resume` read it back (only `steps` may grow on resume)."""
-    from tinyeval.io import write_json
-    from tinyeval.train.config import from_dict
-
-    config_path = out / "config.json"
-    if resume:
-        if not config_path.is_file():
-            raise TinyevalError(f"--resume: {config_path} not found; start a run with --out {out} first")
-        saved_loop, saved_grpo = from_dict(json.loads(config_path.read_text()))
-        if loop.steps and loop.steps != saved_loop.steps:
-            saved_loop.steps = loop.steps
-            write_json(config_path, to_dict(saved_loop, saved_grpo))
-        return saved_loop, saved_grpo
-    if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
-        raise TinyevalError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-    write_json(config_path, to_dict(loop, grpo))
-    return loop, grpo
-
-
 def run_grpo(loop: LoopConfig, grpo: GRPOConfig, out: str | Path, resume: bool = False,
              progress: bool = True) -> dict:
     """Load the model, attach the adapter, train with GRPO, save the adapter; returns the run summary."""
     from tinyeval.io import write_json
     from tinyeval.models import load_model
+    from tinyeval.train import recipe
     from tinyeval.train.loop import run_loop
     from tinyeval.train.policy import attach_adapter
     from tinyeval.train.rollout import make_engine
     from tinyeval.train.tasks import get_task
 
     out = Path(out)
-    loop, grpo = prepare_out(out, loop, grpo, resume)
+    saved = recipe.prepare_out(out, {"loop": loop, "grpo": grpo}, resume)
+    loop, grpo = saved["loop"], saved["grpo"]
     if loop.threads:
         torch.set_num_threads(loop.threads)
     task = get_task(loop.task)
