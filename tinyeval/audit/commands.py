@@ -8,6 +8,7 @@ report's "probes" section (`tinyeval.audit.report.add_section`).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -54,10 +55,15 @@ def audit(
                         decontaminate, decontaminate_mode, data_root, limit)
     probes = _probe_config(bench, model, adapter, data_root) if model is not None else None
     outcome = run_audit(opts)
+    verdict = None
     if probes is not None:
-        from tinyeval.audit.probes import run_probes
+        from tinyeval.audit.probes import markdown as probes_markdown, run_probes
+        from tinyeval.io import write_text
 
-        report.add_section(out, "probes", run_probes(probes))
+        verdict = run_probes(probes)
+        report.add_section(out, "probes", verdict)
+        md = Path(out) / "report.md"
+        write_text(md, md.read_text(encoding="utf-8") + "\n" + probes_markdown(verdict))
     rep = outcome.report
     if as_json:
         emit([rep["summary"]], "summary", True)
@@ -68,6 +74,8 @@ def audit(
         skipped = {k: v for k, v in rep["corpus"]["skipped"].items() if v}
         size = rep["corpus"]["bytes"]
         shown = f"{size / 1e6:,.1f} MB" if size >= 1e5 else f"{size / 1e3:,.1f} kB"
+        if verdict is not None:
+            emit(verdict["rows"], f"leakage probes: {bench} on {model}", False)
         console.print(f"{rep['corpus']['documents']:,} documents, {shown}, "
                       f"{outcome.run['mb_per_s']:,.1f} MB/s ({engine})"
                       + (f"; skipped: {skipped}" if skipped else "") + f"; report: {outcome.out}/report.md")
