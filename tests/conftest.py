@@ -29,33 +29,29 @@ def smollm2_dir() -> Path:
     return embedded_model_dir()
 
 
-@pytest.fixture(scope="session")
-def tiny_llama_dir(tmp_path_factory, smollm2_dir) -> Path:
-    """A 2-layer random-init Llama with SmolLM2's tokenizer: real shapes of every module type, ~3M params."""
+def _tiny_llama(out: Path, tokenizer_dir: Path, **shape) -> Path:
+    """A random-init 2-layer Llama of the given shape with SmolLM2's tokenizer, saved to `out`."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    out = tmp_path_factory.mktemp("tiny-llama")
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    config = LlamaConfig(vocab_size=49152, num_hidden_layers=2, tie_word_embeddings=True, bos_token_id=1,
+                         eos_token_id=2, pad_token_id=2, **shape)
     LlamaForCausalLM(config).save_pretrained(out)
-    AutoTokenizer.from_pretrained(smollm2_dir).save_pretrained(out)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, smollm2_dir) -> Path:
+    """A 2-layer random-init Llama with SmolLM2's tokenizer: real shapes of every module type, ~3M params."""
+    return _tiny_llama(tmp_path_factory.mktemp("tiny-llama"), smollm2_dir, hidden_size=64, intermediate_size=128,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
 
 
 @pytest.fixture(scope="session")
 def tiny_llama_vllm_dir(tmp_path_factory, smollm2_dir) -> Path:
     """Like `tiny_llama_dir` but with head_dim 64: vLLM's CPU attention has no kernel for head_dim 16."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    out = tmp_path_factory.mktemp("tiny-llama-vllm")
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=49152, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
-                         tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
-    LlamaForCausalLM(config).save_pretrained(out)
-    AutoTokenizer.from_pretrained(smollm2_dir).save_pretrained(out)
-    return out
+    return _tiny_llama(tmp_path_factory.mktemp("tiny-llama-vllm"), smollm2_dir, hidden_size=128,
+                       intermediate_size=256, num_attention_heads=2, num_key_value_heads=1,
+                       max_position_embeddings=2048)
