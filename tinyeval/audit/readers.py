@@ -123,13 +123,20 @@ def _damage_errors() -> tuple[type[BaseException], ...]:
         return _DAMAGE
 
 
-def _lines(task: ShardTask, stats: Stats) -> Iterator[tuple[int, bytes]]:
-    """(offset, line) of every line whose first byte lies in the task's range; damage ends it, counted."""
+def _open_counted(task: ShardTask, stats: Stats):
+    """The task's file opened for binary reading, or None with the failure counted (the scan goes on)."""
     try:
-        f = _open_binary(task.source, task.fmt)
+        return _open_binary(task.source, task.fmt)
     except OSError as e:
         stats.skipped["unreadable_files"] += 1
         stats.problems.append(f"{task.source}: {e}")
+        return None
+
+
+def _lines(task: ShardTask, stats: Stats) -> Iterator[tuple[int, bytes]]:
+    """(offset, line) of every line whose first byte lies in the task's range; damage ends it, counted."""
+    f = _open_counted(task, stats)
+    if f is None:
         return
     pos = task.start
     seen = False
@@ -204,11 +211,8 @@ def _blocks(task: ShardTask, stats: Stats, size: int) -> Iterator[tuple[int, byt
     Compressed streams are read with `read1` (one decompression step at a time), so a truncated file
     still yields every line before the damage (a plain `read(n)` that fails returns nothing).
     """
-    try:
-        f = _open_binary(task.source, task.fmt)
-    except OSError as e:
-        stats.skipped["unreadable_files"] += 1
-        stats.problems.append(f"{task.source}: {e}")
+    f = _open_counted(task, stats)
+    if f is None:
         return
     plain = task.fmt in ("jsonl", "txt")
     read = f.read if plain else f.read1
