@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 import sys
 from dataclasses import asdict
 from typing import Annotated, Optional
@@ -28,7 +29,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
+# Piped output (CI logs) would otherwise wrap every table at rich's fallback width of 80 columns.
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
 DataRoot = Annotated[Optional[str], typer.Option("--data-root", help="Data root (default: $TINYEVAL_DATA).")]
