@@ -165,7 +165,7 @@ def _fixed_token(question: str, m: re.Match) -> bool:
     before, after = question[max(0, m.start() - 1):m.start()], question[m.end():m.end() + 1]
     value = parse_number(m.group())
     year = "," not in m.group() and value.denominator == 1 and 1900 <= value <= 2100
-    return after.isalpha() or after in ":/" or before in ":/" or year or value in (0, 1)
+    return after.isalpha() or after in (":", "/") or before in (":", "/") or year or value in (0, 1)
 
 
 def question_vars(question: str) -> tuple[dict[Fraction, Var], set[Fraction]]:
@@ -302,19 +302,44 @@ def plan_item(question: str, solution: str) -> Plan:
 
 # ---- 2. resampling ----------------------------------------------------------------------------------------
 
-def candidates(var: Var, spread: float) -> list[Fraction]:
-    """Plausible new values: same decimal places and roundness (50 -> 30, 40, 60, 70), percentages <= 100."""
+def _unit(var: Var) -> Fraction:
+    """The last written decimal place of a number ($2.50 -> 0.01): new values keep it."""
     places = max(decimals(var.value) or 0, *(len(t.split(".")[1]) if "." in t else 0 for t in var.texts))
-    unit = F(1, 10**places)
+    return F(1, 10**places)
+
+
+def _steps(var: Var, spread: float, grain: int | None = None) -> range:
+    """New values of `var` in units of its last decimal place, every `grain` units; the default grain
+    keeps its roundness (50 -> 30, 40, 60, 70). Percentages stay at most 100."""
+    unit = _unit(var)
     whole = int(var.value / unit)
-    grain = next((g for g in ROUND_GRAINS if whole % g == 0 and whole // g >= 2), 1)
+    if grain is None:
+        grain = next((g for g in ROUND_GRAINS if whole % g == 0 and whole // g >= 2), 1)
     lo = max(grain, int(whole * (1 - spread)) // grain * grain)
     hi = -(-int(whole * (1 + spread)) // grain) * grain
-    if grain == 1 and places == 0:
+    if whole < 20 and unit == 1:
         lo, hi = max(2, lo), max(hi, whole + 3)  # small counts: 3 -> 2..6, never 0 or 1 (grammar)
+        lo = -(-lo // grain) * grain
     if var.percent and var.value <= 100:
         hi = min(hi, int(100 / unit) // grain * grain)
-    return [unit * k for k in range(lo, hi + 1, grain)]
+    return range(lo, hi + 1, grain)
+
+
+def candidates(var: Var, spread: float) -> list[Fraction]:
+    """Plausible new values: same decimal places and roundness (50 -> 30, 40, 60, 70), percentages <= 100."""
+    return [_unit(var) * k for k in _steps(var, spread)]
+
+
+def _divisible(var: Var, spread: float) -> list[range]:
+    """For each divisor d of a number (in units of its last decimal place), its multiples in the same range
+    (50 -> 30, 40, 60, 70 for d = 10; 15 -> 9, 12, 18, 21 for d = 3). A chain that halves 50 and takes 3/5
+    of the rest stays whole only on such values; the round ones (25, 75) never do. d keeps all but one of
+    the trailing zeros (400 -> multiples of 10 at least), so $400 never becomes $208."""
+    whole = int(var.value / _unit(var))
+    zeros = len(str(whole)) - len(str(whole).rstrip("0"))
+    step = 10 ** max(zeros - 1, 0)
+    out = [_steps(var, spread, d) for d in range(step, min(whole, 10**6) + 1, step) if d > 1 and whole % d == 0]
+    return [r for r in out if len(r) > 1]
 
 
 def _nice(new: Fraction, old: Fraction) -> bool:
@@ -350,15 +375,12 @@ def _compared(plan: Plan) -> list[tuple[Fraction, Fraction]]:
     return sorted(pairs)
 
 
-def _pools(plan: Plan, free: list[Fraction], spread: float) -> dict[Fraction, tuple[list, list]]:
-    """Per number: all plausible values, and those sharing its small divisors (48 -> multiples of 12),
-    which keep divisions whole far more often."""
+def _pools(plan: Plan, free: list[Fraction], spread: float) -> dict[Fraction, list[list[Fraction] | range]]:
+    """Per number: its round values and its divisor-sharing ones (see `_divisible`), in units of `_unit`."""
     pools = {}
     for v in free:
-        every = candidates(plan.vars[v], spread)
-        g = math.gcd(v.numerator, 60) if v.denominator == 1 else 1
-        alike = [c for c in every if c.denominator == 1 and c.numerator % g == 0] if g > 1 else []
-        pools[v] = (every, alike if len(alike) > 1 else every)
+        var = plan.vars[v]
+        pools[v] = [_steps(var, spread), *_divisible(var, spread)]
     return pools
 
 
@@ -375,7 +397,8 @@ def _draw(plan: Plan, config: PerturbConfig, rng: random.Random) -> tuple[dict, 
     every_pair = list(zip(olds, olds[1:]))
     for attempt in range(config.tries):
         moved = rng.sample(free, rng.randint(1, len(free)))  # a few numbers at a time: more draws divide
-        values = {v: rng.choice(pools[v][rng.random() < 0.5]) if v in moved else v for v in olds}
+        values = {v: _unit(plan.vars[v]) * rng.choice(rng.choice(pools[v])) if v in moved else v
+                  for v in olds}
         news = set(values.values())
         # the first half of the tries keeps the order of all question numbers (small < medium < large
         # shirts); the rest only where two numbers meet in one step
