@@ -28,7 +28,7 @@ ITEMS = {
         "egg. How much in dollars does she make every day at the farmers' market?"),
         ("Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\nShe makes 9 * 2 = $<<9*2=18>>18 every day at "
         "the farmer’s market.\n#### 18"),
-        lambda eggs, price: (eggs - 3 - 4) * price,
+        lambda eggs, eaten, baked, price: (eggs - eaten - baked) * price,  # "three", "four": words change too
     ),
     "percent_money": (
         ("Josh decides to try flipping a house.  He buys a house for $80,000 and then puts in $50,000 in repairs.  "
@@ -68,8 +68,14 @@ ITEMS = {
 }
 
 
+WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())}
+
+
 def numbers(text: str) -> list[Fraction]:
-    return [parse_number(m) for m in re.findall(r"(?<![\d.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?", text)]
+    """The question's numbers in order, digits and the words two..twelve ("one" is grammar, never a number)."""
+    found = re.findall(r"(?<![\d.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|(?<![\w-])[A-Za-z]+(?![\w-])", text)
+    return [parse_number(t) if t[0].isdigit() else Fraction(WORDS[t.lower()]) for t in found
+            if t[0].isdigit() or WORDS.get(t.lower(), 0) > 1]
 
 
 def test_evaluate_is_exact_and_refuses_code():

@@ -24,12 +24,13 @@ import math
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 from tinyeval.audit.probe_chain import (
     NUMBER,
+    WORD_NUMBER,
     ChainError,
     Step,
     annotate_prose,
@@ -38,23 +39,28 @@ from tinyeval.audit.probe_chain import (
     final_answer,
     format_number,
     parse_number,
+    read_number,
     verify_chain,
+    word_value,
+    write_number,
 )
 from tinyeval.errors import TinyevalError
 
 F = Fraction
 # Constants a solution may use without a number in the question: units and "twice"/"half"-style words.
 # Non-integers need a word in the question that justifies them, else a "0.5" could be 30 minutes in hours.
-UNIT_CONSTANTS = frozenset(map(F, (2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 24, 52, 60, 100, 1000, 365, 3600)))
+UNIT_CONSTANTS = frozenset(map(F, (0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 24, 52, 60, 100, 1000, 365, 3600)))
+# Other constants need a word of the question that justifies them (a coin, two units, a month's name).
 FRACTION_WORDS: dict[Fraction, str] = {
     F(1, 2): r"half|halves", F(1, 4): r"quarter|fourth", F(3, 4): r"three[- ](?:quarters|fourths)",
-    F(1, 3): r"third", F(2, 3): r"two[- ]thirds", F(1, 10): r"tenth", F(1, 100): r"percent|%",
-    F(3, 2): r"half|one and a half", F(1, 5): r"fifth",
+    F(1, 3): r"third", F(2, 3): r"two[- ]thirds", F(1, 10): r"tenth|\bdimes?\b", F(1, 100): r"percent|%|penn",
+    F(3, 2): r"half|one and a half", F(1, 5): r"fifth", F(1, 20): r"\bnickels?\b", F(25): r"\bquarters\b",
+    F(16): r"(?s)^(?=.*\bpounds?\b)(?=.*\bounces?\b)", F(5280): r"(?s)^(?=.*\bmiles?\b)(?=.*\b(?:feet|foot)\b)",
+    F(28): r"(?-i:February)", F(30): r"(?-i:\b(?:April|June|September|November)\b)",
+    F(31): r"(?-i:\b(?:January|March|May|July|August|October|December)\b)",
 }
-# Numbers written as words stay as written, so the solution's digits for them stay too.
-NUMBER_WORDS = {w: i for i, w in enumerate(
-    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"])} | {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60,
-                                                       "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100}
+# A number word after one of these counts named things ("the three have", "all four"): a label, not a quantity.
+LABEL_BEFORE = re.compile(r"\b(?:the|these|those|all|both|its|their|his|her)\s+$", re.IGNORECASE)
 # A percentage p% enters a chain as p/100, 1 + p/100 (an increase) or 1 - p/100 (a discount).
 PCT_FORMS: dict[str, Callable[[Fraction], Fraction]] = {
     "of": lambda p: p / 100, "up": lambda p: 1 + p / 100, "down": lambda p: 1 - p / 100,
@@ -112,6 +118,11 @@ class Var:
     value: Fraction
     texts: list[str]
     percent: bool
+    cents: bool = False  # "40 cents" enters a dollar chain as .40
+
+    def forms(self) -> dict[str, Callable[[Fraction], Fraction]]:
+        """The ways this number may enter a chain besides itself: p% as p/100, 1 + p/100, 1 - p/100."""
+        return PCT_FORMS if self.percent else {"of": PCT_FORMS["of"]} if self.cents else {}
 
 
 @dataclass
@@ -161,30 +172,54 @@ class Skip(Exception):
 # ---- 1. linking -----------------------------------------------------------------------------------------
 
 def _fixed_token(question: str, m: re.Match) -> bool:
-    """Numbers that are labels, not quantities: 3rd, 10am, 3:30, 1/2, years, and 0 or 1 (grammar)."""
+    """Numbers that are labels, not quantities: 3rd, 10am, 5 pm, 3:30, 1/2, years, and 0 or 1 (grammar)."""
     before, after = question[max(0, m.start() - 1):m.start()], question[m.end():m.end() + 1]
     value = parse_number(m.group())
     year = "," not in m.group() and value.denominator == 1 and 1900 <= value <= 2100
-    return after.isalpha() or after in (":", "/") or before in (":", "/") or year or value in (0, 1)
+    clock = re.match(r"\s*(?:[ap]\.?m\b|o'clock)", question[m.end():m.end() + 10], re.IGNORECASE)
+    return after.isalpha() or after in (":", "/") or before in (":", "/") or year or bool(clock) or value in (0, 1)
+
+
+def _label_word(text: str, m: re.Match) -> bool:
+    """Number words that name or count named things, not quantities: "Sally Two" (a capital inside a
+    sentence), "the three have", and "zero"/"one" (grammar)."""
+    sentence_start = re.search(r"(?:^|[.!?:\n])[ \t\"']*$", text[:m.start()])
+    return bool(m.group()[0].isupper() and not sentence_start or LABEL_BEFORE.search(text[max(0, m.start() - 12):m.start()])
+                or word_value(m.group()) in (0, 1))
+
+
+def _next_word(text: str, pos: int) -> str:
+    """The word right after a number ("3 apples" -> "apples"), lowercased."""
+    m = re.match(r"\s*([A-Za-z]+)", text[pos:pos + 40])
+    return m.group(1).lower() if m else ""
+
+
+def number_tokens(text: str) -> list[tuple[re.Match, Fraction, bool]]:
+    """Every number of a question, in digits or in words, with its value and whether it is a label (kept)."""
+    found = [(m, parse_number(m.group()), _fixed_token(text, m)) for m in NUMBER.finditer(text)]
+    found += [(m, word_value(m.group()), _label_word(text, m)) for m in WORD_NUMBER.finditer(text)]
+    return sorted(found, key=lambda t: t[0].start())
 
 
 def question_vars(question: str) -> tuple[dict[Fraction, Var], set[Fraction]]:
+    """The question's free numbers (digits and words alike) by value, and the values that must stay."""
     found: dict[Fraction, Var] = {}
     fixed: set[Fraction] = set()
-    for m in NUMBER.finditer(question):
-        value = parse_number(m.group())
-        if _fixed_token(question, m):
+    for m, value, label in number_tokens(question):
+        if label:
             fixed.add(value)
             continue
         percent = bool(re.match(r"\s*(?:%|percent)", question[m.end():]))
+        cents = bool(re.match(r"\s*(?:cents?\b|¢)", question[m.end():]))
         var = found.setdefault(value, Var(value, [], percent))
         var.texts.append(m.group())
         var.percent |= percent
+        var.cents |= cents
     for m in re.finditer(r"(?<![\d/])(\d+)/(\d+)(?![\d/])", question):  # "1/4 pound": the fraction itself
         if int(m.group(2)):
             fixed.add(F(int(m.group(1)), int(m.group(2))))
-    for m in re.finditer(r"\b(" + "|".join(NUMBER_WORDS) + r")\b", question, re.IGNORECASE):
-        fixed.add(F(NUMBER_WORDS[m.group(1).lower()]))
+    if re.search(r"\bhundred\b", question, re.IGNORECASE):
+        fixed.add(F(100))
     for value in fixed & set(found):  # one value both fixed and free: keep every occurrence fixed
         del found[value]
     return found, fixed
@@ -197,14 +232,17 @@ def _sources(question: str, steps: list[Step], plan_vars: dict[Fraction, Var], f
     found: dict[Fraction, set[tuple]] = {}
     for v, var in plan_vars.items():
         found.setdefault(v, set()).add(("var", v))
-        for form, fn in PCT_FORMS.items() if var.percent else ():
+        for form, fn in var.forms().items():
             found.setdefault(fn(v), set()).add(("pct", v, form))
     for v in fixed | consts:
         found.setdefault(v, set()).add(("fixed", v))
     for j, step in enumerate(steps):
         found.setdefault(step.result, set()).add(("step", j))
-    for v, words in UNIT_WORDS.items():  # guards a question number against a unit reading, not steps
-        if v in plan_vars and re.search(words, question, re.IGNORECASE):
+    # a unit word guards a question number against a unit reading ("2 bolts ... half"); a number word
+    # that is itself that question number ("three" as 3) is no second reading
+    unit_text = WORD_NUMBER.sub(lambda m: "" if word_value(m.group()) in plan_vars else m.group(), question)
+    for v, words in UNIT_WORDS.items():
+        if v in plan_vars and re.search(words, unit_text, re.IGNORECASE):
             found.setdefault(v, set()).add(("fixed", v))
     return found
 
@@ -230,8 +268,8 @@ def _link(value: Fraction, i: int, results: list[Fraction], plan_vars: dict[Frac
         return Ref("step", prior[-1])
     if value in plan_vars:
         return Ref("var", value)
-    pcts = [Ref("pct", v.value, form) for v in plan_vars.values() if v.percent
-            for form, fn in PCT_FORMS.items() if fn(v.value) == value]
+    pcts = [Ref("pct", v.value, form) for v in plan_vars.values() for form, fn in v.forms().items()
+            if fn(v.value) == value]
     if pcts:
         return pcts[0]
     if value in fixed or value in UNIT_CONSTANTS or value == 1:
@@ -242,11 +280,13 @@ def _link(value: Fraction, i: int, results: list[Fraction], plan_vars: dict[Frac
     raise Skip("unexplained constant in a step")
 
 
-def prose_numbers(solution: str, steps: list[Step]) -> list[tuple[re.Match, int]]:
+def prose_numbers(solution: str, steps: list[Step], words: Collection[Fraction] = ()) -> list[tuple[re.Match, int]]:
     """Numbers of the solution's prose with the index of the next step; result echoes and `#### N` left out.
 
     GSM8K writes each result right after its annotation ("<<9*2=18>>18"); that echo is the step's result
-    by position, and the final `#### N` is the answer, so neither needs to be read by value.
+    by position, and the final `#### N` is the answer, so neither needs to be read by value. Number words
+    count only when their value is in `words` (the free question numbers): "she eats three" must change
+    with the question's "three", while "two-thirds" or "one serving" are no question number.
     """
     bounds = [0, *(s.end for s in steps)]
     ends = [*(s.start for s in steps), len(solution)]
@@ -257,7 +297,8 @@ def prose_numbers(solution: str, steps: list[Step]) -> list[tuple[re.Match, int]
             echo = k > 0 and m.start() == lo
             if not echo and not (final and m.start() >= final.start()):
                 out.append((m, k))
-    return out
+        out += [(m, k) for m in WORD_NUMBER.finditer(solution, lo, hi) if word_value(m.group()) in words]
+    return sorted(out, key=lambda t: t[0].start())
 
 
 def plan_item(question: str, solution: str) -> Plan:
@@ -289,7 +330,13 @@ def plan_item(question: str, solution: str) -> Plan:
     consts = {r.key for row in links for r in row if r.kind == "const"}
     sources = _sources(question, steps, plan_vars, fixed, consts)
     uses = [(leaf.value, i, False) for i, step in enumerate(steps) for leaf in step.leaves]
-    uses += [(parse_number(m.group()), k, True) for m, k in prose_numbers(solution, steps)]
+    prose = prose_numbers(solution, steps, set(plan_vars))
+    # "the two girls" may echo the question's "Two girls"; "the two amounts" counts something else
+    counted = {(value, _next_word(question, m.end())) for m, value, _ in number_tokens(question)}
+    if any(m.group()[0].isalpha() and _label_word(solution, m)
+           and (word_value(m.group()), _next_word(solution, m.end())) not in counted for m, _ in prose):
+        raise Skip("number word in the solution names things")
+    uses += [(read_number(m.group()), k, True) for m, k in prose]
     if any(not _available(sources, v, k, prose) for v, k, prose in uses):
         raise Skip("unexplained number in solution prose")
     pinned = {v for v, k, prose in uses if len(_available(sources, v, k, prose)) > 1}
@@ -381,17 +428,19 @@ def _pools(plan: Plan, free: list[Fraction], spread: float) -> dict[Fraction, li
     for v in free:
         var = plan.vars[v]
         pools[v] = [_steps(var, spread), *_divisible(var, spread)]
+        if any(t[0].isalpha() for t in var.texts):  # "four times" -> "six times": a number with a word
+            pools[v] = [kept for pool in pools[v] if len(kept := [k for k in pool if 2 <= k < 100]) > 1]
     return pools
 
 
 def _draw(plan: Plan, config: PerturbConfig, rng: random.Random) -> tuple[dict, list[Fraction]]:
     olds = sorted(plan.vars)
-    pinned_vars = {v for v in olds if v in plan.pinned or any(fn(v) in plan.pinned for fn in PCT_FORMS.values())
-                   and plan.vars[v].percent}
-    free = [v for v in olds if v not in pinned_vars]
+    pinned_vars = {v for v in olds if v in plan.pinned or any(fn(v) in plan.pinned for fn in plan.vars[v].forms().values())}
+    pools = _pools(plan, [v for v in olds if v not in pinned_vars], config.spread)
+    free = [v for v, pool in pools.items() if pool]
     if not free:
         raise Skip("no free question number enters the chain")
-    pools, compared = _pools(plan, free, config.spread), _compared(plan)
+    compared = _compared(plan)
     old_answer = resolve(plan.answer, {v: v for v in olds}, [s.result for s in plan.steps])
     taken = plan.fixed | {r.key for row in plan.links for r in row if r.kind == "const"}
     every_pair = list(zip(olds, olds[1:]))
@@ -427,31 +476,35 @@ def _source_value(src: tuple, values: dict, results: Sequence[Fraction]) -> Frac
             "step": lambda: results[key], "fixed": lambda: key}[kind]()
 
 
-def _rewrite_prose(plan: Plan, solution: str, values: dict, results: list[Fraction]) -> dict[int, str]:
-    """New text for every prose number, by start offset: by source for numbers read by value, the step's
-    new result for echoes, the new answer for `#### N`."""
-    out: dict[int, str] = {}
-    for m, k in prose_numbers(solution, plan.steps):
-        found = _available(plan.sources, parse_number(m.group()), k, prose=True)
+def _rewrite_prose(plan: Plan, solution: str, values: dict, results: list[Fraction]) -> dict[int, tuple[str, int]]:
+    """New text and old end for every prose number, by start offset: by source for numbers read by value,
+    the step's new result for echoes, the new answer for `#### N`."""
+    out: dict[int, tuple[str, int]] = {}
+    for m, k in prose_numbers(solution, plan.steps, set(plan.vars)):
+        found = _available(plan.sources, read_number(m.group()), k, prose=True)
         news = {_source_value(s, values, results) for s in found}
         if len(news) != 1:
             raise Skip("ambiguous number in solution prose")
-        out[m.start()] = format_number(news.pop(), like=m.group())
+        out[m.start()] = write_number(news.pop(), like=m.group()), m.end()
     for i, step in enumerate(plan.steps):
         echo = NUMBER.match(solution, step.end)
         if echo:
-            out[echo.start()] = format_number(results[i], like=echo.group())
+            out[echo.start()] = format_number(results[i], like=echo.group()), echo.end()
     final = re.search(r"####\s*(\S+)\s*$", solution)
     if final:
-        out[final.start(1)] = format_number(resolve(plan.answer, values, results), like=final.group(1))
+        answer = resolve(plan.answer, values, results)
+        out[final.start(1)] = format_number(answer, like=final.group(1)), final.end(1)
     return out
 
 
 def rewrite(plan: Plan, question: str, solution: str, values: dict, results: list[Fraction]) -> tuple[str, str]:
     """The twin's question and solution: annotations rebuilt from links, prose numbers from their sources."""
-    new_q = NUMBER.sub(lambda m: format_number(values[parse_number(m.group())], like=m.group())
-                       if parse_number(m.group()) in plan.vars and not _fixed_token(question, m) else m.group(),
-                       question)
+    new_q, cut = [], 0
+    for m, value, label in number_tokens(question):
+        if value in plan.vars and not label:
+            new_q += [question[cut:m.start()], write_number(values[value], like=m.group())]
+            cut = m.end()
+    new_q.append(question[cut:])
     prose = _rewrite_prose(plan, solution, values, results)
     step_at = {step.start: i for i, step in enumerate(plan.steps)}
     parts, pos = [], 0
@@ -466,13 +519,12 @@ def rewrite(plan: Plan, question: str, solution: str, values: dict, results: lis
             parts.append(f"<<{''.join(expr)}={format_number(results[i], like=step.result_text)}>>")
             pos = step.end
         elif pos in prose:
-            m = NUMBER.match(solution, pos) or re.compile(r"-?[\d,.]+").match(solution, pos)
-            parts.append(prose[pos])
-            pos = m.end()
+            text, pos = prose[pos]
+            parts.append(text)
         else:
             parts.append(solution[pos])
             pos += 1
-    return new_q, "".join(parts)
+    return "".join(new_q), "".join(parts)
 
 
 def verify_twin(plan: Plan, question: str, solution: str, values: dict, results: list[Fraction]) -> None:
@@ -485,7 +537,7 @@ def verify_twin(plan: Plan, question: str, solution: str, values: dict, results:
     steps = verify_chain(solution)
     if len(steps) != len(plan.steps):
         raise ChainError(f"twin has {len(steps)} steps, original {len(plan.steps)}")
-    in_question = {parse_number(m.group()) for m in NUMBER.finditer(question)}
+    in_question = {value for _, value, _ in number_tokens(question)}
     for i, (step, refs) in enumerate(zip(steps, plan.links)):
         for leaf, ref in zip(step.leaves, refs):
             if ref.kind in ("var", "pct") and values[ref.key] not in in_question:

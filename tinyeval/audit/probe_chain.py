@@ -201,3 +201,39 @@ def annotate_prose(solution: str) -> str:
             out.append(ann.group())
             pos = ann.end()
     return "".join(out)
+
+
+# Numbers written as words ("three", "twenty-five"); a hyphen on either side is part of another word
+# ("two-thirds", "one-third"), so those are not read.
+_SMALL = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+          "sixteen seventeen eighteen nineteen").split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+WORD_NUMBER = re.compile(rf"(?<![\w-])(?:(?:{'|'.join(_TENS)})(?:-(?:{'|'.join(_SMALL[1:10])}))?|"
+                         rf"(?:{'|'.join(_SMALL)}))(?![\w-])", re.IGNORECASE)
+
+
+def word_value(text: str) -> Fraction:
+    """'three' -> 3, 'Twenty-five' -> 25."""
+    tens, _, unit = text.lower().partition("-")
+    if tens in _SMALL:
+        return Fraction(_SMALL.index(tens))
+    return Fraction(20 + 10 * _TENS.index(tens) + (_SMALL.index(unit) if unit else 0))
+
+
+def number_word(value: Fraction, like: str = "") -> str:
+    """25 -> 'twenty-five', capitalised like `like`. Raises ChainError for values with no word (0..99 only)."""
+    if value.denominator != 1 or not 0 <= value < 100:
+        raise ChainError(f"{value} has no number word")
+    n = int(value)
+    word = _SMALL[n] if n < 20 else _TENS[n // 10 - 2] + (f"-{_SMALL[n % 10]}" if n % 10 else "")
+    return word.capitalize() if like[:1].isupper() else word
+
+
+def read_number(text: str) -> Fraction:
+    """The value of a number token written in digits or as a word."""
+    return word_value(text) if text[:1].isalpha() else parse_number(text)
+
+
+def write_number(value: Fraction, like: str) -> str:
+    """`value` written the way `like` is: as a word for a word, else digits in its style."""
+    return number_word(value, like) if like[:1].isalpha() else format_number(value, like)
