@@ -134,7 +134,8 @@ class Plan:
     answer: Ref
     vars: dict[Fraction, Var]
     fixed: set[Fraction]  # question numbers that must not change (ordinals, times, years, fractions, 0, 1)
-    pinned: set[Fraction]  # values used where they have two possible sources: every draw keeps them
+    ties: list[frozenset[tuple]]  # sources of one value used where either may be meant: every draw keeps
+    # them equal (a tie holding a constant or fixed number pins the others to it)
     sources: dict[Fraction, set[tuple]]  # value -> every ("var"|"pct"|"step"|"fixed", key[, form]) giving it
 
 
@@ -261,7 +262,7 @@ def _available(sources: dict[Fraction, set[tuple]], value: Fraction, before_step
 def _link(value: Fraction, i: int, results: list[Fraction], plan_vars: dict[Fraction, Var],
           fixed: set[Fraction], question: str) -> Ref:
     """The source of one number of step `i`: the latest earlier step, else a question number, else a
-    percentage form, else a constant the question justifies. Ambiguous values are pinned (see plan_item),
+    percentage form, else a constant the question justifies. Ambiguous values are tied (see plan_item),
     so which of several equal sources is chosen never changes a result."""
     prior = [j for j in range(i) if results[j] == value]
     if prior:
@@ -305,7 +306,8 @@ def plan_item(question: str, solution: str) -> Plan:
     """Read one item's chain and link every number; raises Skip with the reason when that is not safe.
 
     A value used where it has two possible sources (40% of a file and 40 minutes; "2 bolts" and "half" as
-    /2) is pinned: every draw must keep it, so either reading gives the same chain and the same prose.
+    /2) ties its sources: every draw must give them one value (a constant or fixed number among them
+    pins the rest), so either reading gives the same chain and the same prose.
     """
     try:
         steps = verify_chain(solution)
@@ -339,12 +341,14 @@ def plan_item(question: str, solution: str) -> Plan:
     uses += [(read_number(m.group()), k, True) for m, k in prose]
     if any(not _available(sources, v, k, prose) for v, k, prose in uses):
         raise Skip("unexplained number in solution prose")
-    pinned = {v for v, k, prose in uses if len(_available(sources, v, k, prose)) > 1}
+    ties = list(dict.fromkeys(frozenset(found) for v, k, prose in uses
+                              if len(found := _available(sources, v, k, prose)) > 1))
     if answer_ref.kind == "var" and answer_ref.key not in plan_vars:
         raise Skip("final answer is a question number outside the chain")
-    if not set(plan_vars) - pinned:
+    plan = Plan(steps, links, answer_ref, plan_vars, fixed, ties, sources)
+    if not set(plan_vars) - _pinned(plan):
         raise Skip("no free question number enters the chain")
-    return Plan(steps, links, answer_ref, plan_vars, fixed, pinned, sources)
+    return plan
 
 
 # ---- 2. resampling ----------------------------------------------------------------------------------------
@@ -433,10 +437,14 @@ def _pools(plan: Plan, free: list[Fraction], spread: float) -> dict[Fraction, li
     return pools
 
 
+def _pinned(plan: Plan) -> set[Fraction]:
+    """Question numbers tied to a constant or a fixed number: no draw may move them."""
+    return {s[1] for tie in plan.ties if any(s[0] == "fixed" for s in tie) for s in tie if s[0] in ("var", "pct")}
+
+
 def _draw(plan: Plan, config: PerturbConfig, rng: random.Random) -> tuple[dict, list[Fraction]]:
     olds = sorted(plan.vars)
-    pinned_vars = {v for v in olds if v in plan.pinned or any(fn(v) in plan.pinned for fn in plan.vars[v].forms().values())}
-    pools = _pools(plan, [v for v in olds if v not in pinned_vars], config.spread)
+    pools = _pools(plan, [v for v in olds if v not in _pinned(plan)], config.spread)
     free = [v for v, pool in pools.items() if pool]
     if not free:
         raise Skip("no free question number enters the chain")
@@ -458,8 +466,8 @@ def _draw(plan: Plan, config: PerturbConfig, rng: random.Random) -> tuple[dict, 
             results = recompute(plan, values)
         except ChainError:
             continue
-        if not all(_nice(new, s.result) and (s.result not in plan.pinned or new == s.result)
-                   for new, s in zip(results, plan.steps)):
+        if not all(_nice(new, s.result) for new, s in zip(results, plan.steps)) or \
+                any(len({_source_value(s, values, results) for s in tie}) > 1 for tie in plan.ties):
             continue
         answer = resolve(plan.answer, values, results)
         if config.new_answer and answer == old_answer:
