@@ -8,7 +8,15 @@ from fractions import Fraction
 
 import pytest
 
-from tinyeval.audit.perturb import PerturbConfig, Skip, perturb_item, perturb_rows, plan_item, verify_twin
+from tinyeval.audit.perturb import (
+    PerturbConfig,
+    Skip,
+    perturb_item,
+    perturb_rows,
+    plan_item,
+    question_vars,
+    verify_twin,
+)
 from tinyeval.audit.probe_chain import (
     ChainError,
     annotate_prose,
@@ -64,6 +72,37 @@ ITEMS = {
         "jewels, he has 20+5 = <<5+20=25>>25 jewels.\nIf Siobhan has 2 fewer jewels than Aaron, he has 25-2 = 23 "
         "jewels.\n#### 23"),
         lambda fewer, more, raymond: raymond / 2 + more - fewer,
+    ),
+    "word_multiplier": (  # "three times": the word is the free number, rewritten as a word
+        "Cody eats three times as many cookies as Amir eats. If Amir eats 5 cookies, how many cookies do both of "
+        "them eat together?",
+        "Cody eats 5*3 = <<5*3=15>>15 cookies.\nCody and Amir eat 15+5 = <<15+5=20>>20 cookies together.\n#### 20",
+        lambda times, amir: amir * times + amir,
+    ),
+    "clock_time_kept": (  # "5 pm" is a time, not the "five" of the chain: only the 4/5 multipliers move
+        ("Sandra had ordered four times as many red roses as white carnations. She also ordered 200 pink calla "
+         "lilies, which were five times the number of white carnations. If the roses must arrive by 5 pm, how "
+         "many red roses must Fred deliver by 5 pm?"),
+        ("Sandra ordered 200 pink calla lilies / 5 = <<200/5=40>>40 white carnations.\nSandra therefore ordered "
+         "4 * 40 = <<4*40=160>>160 red roses.\n#### 160"),
+        lambda red, lilies, times, _pm, _pm_again: red * lilies / times,
+    ),
+    "halves_and_fifths": (  # stays whole only on multiples of 10: the divisor-sharing pool finds them
+        ("Anthony had 50 pencils. He gave 1/2 of his pencils to Brandon, and he gave 3/5 of the remaining pencils "
+         "to Charlie. He kept the remaining pencils. How many pencils did Anthony keep?"),
+        ("Brandon received 50 x 1/2 = <<50*1/2=25>>25 pencils\nSo, there were 50 -25 = <<50-25=25>>25 pencils "
+         "left.\nCharlie got 25 x 3/5 = <<25*3/5=15>>15 pencils.\nThus, Anthony gave away 25 + 15 = <<25+15=40>>40 "
+         "pencils.\nTherefore, Anthony kept 50 - 40 = <<50-40=10>>10 pencils.\n#### 10"),
+        lambda total, *_: total - total / 2 - total / 2 * Fraction(3, 5),
+    ),
+    "cents_and_tie": (  # "50 cents" enters as .50; the answer equals the hours, tied rather than pinned
+        ("Billy is paid $10 per hour and gets a raise of 50 cents per hour, then a raise of $1.00 per hour. Sally "
+         "is paid $10.50 per hour. If both Billy and Sally work 20 hours, how much more money will Billy earn than "
+         "Sally, in dollars?"),
+        ("Billy has a salary of $10+0.50+$1.00=$<<10+0.5+1=11.50>>11.50 per hour.\nIf Billy works 20 hours, he "
+         "will be paid 20*$11.50=$<<20*11.5=230>>230\nIf Sally works 20 hours, she will be paid 20*$10.50="
+         "$<<20*10.50=210>>210.\nThus, if both work 20 hours, Billy will be paid $230-$210=$20 more.\n#### 20"),
+        lambda rate, cents, raise_, sally, hours: (rate + cents / 100 + raise_ - sally) * hours,
     ),
 }
 
@@ -128,6 +167,26 @@ def test_reexecution_catches_a_broken_chain():
         verify_twin(plan, twin.question, wrong_final, values, [s.result for s in verify_chain(twin.answer)])
 
 
+def test_clock_times_and_named_counts_stay():
+    question, solution, _ = ITEMS["clock_time_kept"]
+    for seed in range(6):
+        assert perturb_item(question, solution, PerturbConfig(seed=seed)).question.count("by 5 pm") == 2
+    question, solution, _ = ITEMS["word_multiplier"]
+    twins = [perturb_item(question, solution, PerturbConfig(seed=seed)) for seed in range(6)]
+    assert any("three times" not in t.question for t in twins)  # the word itself is resampled...
+    assert all(re.match(r"Cody eats [a-z]+ times as many", t.question) for t in twins)  # ...and stays a word
+    free, fixed = question_vars("Jan has three times the pets of Cindy, who has 4. How many do the three have?")
+    assert 3 in fixed and 3 not in free and 4 in free  # "the three" counts people: the multiplier stays too
+
+
+def test_money_twin_keeps_cents_and_reads_as_money():
+    question, solution, solve = ITEMS["cents_and_tie"]
+    twin = perturb_item(question, solution, PerturbConfig(seed=0))
+    assert re.search(r"raise of \d+ cents", twin.question)  # the cents stay cents, the chain reads them as .xx
+    assert final_answer(twin.answer) == solve(*numbers(twin.question))
+    assert all(len(m) == 2 for m in re.findall(r"\$\d+\.(\d+)", twin.question))  # $1.00 stays $x.xx
+
+
 def test_unsafe_items_are_skipped_with_a_reason():
     unannotated = ("Tom has 3 apples and buys 4 more. How many apples does he have?", "He has seven.\n#### 7")
     with pytest.raises(Skip, match="no calculator annotations"):
@@ -143,6 +202,10 @@ def test_annotate_prose_adds_only_calculations_that_hold():
     out = annotate_prose(text)
     assert "$<<99+5=104>>104" in out and "<<8*20=160>>160" in out
     assert "2+2=5" in out and "<<2+2" not in out and out.count("<<10*2=20>>") == 1
+    # an annotation that only repeats a prose equation's result takes that equation; a wrong one stays
+    out = annotate_prose("65+94+81 = <<240=240>>240 tests, 60+30=<<90=90>>90 mph, 2+2=<<5=5>>5, x=<<4=4>>4")
+    assert "65+94+81 = <<65+94+81=240>>240" in out and "<<60+30=90>>90" in out
+    assert "2+2=<<5=5>>5" in out and "x=<<4=4>>4" in out
 
 
 def test_swaps_keep_numbers_and_are_consistent():
@@ -158,7 +221,7 @@ def test_gsm8k_test_coverage_and_every_twin_verifies(data_root):
     rows = load("gsm8k", "test").rows
     twins, cov = perturb_rows(rows, PerturbConfig(seed=0))
     assert cov.total == 1319 and cov.perturbed == len(twins) == cov.total - sum(cov.skipped.values())
-    assert cov.rate >= 0.70  # measured 0.74 (the 85% target is not reached; see README)
+    assert cov.rate >= 0.80  # measured 0.820 (the 85% target is not reached; see README)
     for twin in twins:
         verify_chain(twin.answer)
         assert final_answer(twin.answer) != final_answer(rows[twin.index]["answer"])

@@ -171,6 +171,9 @@ def question_numbers(question: str) -> list[re.Match]:
 _TERM = r"\(?\$?(?:\d[\d,]*(?:\.\d+)?|\.\d+)%?\)?"
 PROSE_EQUATION = re.compile(rf"(?<![\w.<=>$,]){_TERM}(?:\s*[-+*/x×−]\s*{_TERM})+\s*=\s*\$?(\d[\d,]*(?:\.\d+)?|\.\d+)"
                             r"(?!\d)")
+# "65+94+81 = <<240=240>>240": the calculation in the prose, the annotation only repeats the result.
+TRIVIAL_AFTER_EQUATION = re.compile(rf"(?<![\w.<=>$,]){_TERM}(?:\s*[-+*/x×−]\s*{_TERM})+\s*=\s*\$?"
+                                    r"(<<(\d+(?:\.\d+)?)=\2>>)(?=\2(?!\d))")
 
 
 def annotate_prose(solution: str) -> str:
@@ -193,6 +196,13 @@ def annotate_prose(solution: str) -> str:
                 continue
         return m.group()
 
+    def restore(m: re.Match) -> str:
+        """`<<240=240>>` after a prose equation that holds becomes that equation's annotation."""
+        prose = m.group()[: m.start(1) - m.start()] + m.group(2)
+        annotated = PROSE_EQUATION.sub(sub, prose)
+        return annotated[: -len(m.group(2))] if annotated != prose else m.group()
+
+    solution = TRIVIAL_AFTER_EQUATION.sub(restore, solution)
     out, pos = [], 0
     for ann in [*ANNOTATION.finditer(solution), None]:  # never look inside an existing annotation
         end = ann.start() if ann else len(solution)
