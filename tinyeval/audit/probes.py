@@ -44,7 +44,7 @@ class ProbeConfig:
     k: share of lowest-scoring tokens in Min-K% / Min-K%++.
     backend: auto (vLLM for generation when installed and on a GPU, else transformers) | hf | vllm.
         Membership scores always use transformers: they need the full next-token distribution.
-    dtype: auto = bfloat16 on a GPU, float32 on a CPU (bf16 matmuls run ~4x slower than fp32 on this CPU).
+    dtype: auto = tinyeval.models.default_dtype() (bf16 where the hardware computes in it, else fp32).
     """
 
     model: str = "smollm2-135m"
@@ -227,8 +227,7 @@ def load_probe_model(config: ProbeConfig) -> Model:
     from tinyeval.generation import generate
     from tinyeval.models import load_model
 
-    dtype = config.dtype if config.dtype != "auto" else "bfloat16" if _is_gpu() else "float32"
-    hf, tok = load_model(config.model, dtype=dtype, device="cuda" if _is_gpu() else "cpu")
+    hf, tok = load_model(config.model, dtype=config.dtype, device="cuda" if _is_gpu() else "cpu")
     if config.adapter:
         if importlib.util.find_spec("tinyeval.adapters") is None:
             raise TinyevalError("--adapter needs tinyeval.adapters, which is not in this tree yet")

@@ -24,7 +24,8 @@ def evaluate(
     max_gen_toks: Annotated[int | None, typer.Option(help="Generation limit for every generative task "
                                                         "(default: per task, 512 gsm8k / 1024 math500).")] = None,
     batch_size: Annotated[int, typer.Option(help="HF backend batch size.")] = 20,
-    dtype: Annotated[str, typer.Option(help="bfloat16 | float16 | float32.")] = "bfloat16",
+    dtype: Annotated[str, typer.Option(help="auto | bfloat16 | float16 | float32 (auto: bf16 where the hardware "
+                                             "computes in it, else fp32).")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for lm-eval, torch, few-shot sampling and vLLM.")] = 0,
     merge: Annotated[bool, typer.Option(help="vllm: serve a merged checkpoint instead of a LoRA.")] = False,
     data_root: DataRoot = None,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tinyeval.errors import TinyevalError
 
-DTYPES = ("bfloat16", "float16", "float32")
+DTYPES = ("auto", "bfloat16", "float16", "float32")  # auto: tinyeval.models.default_dtype()
 
 
 @dataclass
@@ -34,7 +34,7 @@ class EvalConfig:
     chat: bool | None = None  # apply the chat template; None = on iff the tokenizer has one (instruct models)
     max_gen_toks: int | None = None  # override every generative task's limit (None = YAML: 512 gsm8k, 1024 math)
     batch_size: int = 20  # HF backend batch (vLLM batches itself)
-    dtype: str = "bfloat16"
+    dtype: str = "auto"
     seed: int = 0  # python / numpy / torch / few-shot seeds and the vLLM engine seed
     merge: bool = False  # vllm: serve a merged checkpoint instead of the adapter as a LoRA
     data_root: str | None = None  # default: $TINYEVAL_DATA, else the hub
@@ -90,17 +90,19 @@ def evaluate(cfg: EvalConfig) -> dict:
     from tinyeval.eval import backends, results
     from tinyeval.eval.tasks import check_task_names, output_types, quiet_lm_eval
     from tinyeval.io import write_json, write_jsonl
+    from tinyeval.models import default_dtype
 
     if cfg.data_root is not None:
         os.environ[data.ENV_VAR] = str(data.data_root(cfg.data_root))  # the task hook reads it
     check_task_names(cfg.tasks)
     quiet_lm_eval()
     backend = backends.default_backend() if cfg.backend == "auto" else cfg.backend
+    dtype = default_dtype() if cfg.dtype == "auto" else cfg.dtype
     chat = _has_chat_template(cfg.model) if cfg.chat is None else cfg.chat
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="tinyeval-eval-") as work:
         loglikelihood = bool(output_types(cfg.tasks) - {"generate_until"})
-        spec = backends.BackendSpec(cfg.model, cfg.adapter, cfg.dtype, cfg.batch_size, cfg.seed, cfg.merge,
+        spec = backends.BackendSpec(cfg.model, cfg.adapter, dtype, cfg.batch_size, cfg.seed, cfg.merge,
                                     loglikelihood, Path(work))
         lm = backends.BACKENDS[backend](spec)
         out = simple_evaluate(cfg, lm, chat)
@@ -114,7 +116,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         "adapter": str(cfg.adapter) if cfg.adapter else None,
         "backend": backend,
         "settings": {**{k: v for k, v in asdict(cfg).items() if k not in ("extra", "out")}, **settings,
-                     "backend": backend, "adapter": str(cfg.adapter) if cfg.adapter else None},
+                     "backend": backend, "dtype": dtype, "adapter": str(cfg.adapter) if cfg.adapter else None},
         "lm_eval_version": out.get("lm_eval_version"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(time.time() - started, 1),

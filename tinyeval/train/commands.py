@@ -52,7 +52,7 @@ def train(
     micro_batch: Annotated[Optional[int], _opt("Sequences per forward/backward.")] = None,
     checkpoint_every: Annotated[Optional[int], _opt("Steps between checkpoints.")] = None,
     limit: Annotated[Optional[int], _opt("Use only the first N training prompts.")] = None,
-    dtype: Annotated[Optional[str], _opt("Base weights dtype: bfloat16 | float32.")] = None,
+    dtype: Annotated[Optional[str], _opt("Base weights dtype: auto | bfloat16 | float32.")] = None,
     seed: Annotated[Optional[int], _opt("Seed (adapter init, data order, sampling).")] = None,
     threads: Annotated[Optional[int], _opt("torch CPU threads.")] = None,
     max_seq_tokens: Annotated[Optional[int], _opt("sft: prompt + target cap; longer examples are skipped.")] = None,

@@ -37,7 +37,7 @@ class LoopConfig:
     micro_batch: int = 16  # sequences per forward/backward (gradient accumulation; never changes the update)
     checkpoint_every: int = 10  # steps between checkpoints (one is always written at the end and on Ctrl-C)
     limit: int | None = None  # use only the first N training prompts (smoke tests)
-    dtype: str = "bfloat16"  # base-weight dtype; adapter parameters stay fp32
+    dtype: str = "auto"  # base-weight dtype (auto: tinyeval.models.default_dtype); adapter parameters stay fp32
     seed: int = 0
     threads: int | None = None  # torch CPU threads (None: torch's default)
     data_root: str | None = None

@@ -52,18 +52,15 @@ class VLLMEngine:
     @classmethod
     def for_handle(cls, handle, tokenizer, model_name: str, cfg):
         """An engine serving `handle`'s base model with its adapter (HF generate for full fine-tuning)."""
-        import torch
-
-        from tinyeval.models import model_dir
+        from tinyeval.models import default_dtype, model_dir
 
         adapter_cfg = getattr(handle, "config", None)
         if getattr(adapter_cfg, "method", None) == "full":
             warnings.warn("full fine-tuning cannot sync weights into CPU vLLM in place; using HF generate",
                           RuntimeWarning, stacklevel=2)
             return HFEngine(handle.model, tokenizer, cfg.gen_batch)
-        dtype = "bfloat16" if torch.cuda.is_available() else "float32"
         rank = getattr(adapter_cfg, "rank", None) or getattr(handle, "rank", 2)
-        engine = cls(model_dir(model_name), tokenizer, rank, dtype=dtype,
+        engine = cls(model_dir(model_name), tokenizer, rank, dtype=default_dtype(),
                      max_model_len=cfg.max_prompt_tokens + cfg.max_new_tokens)
         engine.sync(handle, 0)
         return engine
