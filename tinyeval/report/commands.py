@@ -59,7 +59,7 @@ def train_and_eval(
                                                          "(default: only for models up to 3B).")] = None,
     eval_limit: Annotated[Optional[int], typer.Option(help="Evaluate the first N items of each task.")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Override every cell's training steps (smoke runs).")] = None,
-    max_gen_toks: Annotated[Optional[int], typer.Option(help="Eval generation limit (default: per task).")] = None,
+    max_gen_toks: Annotated[Optional[int], typer.Option(help="Eval generation limit (default: the preset's, else per task).")] = None,
     backend: Annotated[str, typer.Option(help="Eval backend: hf | vllm | auto.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of every cell's training and evaluation.")] = 0,
     fail_under: Annotated[Optional[list[str]], typer.Option(
@@ -77,10 +77,11 @@ def train_and_eval(
     cells = matrix.select(preset, _split(methods), include_full, info.parameters)
     suite = _split(tasks) or list(spec.tasks)
     limit = eval_limit if eval_limit is not None else spec.eval_limit
+    gen_toks = max_gen_toks if max_gen_toks is not None else spec.max_gen_toks
     for gate in fail_under or []:
         render.parse_threshold(gate)  # a malformed gate fails now, not after hours of training
     if dry_run:
-        rows = matrix.dry_run(model, preset, cells, suite, limit, data_root)
+        rows = matrix.dry_run(model, preset, cells, suite, limit, data_root, max_gen_toks=gen_toks)
         emit(rows, f"train-and-eval plan: {model} ({info.parameters / 1e9:.2f}B), preset {preset}, tasks "
                    f"{','.join(suite)}; GPU-hours on one H100 (estimate, see tinyeval.report.matrix.CostModel)",
              as_json)
@@ -89,7 +90,7 @@ def train_and_eval(
 
     run_dir = out or Path("runs") / f"{model.replace('/', '_')}-{preset}"
     cfg = runner.RunConfig(model=model, preset=preset, out=run_dir, cells=cells, tasks=suite, eval_limit=limit,
-                           max_gen_toks=max_gen_toks, backend=backend, seed=seed, train_overrides={"steps": steps} if steps else {},
+                           max_gen_toks=gen_toks, backend=backend, eval_batch_size=spec.eval_batch_size, seed=seed, train_overrides={"steps": steps} if steps else {},
                            data_root=data_root)
     sizes = matrix.plan_rows(load_config(model), cells)
     results = runner.run(cfg, sizes, on_cell=lambda c: console.print(

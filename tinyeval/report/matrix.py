@@ -39,6 +39,8 @@ class MatrixPreset:
     train_preset: dict[str, str]  # algo -> preset name of `tinyeval train`
     tasks: tuple[str, ...]
     eval_limit: int | None = None
+    max_gen_toks: int | None = None  # None: each task's own budget (512 gsm8k, 1024 math500)
+    eval_batch_size: int = 20  # HF backend batch
     full_above_3b: bool = False  # full fine-tuning of >3B models is opt-in (memory), per the issue
 
 
@@ -59,7 +61,9 @@ PRESETS: dict[str, MatrixPreset] = {
     "cpu": MatrixPreset(
         (CellSpec("base"), CellSpec("tinylora", "grpo", params=13), CellSpec("tinylora", "grpo", params=196),
          CellSpec("lora", "grpo", rank=1), CellSpec("lora", "sft", rank=1)),
-        {"grpo": "cpu", "sft": "cpu"}, ("gsm8k",), eval_limit=50),
+        # 5 cells x 50 items in 20 minutes on 2 AVX2 cores: one fp32 batch of 50 generates ~150 tok/s, so the
+        # eval budget is 256 new tokens (SmolLM2 rarely answers after that; it repeats itself)
+        {"grpo": "cpu", "sft": "cpu"}, ("gsm8k",), eval_limit=50, max_gen_toks=256, eval_batch_size=50),
 }
 
 
@@ -141,7 +145,7 @@ def _eval_items(tasks: list[str], limit: int | None, data_root: str | None) -> d
 
 
 def dry_run(model: str, preset: str, cells: list[CellSpec], tasks: list[str], eval_limit: int | None,
-            data_root: str | None = None, cost: CostModel = CostModel()) -> list[dict]:
+            data_root: str | None = None, cost: CostModel = CostModel(), max_gen_toks: int | None = None) -> list[dict]:
     """The plan as table rows: per cell, trainable parameters, bytes, tokens to generate, GPU-hours."""
     from tinyeval.models import load_config, meta_model
     from tinyeval.train import sft
@@ -152,8 +156,8 @@ def dry_run(model: str, preset: str, cells: list[CellSpec], tasks: list[str], ev
     n_params = sum(p.numel() for p in meta_model(config).parameters())
     sizes = plan_rows(config, cells)
     eval_items = _eval_items(tasks, eval_limit, data_root)
-    eval_tokens = sum(n * cost.mean_response_tokens.get("math" if t == "math500" else t, 300)
-                      for t, n in eval_items.items())
+    eval_tokens = sum(n * min(cost.mean_response_tokens.get("math" if t == "math500" else t, 300),
+                              max_gen_toks or 10**9) for t, n in eval_items.items())
     rows = []
     for c in cells:
         row = {"cell": c.name, "method": c.method, "algo": c.algo or "–", **sizes[c.name]}

@@ -41,6 +41,7 @@ class RunConfig:
     eval_limit: int | None = None
     max_gen_toks: int | None = None  # None: each task's own limit (512 gsm8k, 1024 math500)
     backend: str = "auto"
+    eval_batch_size: int = 20
     seed: int = 0
     train_overrides: dict = dataclasses.field(default_factory=dict)  # e.g. {"steps": 5} for smoke runs
     data_root: str | None = None
@@ -103,7 +104,8 @@ def run_cell(spec: CellSpec, cfg: RunConfig, plan_row: dict) -> Cell:
         adapter = _train(spec, cfg, cell_dir / "train")
         _log(cell_dir, f"trained -> {adapter}")
     record = evaluate(EvalConfig(model=cfg.model, tasks=cfg.tasks, out=cell_dir / "eval", adapter=adapter,
-                                 backend=cfg.backend, limit=cfg.eval_limit, max_gen_toks=cfg.max_gen_toks, seed=cfg.seed,
+                                 backend=cfg.backend, limit=cfg.eval_limit, max_gen_toks=cfg.max_gen_toks,
+                                 batch_size=cfg.eval_batch_size, seed=cfg.seed,
                                  data_root=cfg.data_root,
                                  extra={"cell": spec.name}))
     _log(cell_dir, f"evaluated in {record['seconds']} s")
