@@ -5,10 +5,11 @@
 Variants (same task YAML, same prompts: chat template, zero-shot CoT, 512 new tokens at most):
   anchor        `lm_eval run --model hf --model_args pretrained=DIR --device cpu` as a user runs it: lm-eval's
                 default batch size (1) and dtype ("auto"), our gsm8k task via --include_path
-  hf            `tinyeval eval --backend hf`: bf16, batch 20, adapter merged in memory
-  vllm          `tinyeval eval --backend vllm`: eager engine, engine seed
-  vllm-lora     the same serving a rank-2 LoRA (zero-initialised B, so scores must equal `vllm`'s; the speed
-                is the LoRA kernels' cost)
+  hf            `tinyeval eval --backend hf`: dtype auto (fp32 on an AVX2 CPU, bf16 where the hardware has
+                it), batch 20, adapter merged in memory
+  vllm          `tinyeval eval --backend vllm`: eager engine, engine seed, dtype auto
+  vllm-lora     the same serving a rank-2 LoRA with `--no-merge` (zero-initialised B, so scores must equal
+                `vllm`'s; the speed is the LoRA kernels' cost, which is why CPU defaults to a merged checkpoint)
 "tinyeval" in the result is tinyeval's default backend for this device (`--backend auto`). Every variant is
 a fresh CLI process, so each wall time includes imports and model load, as a user would see. Flips count
 the items whose greedy answer (correct or not) differs from the anchor's: bf16 vs fp32 rounding and
@@ -62,7 +63,7 @@ def tinyeval(model: str, limit: int, out: Path, backend: str, max_gen_toks: int 
     cmd = [str(BIN / "tinyeval"), "eval", "--model", model, "--tasks", "gsm8k", "--limit", str(limit),
            "--backend", backend, "--out", str(out), "--json"]
     cmd += ["--max-gen-toks", str(max_gen_toks)] if max_gen_toks else []
-    seconds = run(cmd + (["--adapter", str(adapter)] if adapter else []))
+    seconds = run(cmd + (["--adapter", str(adapter), "--no-merge"] if adapter else []))  # LoRA kernels, not merged
     record = json.loads((out / "results.json").read_text())
     task = record["tasks"]["gsm8k"]
     samples = [json.loads(x) for x in (out / "samples" / "gsm8k.jsonl").read_text().splitlines()]

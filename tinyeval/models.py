@@ -227,6 +227,13 @@ def available_locally(name: str) -> bool:
     return res.path is not None and _has_weights(res.path)
 
 
+def default_device() -> str:
+    """Where training and generation run: the (first) GPU when there is one."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def default_dtype(device: str | None = None) -> str:
     """bfloat16 where the hardware computes in it (a GPU, or a CPU with AVX512-BF16/AMX), else float32.
 
@@ -235,7 +242,7 @@ def default_dtype(device: str | None = None) -> str:
     """
     import torch
 
-    if (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda"):
+    if (device or default_device()).startswith("cuda"):
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
     return "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
 

@@ -12,7 +12,7 @@ from tinyeval.eval.results import MATH_TASKS
 from tinyeval.eval.run import EvalConfig, evaluate
 from tinyeval.eval.tasks import leaf_tasks
 
-TINY = {"limit": 2, "max_gen_toks": 8, "dtype": "float32", "batch_size": 8}
+TINY = {"limit": 2, "max_gen_toks": 8, "dtype": "float32", "batch_size": 8, "backend": "hf"}  # auto is vLLM when installed
 
 
 def _samples(out, task):

@@ -52,13 +52,13 @@ def test_vllm_serves_the_lora_like_hf_merges_it(vllm_model_dir, vllm_lora_dir, t
     do prompt logprobs with a LoRA). Both must agree with HF's in-memory merge, and differ from the base."""
     from tinyeval.eval.run import EvalConfig, evaluate
 
-    def run(name, backend, adapter, tasks):
+    def run(name, backend, adapter, tasks, merge=None):
         return evaluate(EvalConfig(model=str(vllm_model_dir), adapter=adapter, backend=backend, tasks=tasks,
-                                   out=tmp_path / name, **TINY))
+                                   out=tmp_path / name, merge=merge, **TINY))
 
     hf = run("hf", "hf", vllm_lora_dir, ["gsm8k", "boolq"])
     run("base", "hf", None, ["gsm8k", "boolq"])
-    lora = run("vllm-lora", "vllm", vllm_lora_dir, ["gsm8k"])
+    lora = run("vllm-lora", "vllm", vllm_lora_dir, ["gsm8k"], merge=False)  # CPU default is merged
     merged = run("vllm-merged", "vllm", vllm_lora_dir, ["boolq"])
     assert lora["backend"] == merged["backend"] == "vllm" and lora["tasks"]["gsm8k"]["n"] == 2
     assert lora["tasks"]["gsm8k"]["config_hash"] == hf["tasks"]["gsm8k"]["config_hash"]

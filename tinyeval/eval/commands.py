@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -27,7 +27,9 @@ def evaluate(
     dtype: Annotated[str, typer.Option(help="auto | bfloat16 | float16 | float32 (auto: bf16 where the hardware "
                                              "computes in it, else fp32).")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for lm-eval, torch, few-shot sampling and vLLM.")] = 0,
-    merge: Annotated[bool, typer.Option(help="vllm: serve a merged checkpoint instead of a LoRA.")] = False,
+    merge: Annotated[Optional[bool], typer.Option(
+        "--merge/--no-merge", help="vllm: serve a merged checkpoint instead of a LoRA (default: on CPU only, where "
+                                   "vLLM's LoRA kernels are ~3x slower).")] = None,
     data_root: DataRoot = None,
     as_json: JsonFlag = False,
 ) -> None:

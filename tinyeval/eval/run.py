@@ -36,7 +36,7 @@ class EvalConfig:
     batch_size: int = 20  # HF backend batch (vLLM batches itself)
     dtype: str = "auto"
     seed: int = 0  # python / numpy / torch / few-shot seeds and the vLLM engine seed
-    merge: bool = False  # vllm: serve a merged checkpoint instead of the adapter as a LoRA
+    merge: bool | None = None  # vllm: serve a merged checkpoint instead of the LoRA (None: on CPU only)
     data_root: str | None = None  # default: $TINYEVAL_DATA, else the hub
     log_samples: bool = True
     extra: dict = field(default_factory=dict)  # recorded in results.json as is (e.g. the training cell)

@@ -29,7 +29,9 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     """Log-probs [N, T] of the last `n_completion` tokens of `input_ids` [N, L] (left-padded prompts).
 
     Position ids follow the attention mask, as in `generate`; only the completion's logits are computed.
+    Inputs live on the CPU (trajectory bookkeeping); the result is on the model's device.
     """
+    input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # [N, L]
     logits = model(input_ids=input_ids, attention_mask=attention_mask.long(), position_ids=positions,
                    logits_to_keep=n_completion + 1).logits[:, :-1].float()  # [N, T, V]
@@ -113,15 +115,16 @@ class GRPO:
         for s in range(0, traj.input_ids.shape[0], self.micro_batch):
             rows = slice(s, s + self.micro_batch)
             out[rows] = token_logprobs(model, traj.input_ids[rows], traj.attention_mask[rows],
-                                       traj.completion_mask.shape[1], self.cfg.temperature)
+                                       traj.completion_mask.shape[1], self.cfg.temperature).cpu()
         return out
 
     def loss(self, mb: Micro) -> tuple[torch.Tensor, dict]:
         logp = token_logprobs(self.handle.model, mb.input_ids, mb.attention_mask, mb.completion_mask.shape[1],
                               self.cfg.temperature)  # [n, t]
-        old = logp.detach() if mb.old is None else mb.old
-        rollout = old if mb.rollout is None else mb.rollout
-        loss, stats = grpo_loss(logp, old, rollout, mb.adv, mb.completion_mask, self.loss_cfg, mb.ref)
+        to = lambda x: None if x is None else x.to(logp.device)  # noqa: E731
+        old = logp.detach() if mb.old is None else to(mb.old)
+        rollout = old if mb.rollout is None else to(mb.rollout)
+        loss, stats = grpo_loss(logp, old, rollout, to(mb.adv), to(mb.completion_mask), self.loss_cfg, to(mb.ref))
         return loss * mb.weight, stats
 
     def after_update(self, step: int) -> dict:
@@ -149,7 +152,7 @@ def run_grpo(loop: LoopConfig, grpo: GRPOConfig, out: str | Path, resume: bool =
              progress: bool = True) -> dict:
     """Load the model, attach the adapter, train with GRPO, save the adapter; returns the run summary."""
     from tinyeval.io import write_json
-    from tinyeval.models import load_model
+    from tinyeval.models import default_device, load_model
     from tinyeval.train import recipe
     from tinyeval.train.loop import run_loop
     from tinyeval.train.policy import attach_adapter
@@ -162,7 +165,7 @@ def run_grpo(loop: LoopConfig, grpo: GRPOConfig, out: str | Path, resume: bool =
     if loop.threads:
         torch.set_num_threads(loop.threads)
     task = get_task(loop.task)
-    model, tokenizer = load_model(loop.model, dtype=loop.dtype)
+    model, tokenizer = load_model(loop.model, dtype=loop.dtype, device=default_device())
     torch.manual_seed(loop.seed)  # adapter init (e.g. LoRA's A) is a function of the seed, not of RNG history
     handle = attach_adapter(model, loop.method, loop.params, loop.rank, loop.seed)
     examples = load_examples(task, tokenizer, loop, grpo.max_prompt_tokens)

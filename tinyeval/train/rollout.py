@@ -100,7 +100,8 @@ class HFEngine:
             for row, i in enumerate(idx):
                 batch[row, width - len(ids[i]):] = torch.tensor(ids[i])
                 mask[row, width - len(ids[i]):] = 1
-            gen = self.model.generate(input_ids=batch, attention_mask=mask, max_new_tokens=max_new_tokens,
+            gen = self.model.generate(input_ids=batch.to(self.model.device), attention_mask=mask.to(self.model.device),
+                                      max_new_tokens=max_new_tokens,
                                       pad_token_id=tok.pad_token_id, **sampling)  # [b, P + T_new]
             for row, i in enumerate(idx):
                 out[i] = cut_at_eos(gen[row, width:].tolist(), self.eos)

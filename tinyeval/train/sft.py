@@ -159,8 +159,10 @@ def bucketed_micro_batches(examples: Sequence[SFTExample], size: int, pad_id: in
 
 def completion_nll(model, micro: SFTMicro) -> tuple[torch.Tensor, int]:
     """Mean next-token NLL over the micro-batch's target tokens, and how many tokens that mean covers."""
-    logits = model(input_ids=micro.input_ids, attention_mask=micro.attention_mask).logits[:, :-1]  # [n, L-1, V]
-    targets = micro.labels[:, 1:]  # [n, L-1]
+    device = model.device  # batches are built on the CPU; the model may sit on a GPU
+    logits = model(input_ids=micro.input_ids.to(device),
+                   attention_mask=micro.attention_mask.to(device)).logits[:, :-1]  # [n, L-1, V]
+    targets = micro.labels[:, 1:].to(device)  # [n, L-1]
     n_tokens = int((targets != IGNORE).sum())
     loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                              ignore_index=IGNORE, reduction="sum") / max(n_tokens, 1)
@@ -231,7 +233,7 @@ def run_sft(loop, cfg: SFTConfig, out: str | Path, resume: bool = False, progres
     import time
 
     from tinyeval.io import write_json
-    from tinyeval.models import load_model
+    from tinyeval.models import default_device, load_model
     from tinyeval.train import recipe
     from tinyeval.train.loop import run_loop
     from tinyeval.train.policy import attach_adapter
@@ -241,7 +243,7 @@ def run_sft(loop, cfg: SFTConfig, out: str | Path, resume: bool = False, progres
     loop, cfg = saved["loop"], saved["sft"]
     if loop.threads:
         torch.set_num_threads(loop.threads)
-    model, tokenizer = load_model(loop.model, dtype=loop.dtype)
+    model, tokenizer = load_model(loop.model, dtype=loop.dtype, device=default_device())
     torch.manual_seed(loop.seed)  # adapter init (LoRA's A) must not depend on what ran before in this process
     handle = attach_adapter(model, loop.method, loop.params, loop.rank, loop.seed)
     train, counts = load_sft_examples(loop.task, tokenizer, "train", cfg, loop.data_root, loop.limit)
