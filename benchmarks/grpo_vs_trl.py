@@ -190,7 +190,8 @@ def write_results(args, runs: dict) -> None:
         "anchor_name": f"TRL {__import__('trl').__version__} GRPOTrainer (HF generate)",
         "anchor": ok.get("trl-hf", {}).get("steps_per_min"), "ratio": like, "target": 1.5,
         "tinyeval_vllm_vs_trl_best": vllm,
-        "cpu_ratio_like_for_like": cpu_like,  # TRL CPU-s per step / tinyeval's (> 1: tinyeval cheaper) "best_vs_best": best, "trl_best_mode": trl_best,
+        "cpu_ratio_like_for_like": cpu_like,  # TRL CPU-s per step / tinyeval's (> 1: tinyeval cheaper)
+        "best_vs_best": best, "trl_best_mode": trl_best,
         "tinyeval_best_mode": te_best, "runs": runs, "settings": {**SETTINGS, "steps": args.steps},
         "command": "nice -n 10 .venv/bin/python benchmarks/grpo_vs_trl.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

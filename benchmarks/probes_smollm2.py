@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import sys
 import time
@@ -29,11 +28,9 @@ import numpy as np
 import torch
 
 from tinyeval.audit.probe_membership import MIN_K, score_texts
-from tinyeval.audit.probes import Model, ProbeConfig, markdown, run_probes
+from tinyeval.audit.probes import ProbeConfig, load_probe_model, markdown, run_probes
 from tinyeval.data import load
-from tinyeval.generation import generate
 from tinyeval.io import write_json
-from tinyeval.models import load_model
 
 OUT = Path(__file__).parent / "results" / "probes_smollm2.json"
 
@@ -66,19 +63,13 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     out = OUT if args.model == "smollm2-135m" else OUT.with_name(f"probes_{Path(args.model).name}.json")
-    gpu = torch.cuda.is_available()
-    hf, tok = load_model(args.model, dtype="bfloat16" if gpu else "float32", device="cuda" if gpu else "cpu")
-    model = Model(hf, tok, lambda prompts, n: generate(hf, tok, prompts, max_new_tokens=n,
-                                                      batch_size=args.batch_size), "hf")
-    if gpu and importlib.util.find_spec("vllm"):
-        from tinyeval.audit.probe_vllm import vllm_generate
-
-        model = Model(hf, tok, vllm_generate(args.model), "vllm")
+    model = load_probe_model(ProbeConfig(model=args.model, batch_size=args.batch_size))  # vLLM when installed
+    hf, tok = model.hf, model.tokenizer
     result = {"name": out.stem, "model": args.model, "metric": "Min-K%++ membership scoring throughput", "unit": "texts/s",
               "anchor_name": "reference-style Min-K%++ (one text per forward pass)",
               "target": 1.0, "command": "TINYEVAL_DATA=../shared/data .venv/bin/python benchmarks/probes_smollm2.py "
               + " ".join(sys.argv[1:]), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-              "cpu_note": "2 shared CPU cores under load from other jobs; timings are noisy, the ratio is one run",
+              "generation_backend": model.backend,
               "complete": False}
 
     texts = [r["question"] for r in load("gsm8k", "test").rows[: args.anchor_texts]]

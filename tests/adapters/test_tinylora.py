@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from tinyeval.adapters import AdapterConfig, attach
@@ -122,6 +123,21 @@ def test_disabled_gives_base_outputs_and_merge_round_trips_bit_exactly(make_llam
     for t in h.targets:
         assert torch.equal(model.get_submodule(t.name).weight, base.get_submodule(t.name).weight)
     assert torch.equal(logits(model, tokens), adapted)
+
+
+@pytest.mark.parametrize("method", ["tinylora", "lora"])
+def test_merged_model_is_the_plain_model_with_the_delta_folded_in(make_llama, tokens, method):
+    """What vLLM loads from a merged checkpoint: the base's exact state-dict keys, the adapted outputs."""
+    base_keys = set(make_llama().state_dict())
+    h = attach(make_llama(), AdapterConfig(method=method, params=14, rank=2))
+    with torch.no_grad():
+        for p in h.trainable_parameters():
+            p.normal_(std=0.5)
+    adapted = logits(h.model, tokens)
+    merged = h.merged_model()
+    assert set(merged.state_dict()) == base_keys
+    assert all("forward" not in vars(m) for m in merged.modules())  # no per-instance forward left behind
+    torch.testing.assert_close(logits(merged, tokens), adapted, rtol=1e-4, atol=1e-4)
 
 
 def test_lora_and_full_through_the_same_interface(make_llama, tokens):

@@ -44,6 +44,11 @@ class AdapterHandle:
     def unmerge(self) -> None:
         raise NotImplementedError
 
+    def merged_model(self) -> nn.Module:
+        """The plain model with the adapter folded into its weights and nothing of the adapter left (no hooks,
+        no extra state-dict keys), e.g. to `save_pretrained` a checkpoint vLLM loads. Ends the handle."""
+        raise NotImplementedError
+
     def export_lora(self, out_dir: str | Path, min_rank: int | None = None) -> Path:
         raise NotImplementedError
 

@@ -30,6 +30,9 @@ class LoraHandle(AdapterHandle):
     def unmerge(self) -> None:
         self.model.unmerge_adapter()
 
+    def merged_model(self) -> nn.Module:
+        return self.model.merge_and_unload()
+
     def export_lora(self, out_dir: str | Path, min_rank: int | None = None) -> Path:
         if min_rank is not None and min_rank > self.config.rank:
             raise TinyevalError(f"this LoRA has rank {self.config.rank}; padding to {min_rank} is not supported")
@@ -68,6 +71,9 @@ class FullHandle(AdapterHandle):
 
     def unmerge(self) -> None:
         """No-op, for the same reason (rollout code can call merge/unmerge for every method)."""
+
+    def merged_model(self) -> nn.Module:
+        return self.model
 
     def export_lora(self, out_dir: str | Path, min_rank: int | None = None) -> Path:
         raise TinyevalError("method 'full' has no low-rank delta to export as LoRA; save the model instead")

@@ -218,6 +218,10 @@ class LowRankHandle(AdapterHandle):
 
         return export_lora(self, Path(out_dir), min_rank=min_rank)
 
+    def merged_model(self) -> nn.Module:
+        self.merge()
+        return self.detach()
+
     def detach(self) -> nn.Module:
         """Restore the modules' own forward and drop the adapter state (merged weights stay merged)."""
         for t in self.targets:

@@ -20,7 +20,6 @@ Skipping is the safe failure; a twin with a wrong answer would poison the probe.
 
 from __future__ import annotations
 
-import math
 import random
 import re
 from collections import Counter

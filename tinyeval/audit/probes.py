@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -221,27 +222,43 @@ def _sample(items: Sequence, n: int | None, seed: int) -> list:
 
 
 def load_probe_model(config: ProbeConfig) -> Model:
-    """The model (and adapter) with a generation backend: vLLM when asked or installed, else transformers."""
+    """The model (and adapter) with a generation backend: vLLM when asked or installed, else transformers.
+
+    vLLM generates 2.5x faster than transformers even on an AVX2 CPU (BENCHMARKS.md eval_backends); it gets the
+    adapter as a merged checkpoint, written to a scratch directory that lives as long as the process.
+    """
+    import atexit
     import importlib.util
+    import shutil
+    import tempfile
 
     from tinyeval.generation import generate
-    from tinyeval.models import load_model
+    from tinyeval.models import load_model, model_dir
 
-    hf, tok = load_model(config.model, dtype=config.dtype, device="cuda" if _is_gpu() else "cpu")
+    device = "cuda" if _is_gpu() else "cpu"
+    hf, tok = load_model(config.model, dtype=config.dtype, device=device)
     if config.adapter:
-        if importlib.util.find_spec("tinyeval.adapters") is None:
-            raise TinyevalError("--adapter needs tinyeval.adapters, which is not in this tree yet")
         from tinyeval.adapters import load_adapter
 
         hf = load_adapter(hf, config.adapter).model
-    use_vllm = config.backend == "vllm" or (config.backend == "auto" and importlib.util.find_spec("vllm")
-                                             and not config.adapter and _is_gpu())
-    if use_vllm:
-        from tinyeval.audit.probe_vllm import vllm_generate
+    use_vllm = config.backend == "vllm" or (config.backend == "auto" and importlib.util.find_spec("vllm"))
+    if not use_vllm:
+        return Model(hf, tok, lambda prompts, n: generate(hf, tok, prompts, max_new_tokens=n,
+                                                          batch_size=config.batch_size), "hf")
+    from tinyeval.audit.probe_vllm import vllm_generate
 
-        return Model(hf, tok, vllm_generate(config.model), "vllm")
-    return Model(hf, tok, lambda prompts, n: generate(hf, tok, prompts, max_new_tokens=n,
-                                                      batch_size=config.batch_size), "hf")
+    served = model_dir(config.model)
+    if config.adapter:
+        from tinyeval.eval.backends import apply_adapter
+
+        served = Path(tempfile.mkdtemp(prefix="tinyeval-probe-merged-"))
+        atexit.register(shutil.rmtree, served, True)
+        merged, _ = load_model(config.model, dtype=config.dtype)
+        apply_adapter(merged, Path(config.adapter)).save_pretrained(served)
+        tok.save_pretrained(served)
+        del merged
+    dtype = str(next(hf.parameters()).dtype).removeprefix("torch.")
+    return Model(hf, tok, vllm_generate(served, dtype), "vllm")
 
 
 def _is_gpu() -> bool:

@@ -70,9 +70,7 @@ def apply_adapter(model, adapter: Path):
             return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
         except (ValueError, RuntimeError, KeyError) as e:
             raise TinyevalError(f"adapter {adapter} does not fit this model: {str(e).splitlines()[0]}") from None
-    handle = _load_adapter_fn(adapter)(model, adapter)
-    handle.merge()
-    return handle.model
+    return _load_adapter_fn(adapter)(model, adapter).merged_model()
 
 
 def _device() -> str:
