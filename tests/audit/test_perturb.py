@@ -17,9 +17,9 @@ from tinyeval.audit.perturb import (
     question_vars,
     verify_twin,
 )
+from tinyeval.audit.perturb_prose import annotate_prose
 from tinyeval.audit.probe_chain import (
     ChainError,
-    annotate_prose,
     evaluate,
     final_answer,
     format_number,

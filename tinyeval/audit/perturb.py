@@ -27,12 +27,12 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from tinyeval.audit.perturb_prose import annotate_prose
 from tinyeval.audit.probe_chain import (
     NUMBER,
     WORD_NUMBER,
     ChainError,
     Step,
-    annotate_prose,
     decimals,
     evaluate,
     final_answer,
@@ -60,6 +60,11 @@ FRACTION_WORDS: dict[Fraction, str] = {
 }
 # A number word after one of these counts named things ("the three have", "all four"): a label, not a quantity.
 LABEL_BEFORE = re.compile(r"\b(?:the|these|those|all|both|its|their|his|her)\s+$", re.IGNORECASE)
+# A number before one of these is a fraction's numerator ("two thirds" is 2/3, never 4/3): fixed.
+FRACTION_AFTER = re.compile(r"\s*(?:halves|thirds|quarters|fourths|fifths|sixths|sevenths|eighths|ninths|tenths)\b",
+                            re.IGNORECASE)
+# "x=<<40=40>>40", "4m=<<32=32>>32": an unknown's value stated without its calculation.
+UNKNOWN_BEFORE = re.compile(r"(?<![\w.])\d*[A-Za-z]\s*=\s*\$?$")
 # A percentage p% enters a chain as p/100, 1 + p/100 (an increase) or 1 - p/100 (a discount).
 PCT_FORMS: dict[str, Callable[[Fraction], Fraction]] = {
     "of": lambda p: p / 100, "up": lambda p: 1 + p / 100, "down": lambda p: 1 - p / 100,
@@ -67,8 +72,8 @@ PCT_FORMS: dict[str, Callable[[Fraction], Fraction]] = {
 ROUND_GRAINS = (1000, 500, 100, 50, 25, 10, 5)
 # Words that make a question number also readable as a constant ("2 bolts ... half that much": /2).
 UNIT_WORDS: dict[Fraction, str] = {F(k): w for k, w in {
-    2: r"\b(?:half|halves|twice|double|pair|two|both)\b", 3: r"\b(?:third|triple|thrice|three)\b",
-    4: r"\b(?:quarter|fourth|four)\b", 7: r"\b(?:week|seven)", 12: r"\b(?:dozen|month|twelve|feet|foot)",
+    2: r"\b(?:half|halves|twice|double|pair|two|both|pints?)\b", 3: r"\b(?:third|triple|thrice|three|yards?)\b",
+    4: r"\b(?:quarter|fourth|four|quarts?)\b", 7: r"\b(?:week|seven)", 12: r"\b(?:dozen|month|twelve|feet|foot)",
     24: r"\bday", 60: r"\b(?:hour|minute)", 100: r"percent|%|\bcent", 52: r"\bweek", 365: r"\byear",
     1000: r"\bthousand", 10: r"\b(?:dime|ten)\b", 5: r"\b(?:nickel|five)\b", 25: r"\bquarter",
 }.items()}
@@ -177,15 +182,17 @@ def _fixed_token(question: str, m: re.Match) -> bool:
     value = parse_number(m.group())
     year = "," not in m.group() and value.denominator == 1 and 1900 <= value <= 2100
     clock = re.match(r"\s*(?:[ap]\.?m\b|o'clock)", question[m.end():m.end() + 10], re.IGNORECASE)
-    return after.isalpha() or after in (":", "/") or before in (":", "/") or year or bool(clock) or value in (0, 1)
+    fraction = FRACTION_AFTER.match(question, m.end())
+    return after.isalpha() or after in (":", "/") or before in (":", "/") or year or bool(clock or fraction) or \
+        value in (0, 1)
 
 
 def _label_word(text: str, m: re.Match) -> bool:
     """Number words that name or count named things, not quantities: "Sally Two" (a capital inside a
-    sentence), "the three have", and "zero"/"one" (grammar)."""
+    sentence), "the three have", a fraction's "two" in "two thirds", and "zero"/"one" (grammar)."""
     sentence_start = re.search(r"(?:^|[.!?:\n])[ \t\"']*$", text[:m.start()])
     return bool(m.group()[0].isupper() and not sentence_start or LABEL_BEFORE.search(text[max(0, m.start() - 12):m.start()])
-                or word_value(m.group()) in (0, 1))
+                or FRACTION_AFTER.match(text, m.end()) or word_value(m.group()) in (0, 1))
 
 
 def _next_word(text: str, pos: int) -> str:
@@ -301,6 +308,16 @@ def prose_numbers(solution: str, steps: list[Step], words: Collection[Fraction] 
     return sorted(out, key=lambda t: t[0].start())
 
 
+def _solved_mentally(solution: str, steps: list[Step], i: int) -> bool:
+    """Step `i` states an unknown's value ("x=<<40=40>>40") that no earlier step computed: the equation was
+    solved in the head, and its value may equal a question number by chance ("Eight more than four times
+    the mugs is 40": m=8), which would link the answer to that number."""
+    step = steps[i]
+    return not step.leaves[1:] and step.expr.strip() == step.result_text.strip() and \
+        bool(UNKNOWN_BEFORE.search(solution, max(0, step.start - 12), step.start)) and \
+        step.result not in {s.result for s in steps[:i]}
+
+
 def plan_item(question: str, solution: str) -> Plan:
     """Read one item's chain and link every number; raises Skip with the reason when that is not safe.
 
@@ -315,6 +332,8 @@ def plan_item(question: str, solution: str) -> Plan:
         raise Skip("original chain does not re-execute" if "evaluates" in str(e) else "unreadable chain") from e
     if not steps:
         raise Skip("no calculator annotations")
+    if any(_solved_mentally(solution, steps, i) for i in range(len(steps))):
+        raise Skip("unknown solved mentally")
     plan_vars, fixed = question_vars(question)
     results = [s.result for s in steps]
     links = [[_link(leaf.value, i, results, plan_vars, fixed, question) for leaf in step.leaves]

@@ -167,52 +167,6 @@ def question_numbers(question: str) -> list[re.Match]:
     return list(NUMBER.finditer(question))
 
 
-# "99 + 5 = $104" written in prose without an annotation: the same calculation, left for the reader.
-_TERM = r"\(?\$?(?:\d[\d,]*(?:\.\d+)?|\.\d+)%?\)?"
-PROSE_EQUATION = re.compile(rf"(?<![\w.<=>$,]){_TERM}(?:\s*[-+*/x×−]\s*{_TERM})+\s*=\s*\$?(\d[\d,]*(?:\.\d+)?|\.\d+)"
-                            r"(?!\d)")
-# "65+94+81 = <<240=240>>240": the calculation in the prose, the annotation only repeats the result.
-TRIVIAL_AFTER_EQUATION = re.compile(rf"(?<![\w.<=>$,]){_TERM}(?:\s*[-+*/x×−]\s*{_TERM})+\s*=\s*\$?"
-                                    r"(<<(\d+(?:\.\d+)?)=\2>>)(?=\2(?!\d))")
-
-
-def annotate_prose(solution: str) -> str:
-    """Add `<<expr=value>>` to prose calculations the solution left unannotated, when they re-execute exactly.
-
-    Only the annotation is inserted (before the written result), so the prose reads as before and the
-    calculation becomes one more step of the chain; a calculation that does not evaluate to its stated
-    value is left alone.
-    """
-    def sub(m: re.Match) -> str:
-        head, result = m.group()[: m.start(1) - m.start()], m.group(1)
-        expr = re.sub(r"[$,]", "", head[: head.rindex("=")]).replace("x", "*").replace("×", "*").replace("−", "-")
-        expr = re.sub(r"\s+", "", expr)
-        # "12/20 x 100% = 60%" holds with % dropped, "50 x 20% = 10" with % read as /100: keep whichever holds
-        for candidate in dict.fromkeys((expr.replace("%", ""), expr.replace("%", "/100"))):
-            try:
-                if evaluate(candidate) == parse_number(result):
-                    return f"{head}<<{candidate}={result.replace(',', '')}>>{result}"
-            except ChainError:
-                continue
-        return m.group()
-
-    def restore(m: re.Match) -> str:
-        """`<<240=240>>` after a prose equation that holds becomes that equation's annotation."""
-        prose = m.group()[: m.start(1) - m.start()] + m.group(2)
-        annotated = PROSE_EQUATION.sub(sub, prose)
-        return annotated[: -len(m.group(2))] if annotated != prose else m.group()
-
-    solution = TRIVIAL_AFTER_EQUATION.sub(restore, solution)
-    out, pos = [], 0
-    for ann in [*ANNOTATION.finditer(solution), None]:  # never look inside an existing annotation
-        end = ann.start() if ann else len(solution)
-        out.append(PROSE_EQUATION.sub(sub, solution[pos:end]))
-        if ann:
-            out.append(ann.group())
-            pos = ann.end()
-    return "".join(out)
-
-
 # Numbers written as words ("three", "twenty-five"); a hyphen on either side is part of another word
 # ("two-thirds", "one-third"), so those are not read.
 _SMALL = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
