@@ -72,10 +72,10 @@ PCT_FORMS: dict[str, Callable[[Fraction], Fraction]] = {
 ROUND_GRAINS = (1000, 500, 100, 50, 25, 10, 5)
 # Words that make a question number also readable as a constant ("2 bolts ... half that much": /2).
 UNIT_WORDS: dict[Fraction, str] = {F(k): w for k, w in {
-    2: r"\b(?:half|halves|twice|double|pair|two|both|pints?)\b", 3: r"\b(?:third|triple|thrice|three|yards?)\b",
-    4: r"\b(?:quarter|fourth|four|quarts?)\b", 7: r"\b(?:week|seven)", 12: r"\b(?:dozen|month|twelve|feet|foot)",
+    2: r"\b(?:half|halves|twice|doubl\w*|pairs?|two|both|pints?)\b", 3: r"\b(?:thirds?|tripl\w*|thrice|three|yards?)\b",
+    4: r"\b(?:quarters?|fourths?|four|quadrupl\w*|quarts?)\b", 5: r"\b(?:nickels?|five|weekdays?|Friday)\b", 7: r"\b(?:week|seven)", 12: r"\b(?:dozen|month|twelve|feet|foot)",
     24: r"\bday", 60: r"\b(?:hour|minute)", 100: r"percent|%|\bcent", 52: r"\bweek", 365: r"\byear",
-    1000: r"\bthousand", 10: r"\b(?:dime|ten)\b", 5: r"\b(?:nickel|five)\b", 25: r"\bquarter",
+    1000: r"\bthousand", 10: r"\b(?:dimes?|ten)\b", 25: r"\bquarter",
 }.items()}
 
 
@@ -141,6 +141,7 @@ class Plan:
     ties: list[frozenset[tuple]]  # sources of one value used where either may be meant: every draw keeps
     # them equal (a tie holding a constant or fixed number pins the others to it)
     sources: dict[Fraction, set[tuple]]  # value -> every ("var"|"pct"|"step"|"fixed", key[, form]) giving it
+    derived: dict[Fraction, int] = field(default_factory=dict)  # question number -> the step it must equal
 
 
 @dataclass(frozen=True)
@@ -257,12 +258,12 @@ def _sources(question: str, steps: list[Step], plan_vars: dict[Fraction, Var], f
 def _available(sources: dict[Fraction, set[tuple]], value: Fraction, before_step: int,
                prose: bool = False) -> set[tuple]:
     """Sources of `value` that exist before step `before_step` runs (later steps cannot feed it); prose
-    may also say "1" on its own ("1 serving"), which is not a step's input. Of several steps with the same
-    result, the latest is meant (750 - 250 after 1000/4=250 and 750/3=250 subtracts the newer 250)."""
+    may also say "1" on its own ("1 serving"), which is not a step's input. Several steps with the same
+    result are all available and so tied: recency misread "18 + 18" (two different steps) as the latest
+    18 twice, and "30 minutes for the first train" (step 2) as the newer half hour (step 3)."""
     last = before_step + 1 if prose else before_step  # "He makes $10.5 because 3 x 3.5 = <<3*3.5=10.5>>"
     found = {s for s in sources.get(value, ()) if s[0] != "step" or s[1] < last}
-    steps = sorted(s for s in found if s[0] == "step")
-    return (found - set(steps[:-1])) | ({("fixed", F(1))} if prose and value == 1 and not found else set())
+    return found | ({("fixed", F(1))} if prose and value == 1 and not found else set())
 
 
 def _link(value: Fraction, i: int, results: list[Fraction], plan_vars: dict[Fraction, Var],
@@ -345,9 +346,25 @@ def plan_item(question: str, solution: str) -> Plan:
     else:
         raise Skip("final answer is not a step result")
     used = {r.key for row in links for r in row if r.kind in ("var", "pct")}
-    fixed |= set(plan_vars) - used  # question numbers outside the chain stay as they are
+    unused = {v: var for v, var in plan_vars.items() if v not in used}
     plan_vars = {v: var for v, var in plan_vars.items() if v in used}
     consts = {r.key for row in links for r in row if r.kind == "const"}
+    plan_vars |= _derivable(Plan(steps, links, answer_ref, plan_vars, fixed, [], {}), question, solution, unused, consts)
+    fixed |= set(unused) - set(plan_vars)  # question numbers outside the chain stay as they are
+    sources, ties = _read_uses(question, solution, steps, plan_vars, fixed, consts)
+    if answer_ref.kind == "var" and answer_ref.key not in plan_vars:
+        raise Skip("final answer is a question number outside the chain")
+    derived = {v: j for v in unused if v in plan_vars and (j := _tied_step(ties, v)) is not None}
+    plan = Plan(steps, links, answer_ref, plan_vars, fixed, ties, sources, derived)
+    if not set(plan_vars) - _pinned(plan) - set(derived):
+        raise Skip("no free question number enters the chain")
+    return plan
+
+
+def _read_uses(question: str, solution: str, steps: list[Step], plan_vars: dict[Fraction, Var],
+               fixed: set[Fraction], consts: set[Fraction]) -> tuple[dict[Fraction, set[tuple]], list[frozenset]]:
+    """Every value's possible sources, and the ties among them: the sources of each number a step or the
+    prose uses where more than one is available. Raises Skip for a prose number nothing explains."""
     sources = _sources(question, steps, plan_vars, fixed, consts)
     uses = [(leaf.value, i, False) for i, step in enumerate(steps) for leaf in step.leaves]
     prose = prose_numbers(solution, steps, set(plan_vars))
@@ -361,12 +378,38 @@ def plan_item(question: str, solution: str) -> Plan:
         raise Skip("unexplained number in solution prose")
     ties = list(dict.fromkeys(frozenset(found) for v, k, prose in uses
                               if len(found := _available(sources, v, k, prose)) > 1))
-    if answer_ref.kind == "var" and answer_ref.key not in plan_vars:
-        raise Skip("final answer is a question number outside the chain")
-    plan = Plan(steps, links, answer_ref, plan_vars, fixed, ties, sources)
-    if not set(plan_vars) - _pinned(plan):
-        raise Skip("no free question number enters the chain")
-    return plan
+    return sources, ties
+
+
+def _tied_step(ties: list[frozenset], v: Fraction) -> int | None:
+    """The step a question number must equal when its one tie holds only steps besides it, else None."""
+    mine = [tie for tie in ties if ("var", v) in tie]
+    others = mine[0] - {("var", v)} if len(mine) == 1 else {("fixed",)}
+    return min(s[1] for s in others) if all(s[0] == "step" for s in others) else None
+
+
+def _derivable(plan: Plan, question: str, solution: str, unused: dict[Fraction, Var],
+               consts: set[Fraction]) -> dict[Fraction, Var]:
+    """Question numbers outside the chain that can follow a step instead of staying fixed.
+
+    "James has four times as many as Dorothy ... 12 / 3 = 4; 4 * 4 = 16": the chain reads both 4s as the
+    step (the latest source), so "four" is outside it, yet tied to the step; fixed, it pins 12 / 3 to 4 and
+    no draw exists. Set to the step's new value in every draw, either reading of every 4 gives one chain.
+    A number qualifies only if its one tie holds nothing but steps (no constant, no other question number);
+    the others stay fixed, and a number the prose reads otherwise keeps the item's skip reason as before.
+    """
+    candidates = dict(unused)
+    while candidates:
+        try:
+            _, ties = _read_uses(question, solution, plan.steps, plan.vars | candidates,
+                                 plan.fixed | (set(unused) - set(candidates)), consts)
+        except Skip:
+            return {}
+        keep = {v: var for v, var in candidates.items() if _tied_step(ties, v) is not None}
+        if keep == candidates:
+            return keep
+        candidates = keep
+    return {}
 
 
 # ---- 2. resampling ----------------------------------------------------------------------------------------
@@ -455,6 +498,14 @@ def _pools(plan: Plan, free: list[Fraction], spread: float) -> dict[Fraction, li
     return pools
 
 
+def _plausible(var: Var, value: Fraction) -> bool:
+    """A value a question number may take when derived from a step: positive, a word only 2..99, a
+    percentage at most 100."""
+    if any(t[0].isalpha() for t in var.texts) and not (value.denominator == 1 and 2 <= value < 100):
+        return False
+    return value > 0 and not (var.percent and value > 100)
+
+
 def _pinned(plan: Plan) -> set[Fraction]:
     """Question numbers tied to a constant or a fixed number: no draw may move them."""
     return {s[1] for tie in plan.ties if any(s[0] == "fixed" for s in tie) for s in tie if s[0] in ("var", "pct")}
@@ -462,7 +513,7 @@ def _pinned(plan: Plan) -> set[Fraction]:
 
 def _draw(plan: Plan, config: PerturbConfig, rng: random.Random) -> tuple[dict, list[Fraction]]:
     olds = sorted(plan.vars)
-    pools = _pools(plan, [v for v in olds if v not in _pinned(plan)], config.spread)
+    pools = _pools(plan, [v for v in olds if v not in _pinned(plan) | set(plan.derived)], config.spread)
     free = [v for v, pool in pools.items() if pool]
     if not free:
         raise Skip("no free question number enters the chain")
@@ -474,6 +525,14 @@ def _draw(plan: Plan, config: PerturbConfig, rng: random.Random) -> tuple[dict, 
         moved = rng.sample(free, rng.randint(1, len(free)))  # a few numbers at a time: more draws divide
         values = {v: _unit(plan.vars[v]) * rng.choice(rng.choice(pools[v])) if v in moved else v
                   for v in olds}
+        if plan.derived:
+            try:
+                results = recompute(plan, values)
+            except ChainError:
+                continue
+            values |= {v: results[j] for v, j in plan.derived.items()}
+            if not all(_plausible(plan.vars[v], values[v]) for v in plan.derived):
+                continue
         news = set(values.values())
         # the first half of the tries keeps the order of all question numbers (small < medium < large
         # shirts); the rest only where two numbers meet in one step
