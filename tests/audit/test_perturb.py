@@ -104,6 +104,74 @@ ITEMS = {
          "$<<20*10.50=210>>210.\nThus, if both work 20 hours, Billy will be paid $230-$210=$20 more.\n#### 20"),
         lambda rate, cents, raise_, sally, hours: (rate + cents / 100 + raise_ - sally) * hours,
     ),
+    "prose_juxtaposition": (  # "1/2 (68) + 10 = 44" is a step, though written without an annotation
+        ("Four students scored a total of 251 points in a board game. Naomi scored 68 of the points. Yuri scored 10 "
+         "more than half as many points as Naomi and Brianna scored 17 points more than Naomi. How many points did "
+         "Jojo score?"),
+        ("Naomi scored 68 points.\nYuri scored 1/2 (68) + 10 = 44 points\nBrianna scored 68 + 17 = <<68+17=85>>85 "
+         "points\nNaomi, Yuri + Brianna scored = 68 + 44 + 85 = <<68+44+85=197>>197 points\nJojo scored the rest "
+         "251 - 197 = <<251-197=54>>54 points\nJojo scored 54 points.\n#### 54"),
+        lambda _four, total, naomi, more, brianna: total - naomi - (naomi / 2 + more) - (naomi + brianna),
+    ),
+    "prose_word_operators": (  # "200 minus 174 equals 26": the answer is a prose step; "3 pm" stays
+        ("Keegan was running a car wash with his friend Tashay to raise money for a baseball camp. They needed to "
+         "raise $200 for the two of them. By 3 pm, Keegan had earned $83 and Tasha had earned $91. How much more did "
+         "they need to earn to reach their goal?"),
+        ("They have raised $174 because 83 plus 91 equals <<83+91=174>>174.\nThey need to raise $26 more because "
+         "200 minus 174 equals 26.\n#### 26"),
+        lambda goal, _two, _pm, keegan, tasha: goal - keegan - tasha,
+    ),
+    "percent_of_percent": (  # "20% * 40% = 8%": both sides read as /100
+        ("Colorado City uses 40% of the water from the Colorado River. If 80% of that water is used for industrial "
+         "purposes, what percent of the river's total water is used by the city for non-industrial purposes?"),
+        ("First find the percentage of water used for non-industrial purposes: 100% - 80% = 20%\nThen multiply that "
+         "percentage by the percentage of water taken from the river: 20% * 40% = 8%\n#### 8"),
+        lambda city, industrial: (100 - industrial) * city / 100,
+    ),
+    "derived_multiplier": (  # "4 * 4": the chain reads both 4s as 12/3, so "four times" follows that step
+        ("Charlie has three times as many Facebook friends as Dorothy. James has four times as many friends on "
+         "Facebook as Dorothy. If Charlie has 12 friends on Facebook, how many Facebook friends does James have?"),
+        ("Dorothy has 12 / 3 = <<12/3=4>>4 Facebook friends.\nJames has 4 * 4 = <<4*4=16>>16 Facebook friends.\n"
+         "#### 16"),
+        lambda charlie, james, friends: friends / charlie * james,
+    ),
+    "answer_in_cents": (  # the chain ends in dollars ($0.50), the answer is asked in cents (#### 50)
+        ("Archie buys beef jerky that comes 30 sticks to a bag and costs $18.00 per bag.  If Archie buys 1 bag while "
+         "they're $3.00 off a bag, how much will each stick of jerky cost in cents?"),
+        ("The bags are $18.00 with a $3.00 coupon so each bag is 18-3 = $<<18-3=15.00>>15.00\nThe bag has 30 sticks "
+         "of jerky and costs $15.00 so each stick will cost 15/30 = $0.50\n#### 50"),
+        lambda sticks, price, _bag, off: (price - off) / sticks * 100,
+    ),
+}
+
+# Items a shortcut once misread: every twin they give must be right (none at all is fine).
+RISKY = {
+    "steps_with_one_result": (  # 2 + 8 + 2: two different steps give 2; recency read both as the latest
+        ("Crista's plants need to be watered every day. She has 20 plants. 4 of her plants need half of a cup of "
+         "water. 8 plants need 1 cup of water. The rest need a quarter of a cup of water. How many cups of water "
+         "does Crista need every day for her plants?"),
+        ("She will need 2 cups for the plants that need half of a cup of water because .5*4 = 2 cups\nShe will "
+         "need 8 cups for the plants that need a cup of water because 1*8= <<1*8=8>>8 cups.\nSince she has 20 "
+         "plants, 20-4-8=<<20-4-8=8>>8 plants that need a quarter of a cup of water.\nSince 8 plants need a "
+         "quarter of a cup of water, she will need 2 cups of water for these plants because .25*8=<<.25*8=2>>2 "
+         "cups.\nIn total, she will need 2+8+2=<<2+8+2=12>>12 cups of water per day.\n#### 12"),
+        lambda total, half, one, _cup: half / 2 + one + (total - half - one) / 4,
+    ),
+    "tripled_is_a_constant": (  # "5*3" after "tripled": the 3 may be the "3 slices" or the tripling
+        ("Mara added 3 slices of cake to a plate that already had 2 slices on it. She was getting hungrier so she "
+         "tripled the number of slices she currently has. She ate 2 slices and while she was distracted, her "
+         "friend stole 5 slices off her plate. What number of cake slices remained on the plate?"),
+        ("Mara had 3+2=<<3+2=5>>5 slices of cake.\nShe was hungry and tripled the amount to 5*3=<<5*3=15>>15 "
+         "slices.\nShe ate a couple, leaving 15-2=<<15-2=13>>13 slices.\nHer friend came and stole some which "
+         "left Mara to 13-5=<<13-5=8>>8 slices.\n#### 8"),
+        lambda added, had, ate, stole: (added + had) * 3 - ate - stole,
+    ),
+    "two_thirds_is_a_fraction": (  # "Two thirds" is 2/3: a twin with "Four thirds" of the unicorns reads wrongly
+        ("There are 27 unicorns left in the world.  One third of them are in the Scottish Highlands.  Two thirds of "
+         "the Scottish unicorns are female.  How many female Scottish unicorns are there?"),
+        "Scottish Unicorns:27(1/3)=9\nFemale:9(2/3)=6 unicorns\n#### 6",
+        lambda total, two: total / 3 * two / 3,
+    ),
 }
 
 
@@ -152,6 +220,26 @@ def test_hand_picked_items_reproduce_correct_answers(name):
     assert made >= 6, f"{name}: only {made} of 12 seeds gave a twin"
 
 
+@pytest.mark.parametrize("name", sorted(RISKY))
+def test_misreadings_give_no_wrong_twin(name):
+    question, solution, solve = RISKY[name]
+    assert solve(*numbers(question)) == final_answer(solution)
+    for seed in range(12):
+        try:
+            twin = perturb_item(question, solution, PerturbConfig(seed=seed))
+        except Skip:
+            continue
+        assert final_answer(twin.answer) == solve(*numbers(twin.question)), twin.question
+
+
+def test_unknown_solved_mentally_is_skipped():
+    question = ("Eight more than four times the number of coffee mugs in the teacher’s lounge is 40. How many "
+                "coffee mugs are in the teacher’s lounge?")  # m = 8 equals the question's "Eight" by chance
+    solution = "Let m be the number of mugs\n8+4*m=40\n4*m=40-8=32\n4m=<<32=32>>32\nm=<<8=8>>8\n#### 8"
+    with pytest.raises(Skip, match="unknown solved mentally"):
+        perturb_item(question, solution, PerturbConfig())
+
+
 def test_reexecution_catches_a_broken_chain():
     question, solution, _ = ITEMS["eggs"]
     twin = perturb_item(question, solution, PerturbConfig(seed=3))
@@ -177,6 +265,8 @@ def test_clock_times_and_named_counts_stay():
     assert all(re.match(r"Cody eats [a-z]+ times as many", t.question) for t in twins)  # ...and stays a word
     free, fixed = question_vars("Jan has three times the pets of Cindy, who has 4. How many do the three have?")
     assert 3 in fixed and 3 not in free and 4 in free  # "the three" counts people: the multiplier stays too
+    free, fixed = question_vars("There are 27 unicorns. Two thirds of them are female.")
+    assert 2 in fixed and 2 not in free and 27 in free  # "Two thirds" is 2/3, never "Four thirds"
 
 
 def test_money_twin_keeps_cents_and_reads_as_money():
@@ -206,6 +296,21 @@ def test_annotate_prose_adds_only_calculations_that_hold():
     out = annotate_prose("65+94+81 = <<240=240>>240 tests, 60+30=<<90=90>>90 mph, 2+2=<<5=5>>5, x=<<4=4>>4")
     assert "65+94+81 = <<65+94+81=240>>240" in out and "<<60+30=90>>90" in out
     assert "2+2=<<5=5>>5" in out and "x=<<4=4>>4" in out
+    # mental maths in its usual forms: juxtaposition, unit words, word operators, % results, no-break spaces
+    for prose, annotated in [
+        ("Ruins:220(.40)=88", "Ruins:220(.40)=<<220*(.40)=88>>88"),
+        ("$600/month * 12 months/year = $7200 in a year", "$<<600*12=7200>>7200 in a year"),
+        ("because 83 plus 91 equals 174.", "equals <<83+91=174>>174."),
+        ("7 puppies / 20 puppies * 100% = 35%", "= <<7/20*100=35>>35%"),
+        ("20% * 40% = 8%", "= <<(20/100*40/100)*100=8>>8%"),
+        ("$864\xa0+ $2,592 = $3,456.", "= $<<864+2592=3456>>3,456."),
+        ("15 widgets/hour * 24 hours/day = <<360=360>>360 widgets", "= <<15*24=360>>360 widgets"),
+    ]:
+        assert annotated in annotate_prose(prose), prose
+    # ...but never a mixed number, a result that goes on, or a calculation that does not hold
+    for prose in ("4 1/2 + 1/2 = 5", "3 1/2 - 2 = 1 1/2", "2x + 180 – x = 304"):
+        assert "<<" not in annotate_prose(prose), prose
+    assert annotate_prose("4 * 60 / 5 = 4 * 12 = 48") == "4 * 60 / 5 = 4 * 12 = <<4*12=48>>48"
 
 
 def test_swaps_keep_numbers_and_are_consistent():
@@ -221,7 +326,7 @@ def test_gsm8k_test_coverage_and_every_twin_verifies(data_root):
     rows = load("gsm8k", "test").rows
     twins, cov = perturb_rows(rows, PerturbConfig(seed=0))
     assert cov.total == 1319 and cov.perturbed == len(twins) == cov.total - sum(cov.skipped.values())
-    assert cov.rate >= 0.80  # measured 0.820 (the 85% target is not reached; see README)
+    assert cov.rate >= 0.84  # measured 0.847 (the 85% target is not reached; see README)
     for twin in twins:
         verify_chain(twin.answer)
         assert final_answer(twin.answer) != final_answer(rows[twin.index]["answer"])

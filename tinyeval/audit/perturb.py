@@ -108,7 +108,8 @@ class PerturbConfig:
 
 @dataclass(frozen=True)
 class Ref:
-    """Where one number of a chain comes from: kind var|pct|step|const, a key, and a pct form."""
+    """Where one number of a chain comes from: kind var|pct|step|const, a key, and a form: a pct form, or
+    "cents" for an answer asked in cents whose chain ends in dollars ($0.25 -> #### 25)."""
 
     kind: str
     key: Fraction | int  # var/pct/const: the question value; step: the step index
@@ -343,6 +344,8 @@ def plan_item(question: str, solution: str) -> Plan:
         answer_ref = Ref("step", max(j for j, r in enumerate(results) if r == answer))
     elif answer in plan_vars:
         answer_ref = Ref("var", answer)
+    elif re.search(r"\bin cents\b", question, re.IGNORECASE) and answer / 100 in results:
+        answer_ref = Ref("step", max(j for j, r in enumerate(results) if r == answer / 100), "cents")
     else:
         raise Skip("final answer is not a step result")
     used = {r.key for row in links for r in row if r.kind in ("var", "pct")}
@@ -474,7 +477,7 @@ def recompute(plan: Plan, values: dict[Fraction, Fraction]) -> list[Fraction]:
 
 def resolve(ref: Ref, values: dict[Fraction, Fraction], results: Sequence[Fraction]) -> Fraction:
     return {"var": lambda: values[ref.key], "pct": lambda: PCT_FORMS[ref.form](values[ref.key]),
-            "step": lambda: results[ref.key], "const": lambda: ref.key}[ref.kind]()
+            "step": lambda: results[ref.key] * (100 if ref.form == "cents" else 1), "const": lambda: ref.key}[ref.kind]()
 
 
 def _compared(plan: Plan) -> list[tuple[Fraction, Fraction]]:
