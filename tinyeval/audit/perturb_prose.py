@@ -9,7 +9,10 @@ Solutions often compute in the prose and annotate nothing, or only an empty `<<4
   "7 puppies / 20 puppies * 100% = 35%", "20% * 40% = 8%"
 
 `annotate_prose` inserts the missing annotation before the written result, so the prose reads as before and
-the calculation becomes one more step of the chain. It does so only when the calculation, as read, evaluates
+the calculation becomes one more step of the chain. A chained equation writes its partial results in the prose,
+"2 * 4 + 3 * 6 = 8 + 18 = <<2*4+3*6=26>>26": each middle number that stands for a sub-calculation of the
+annotated one (8 for 2*4, 18 for 3*6, matched by the shape of the two expressions) gets that sub-calculation
+as its own step, "= <<2*4=8>>8 + <<3*6=18>>18 =", so every number of the line has a source. It does so only when the calculation, as read, evaluates
 exactly to the written result (like an annotation, it is then checked by `verify_chain`); the linker in
 `perturb.plan_item` must still explain every one of its numbers. A misread equation can therefore cost an item,
 never produce a twin with a wrong answer.
@@ -17,6 +20,7 @@ never produce a twin with a wrong answer.
 
 from __future__ import annotations
 
+import ast
 import re
 from fractions import Fraction
 
@@ -118,4 +122,70 @@ def annotate_prose(solution: str) -> str:
             edits.append((eq.end(), num.start(), f"<<{expr}={num.group().replace(',', '')}>>"))
     for start, end, text in reversed(edits):
         solution = solution[:start] + text + solution[end:]
+    return annotate_chains(solution)
+
+
+def _sub_steps(full: str, partial: str) -> list[tuple[str, int]] | None:
+    """Where `partial` ("8+18") is `full` ("2*4+3*6") with whole sub-calculations replaced by their values:
+    each such sub-calculation and the index of the number that stands for it, or None if the two do not have
+    the same shape (same operators in the same places, equal numbers elsewhere) or a value is not exact."""
+    try:
+        big, small = ast.parse(full, mode="eval").body, ast.parse(partial, mode="eval").body
+    except SyntaxError:
+        return None
+    numbers = sorted((n.col_offset, id(n)) for n in ast.walk(small) if isinstance(n, ast.Constant))
+    order = {key: k for k, (_, key) in enumerate(numbers)}
+    found: list[tuple[str, int]] = []
+
+    def same(a: ast.AST, b: ast.AST) -> bool:
+        if isinstance(b, ast.Constant):
+            text = ast.get_source_segment(full, a)
+            try:
+                exact = evaluate(text) == Fraction(ast.get_source_segment(partial, b))
+            except (ChainError, ValueError):
+                return False
+            if exact and not isinstance(a, ast.Constant):
+                found.append((re.sub(r"\s+", "", text), order[id(b)]))
+            return exact
+        if isinstance(a, ast.BinOp) and isinstance(b, ast.BinOp) and type(a.op) is type(b.op):
+            return same(a.left, b.left) and same(a.right, b.right)
+        if isinstance(a, ast.UnaryOp) and isinstance(b, ast.UnaryOp) and type(a.op) is type(b.op):
+            return same(a.operand, b.operand)
+        return False
+
+    return found if same(big, small) else None
+
+
+def annotate_chains(solution: str) -> str:
+    """Annotate the partial results of chained equations ("A = B = <<A=v>>v") as steps of their own.
+
+    Each middle expression B between two "=" before an annotation is compared with the annotated expression
+    (or, when the annotation is B itself, with the calculation before it): a number of B that stands for a
+    sub-calculation of the other gets `<<sub=value>>` in front of it, only when that sub-calculation
+    evaluates exactly to the written number.
+    """
+    edits: list[tuple[int, str]] = []
+    for ann in ANNOTATION.finditer(solution):
+        expr = ann.group(1).split("=")[0]
+        line = max([0, *(at + len(c) for c in ("\n", ">>") if (at := solution.rfind(c, 0, ann.start())) >= 0)])
+        cuts = [line, *(p for m in EQUALS.finditer(solution, line, ann.start()) for p in m.span())]
+        parts = [(cuts[k], cuts[k + 1]) for k in range(0, len(cuts) - 1, 2)]
+        if len(parts) < 2 or solution[cuts[-1]:ann.start()].strip(" $"):
+            continue  # no "A = B =" right before this annotation
+        for k in range(1, len(parts)):
+            lo, hi = parts[k]
+            text = solution[lo:hi].strip()
+            lo = solution.index(text, lo) if text else lo
+            if not text or "%" in text or not CALCULATION.fullmatch(text):
+                continue
+            written = list(NUMBER.finditer(text))
+            before = read_calculation(solution[slice(*parts[k - 1])], evaluate(expr))
+            for full in dict.fromkeys(e for e in (expr, before) if e):
+                subs = _sub_steps(full, _expression(text))
+                if subs and len(written) == len(re.findall(NUMBER, _expression(text))):
+                    edits += [(lo + written[j].start(), f"<<{sub}={written[j].group().replace(',', '')}>>")
+                              for sub, j in subs]
+                    break
+    for pos, text in sorted(set(edits), reverse=True):
+        solution = solution[:pos] + text + solution[pos:]
     return solution
