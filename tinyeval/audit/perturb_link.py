@@ -46,6 +46,18 @@ UNIT_WORDS: dict[Fraction, str] = {F(k): w for k, w in {
     24: r"\bday", 60: r"\b(?:hour|minute)", 100: r"percent|%|\bcent", 52: r"\bweek", 365: r"\byear",
     1000: r"\bthousand", 10: r"\b(?:dimes?|ten)\b", 25: r"\bquarter",
 }.items()}
+# A step result that equals a conversion factor may be used as that factor instead ("$400/4 = 100 a week ...
+# 100-60 = 40%" is the 100 of "60%"; "120/60 = 2 minutes" is the 60 of seconds to minutes; "12/4" is the 4 of
+# "a quarter", not 12/3 = 4): the two readings are tied when the question names both units of the conversion
+# (one word for a multiplier word or a coin). One unit alone converts nothing, so "30 + 60 bees" in a question
+# about hours, or "24/4 pages" in one about days, reads as the step. Percent: see `_percent_hundred`.
+CONVERSIONS: dict[Fraction, tuple[tuple[str, ...], ...]] = {
+    **{v: ((w,),) for v, w in UNIT_WORDS.items() if v in (2, 3, 4, 5, 10, 25, 1000)},
+    F(7): ((r"\bweek", r"\bdays?\b"), (r"\bseven\b",)), F(24): ((r"\bdays?\b", r"\bhour"),),
+    F(12): ((r"\bdozen",), (r"\btwelve\b",), (r"\bmonth", r"\byear"), (r"\b(?:feet|foot)\b", r"\binch")),
+    F(52): ((r"\bweek", r"\byear"),), F(365): ((r"\byear", r"\bdays?\b"),),
+    F(60): ((r"\bhour", r"\bminute"), (r"\bminute", r"\bsecond")), F(100): ((r"\bcents?\b", r"\$|\bdollar"),),
+}
 
 
 
@@ -153,7 +165,20 @@ def _sources(question: str, steps: list[Step], plan_vars: dict[Fraction, Var], f
     for v, words in UNIT_WORDS.items():
         if v in plan_vars and re.search(words, unit_text, re.IGNORECASE):
             found.setdefault(v, set()).add(("fixed", v))
+    for v in {step.result for step in steps} & set(CONVERSIONS):  # a step result guarded the same way
+        if any(all(re.search(w, unit_text, re.IGNORECASE) for w in pair) for pair in CONVERSIONS[v]) or \
+                v == 100 and _percent_hundred(question, steps, plan_vars):
+            found.setdefault(v, set()).add(("fixed", v))
     return found
+
+
+def _percent_hundred(question: str, steps: list[Step], plan_vars: dict[Fraction, Var]) -> bool:
+    """Whether a 100 may be the whole of a percentage: the question asks for a percent ("what percent"), or
+    one of its percentages enters a step as the bare number ("100 - 60" for "60%"). Percentages that enter only
+    as 0.6 or 1.25 need no 100, so "80 + 60 + 100" after "80 x 1.25 = 100" reads as the step."""
+    asked = re.search(r"(?<![\d\s])\s*(?:percent|%)|\b(?:what|which)\s+(?:percent|percentage)", question, re.IGNORECASE)
+    raw = {leaf.value for step in steps for leaf in step.leaves}
+    return bool(asked) or any(var.percent and v in raw for v, var in plan_vars.items())
 
 
 def available(sources: dict[Fraction, set[tuple]], value: Fraction, before_step: int,

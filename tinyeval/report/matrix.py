@@ -61,9 +61,9 @@ PRESETS: dict[str, MatrixPreset] = {
     "cpu": MatrixPreset(
         (CellSpec("base"), CellSpec("tinylora", "grpo", params=13), CellSpec("tinylora", "grpo", params=196),
          CellSpec("lora", "grpo", rank=1), CellSpec("lora", "sft", rank=1)),
-        # 5 cells x 50 items in 20 minutes on 2 AVX2 cores: one fp32 batch of 50 generates ~150 tok/s, so the
-        # eval budget is 256 new tokens (SmolLM2 rarely answers after that; it repeats itself)
-        {"grpo": "cpu", "sft": "cpu"}, ("gsm8k",), eval_limit=50, max_gen_toks=256, eval_batch_size=50),
+        # 5 cells in <= 20 minutes on 2 AVX2 cores (`make demo`, BENCHMARKS.md demo): 40 GSM8K items per cell
+        # with 256 new tokens (SmolLM2 rarely answers after that; it repeats itself); vLLM ~100 s per cell
+        {"grpo": "cpu", "sft": "cpu"}, ("gsm8k",), eval_limit=40, max_gen_toks=256, eval_batch_size=40),
 }
 
 

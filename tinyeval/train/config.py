@@ -101,9 +101,10 @@ PRESETS: dict[str, dict] = {
                        max_new_tokens=3072, kl_coef=0.001, epochs=3.0, lr=1e-5, lr_sweep=PAPER_LR_SWEEP,
                        temperature=1.0, aggregation="token-mean"),
     # This CPU: SmolLM2 on procedurally generated single-digit arithmetic with short answers, rewarded for
-    # the right number (lenient; strict is still recorded every step). 10 steps fit in <= 15 minutes here.
+    # the right number (lenient; strict is still recorded every step). 8 steps take ~90 s here (`make demo`
+    # trains three such cells); raise --steps for a real run (grpo_learning in BENCHMARKS.md).
     "cpu": dict(model="smollm2-135m", task="arith", prompts_per_step=2, group_size=4, max_new_tokens=24,
-                steps=10, lr=5e-3, params=210, checkpoint_every=5, engine="hf", eps_high=0.28, threads=2,
+                steps=8, lr=5e-3, params=210, checkpoint_every=4, engine="hf", eps_high=0.28, threads=2,
                 reward="lenient", max_prompt_tokens=256,
                 dtype="float32"),  # bf16 matmuls are several times slower than fp32 on this AVX2 CPU
 }

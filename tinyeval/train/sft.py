@@ -211,10 +211,10 @@ SFT_PRESETS: dict[str, dict] = {
     # GRPO runs: 64 examples per step, 3 epochs, the same learning-rate sweep, 5% warm-up.
     "paper-sft": dict(task="gsm8k", prompts_per_step=64, epochs=3.0, lr=1e-5, lr_sweep=PAPER_LR_SWEEP,
                       warmup_ratio=0.05, max_seq_tokens=2048),
-    # This CPU: SmolLM2 + LoRA r1 on GSM8K train, 20 steps of 8 examples (fp32: bf16 matmuls are slower on this
+    # This CPU: SmolLM2 + LoRA r1 on GSM8K train, 16 steps of 8 examples (fp32: bf16 matmuls are slower on this
     # CPU); meant to finish in <= 10 minutes with the held-out evaluations (see BENCHMARKS.md sft_learning).
     "cpu": dict(model="smollm2-135m", task="gsm8k", method="lora", rank=1, prompts_per_step=8, micro_batch=8,
-                steps=20, lr=2e-3, max_seq_tokens=384, checkpoint_every=10, eval_every=10, eval_examples=32,
+                steps=16, lr=2e-3, max_seq_tokens=384, checkpoint_every=8, eval_every=8, eval_examples=16,
                 threads=2, dtype="float32"),
 }
 
