@@ -8,6 +8,7 @@ an item but never change a twin's answer; a number nothing explains is a `Skip`.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ FRACTION_WORDS: dict[Fraction, str] = {
 }
 # A number word after one of these counts named things ("the three have", "all four"): a label, not a quantity.
 LABEL_BEFORE = re.compile(r"\b(?:the|these|those|all|both|its|their|his|her)\s+$", re.IGNORECASE)
+# ...and so is a number before "of them" ("Only two of them have over 20 points": counted, not a question number).
+LABEL_AFTER = re.compile(r"\s+of\s+(?:them|those|these|us|you)\b", re.IGNORECASE)
 # A number before one of these is a fraction's numerator ("two thirds" is 2/3, never 4/3): fixed.
 FRACTION_AFTER = re.compile(r"\s*(?:halves|thirds|quarters|fourths|fifths|sixths|sevenths|eighths|ninths|tenths)\b",
                             re.IGNORECASE)
@@ -43,7 +46,7 @@ PCT_FORMS: dict[str, Callable[[Fraction], Fraction]] = {
 UNIT_WORDS: dict[Fraction, str] = {F(k): w for k, w in {
     2: r"\b(?:half|halves|twice|doubl\w*|pairs?|two|both|pints?)\b", 3: r"\b(?:thirds?|tripl\w*|thrice|three|yards?)\b",
     4: r"\b(?:quarters?|fourths?|four|quadrupl\w*|quarts?)\b", 5: r"\b(?:nickels?|five|weekdays?|Friday)\b", 7: r"\b(?:week|seven)", 12: r"\b(?:dozen|month|twelve|feet|foot)",
-    24: r"\bday", 60: r"\b(?:hour|minute)", 100: r"percent|%|\bcent", 52: r"\bweek", 365: r"\byear",
+    24: r"\bday", 60: r"\b(?:hour|minute)", 100: r"percent|%|\bcent|\bpenn(?:y|ies)\b|\bnickels?\b|\bdimes?\b", 52: r"\bweek", 365: r"\byear",
     1000: r"\bthousand", 10: r"\b(?:dimes?|ten)\b", 25: r"\bquarter",
 }.items()}
 # A step result that equals a conversion factor may be used as that factor instead ("$400/4 = 100 a week ...
@@ -56,7 +59,7 @@ CONVERSIONS: dict[Fraction, tuple[tuple[str, ...], ...]] = {
     F(7): ((r"\bweek", r"\bdays?\b"), (r"\bseven\b",)), F(24): ((r"\bdays?\b", r"\bhour"),),
     F(12): ((r"\bdozen",), (r"\btwelve\b",), (r"\bmonth", r"\byear"), (r"\b(?:feet|foot)\b", r"\binch")),
     F(52): ((r"\bweek", r"\byear"),), F(365): ((r"\byear", r"\bdays?\b"),),
-    F(60): ((r"\bhour", r"\bminute"), (r"\bminute", r"\bsecond")), F(100): ((r"\bcents?\b", r"\$|\bdollar"),),
+    F(60): ((r"\bhour", r"\bminute"), (r"\bminute", r"\bsecond")), F(100): ((r"\bcents?\b|\bpenn(?:y|ies)\b|\bnickels?\b|\bdimes?\b", r"\$|\bdollar"),),
 }
 
 
@@ -106,7 +109,7 @@ def _label_word(text: str, m: re.Match) -> bool:
     sentence), "the three have", a fraction's "two" in "two thirds", and "zero"/"one" (grammar)."""
     sentence_start = re.search(r"(?:^|[.!?:\n])[ \t\"']*$", text[:m.start()])
     return bool(m.group()[0].isupper() and not sentence_start or LABEL_BEFORE.search(text[max(0, m.start() - 12):m.start()])
-                or FRACTION_AFTER.match(text, m.end()) or word_value(m.group()) in (0, 1))
+                or FRACTION_AFTER.match(text, m.end()) or LABEL_AFTER.match(text, m.end()) or word_value(m.group()) in (0, 1))
 
 
 def _next_word(text: str, pos: int) -> str:
@@ -294,3 +297,24 @@ def derivable(question: str, solution: str, steps: list[Step], plan_vars: dict[F
             return keep
         candidates = keep
     return {}
+
+
+def summed_outside(outside: Collection[Fraction], plan_vars: dict[Fraction, Var], fixed: Collection[Fraction]) -> set[Fraction]:
+    """Chain numbers to hold because a question number outside the chain may be their sum or difference.
+
+    "16 people; 10 want chicken and 6 want pasta": the chain never reads 16, so a twin with 14 and 12 would
+    still invite 16 people; "How much water is in the remaining 24 liters?" after 10 + 15 - 1 liters. Any sum
+    or difference of two or three question numbers (free or fixed) that equals a number of 10 or more outside
+    the chain holds its free terms (smaller numbers coincide too often to tell).
+    """
+    pool = sorted(set(plan_vars) | set(fixed))
+    held: set[Fraction] = set()
+    for u in (u for u in outside if u >= 10):
+        for k in (2, 3):
+            for terms in itertools.combinations(pool, k):
+                if u in terms or not set(terms) & set(plan_vars):
+                    continue
+                if any(abs(sum(s * t for s, t in zip(signs, terms))) == u
+                       for signs in itertools.product((1, -1), repeat=k)):
+                    held |= set(terms) & set(plan_vars)
+    return held
