@@ -142,6 +142,15 @@ ITEMS = {
          "of jerky and costs $15.00 so each stick will cost 15/30 = $0.50\n#### 50"),
         lambda sticks, price, _bag, off: (price - off) / sticks * 100,
     ),
+    "chained_equation": (  # "2 * 4 + 3 * 6 = 8 + 18 = <<...>>": 8 and 18 become steps 2*4 and 3*6
+        ("Amy had two eyeshadow palettes with four colors each and three makeup sets that came with six eyeshadow "
+         "colors each. Her sister steals one of the palettes. Amy uses up half of the colors from one makeup set. How "
+         "many eyeshadow colors does she have left?"),
+        ("Amy had 2 * 4 + 3 * 6 = 8 + 18 = <<2*4+3*6=26>>26 eyeshadow colors to start.\nHer sister stole one "
+         "palette of 4 colors, leaving Amy with 26 - 4 = <<26-4=22>>22 colors.\nHalf the colors from one makeup set "
+         "are 6 / 2 = <<6/2=3>>3 colors.\nThus, Amy has 22 - 3 = <<22-3=19>>19 eyeshadow colors left.\n#### 19"),
+        lambda palettes, colors, sets, set_colors: palettes * colors + sets * set_colors - colors - set_colors / 2,
+    ),
 }
 
 # Items a shortcut once misread: every twin they give must be right (none at all is fine).
@@ -171,6 +180,51 @@ RISKY = {
          "the Scottish unicorns are female.  How many female Scottish unicorns are there?"),
         "Scottish Unicorns:27(1/3)=9\nFemale:9(2/3)=6 unicorns\n#### 6",
         lambda total, two: total / 3 * two / 3,
+    ),
+    "hundred_percent_is_not_a_step": (  # 400/4 = 100 a week, then "100-60" is 100%: once read as the week's $100
+        ("Madeline and her roommate, Keenan, share the cost of groceries. In total, they spend about $400 per month. In "
+         "a four-week month, how many dollars does Keenan spend per week if Madeline pays 60% of the cost?"),
+        ("They spend $400/4=$<<400/4=100>>100 per week.\nKeenan pays for 100-60=<<100-60=40>>40% of the groceries."
+         "\nThus, she spends $100*(40/100)=$<<100*40/100=40>>40 per week.\n#### 40"),
+        lambda month, pct: month / 4 * (100 - pct) / 100,
+    ),
+    "a_quarter_is_not_a_step": (  # 12/3 = 4, then "12/4" is a quarter: once read as 12/(12/3)
+        ("Cody and Trevor had 12 sandwiches. Cody ate a third of the sandwiches, and Trevor ate a quarter of the "
+         "sandwiches. How many sandwiches are left?"),
+        ("Cody ate 12/3=<<12/3=4>>4 sandwiches.\nTrevor ate 12/4=<<12/4=3>>3 sandwiches.\nCody and Trevor ate "
+         "4+3=<<4+3=7>>7 sandwiches.\nThere are 12-7=<<12-7=5>>5 sandwiches left\n#### 5"),
+        lambda total: total - total / 3 - total / 4,
+    ),
+    "pennies_are_not_cents_per_dollar": (  # "100 pennies" and "a dollar is 100 cents" are two different 100s
+        ("Brady is counting the money in his piggy bank. He has 100 pennies, 40 nickels, 20 dimes, and 40 pieces of "
+         "dollar bills. How much does Brady have in his piggy bank in dollars?"),
+        ("Since a penny is 1 cent, then 100 pennies is equal to 100 x 1 cent = <<100=100>>100 cents.\nSince nickel is "
+         "5 cents, then 40 nickels is equal to 40 x 5 = <<40*5=200>>200 cents.\nSince a dime is equal to 10 cents, "
+         "then 20 dimes are equal to 20 x 10 = <<20*10=200>>200 cents.\nSo, Brady has a total of 100 + 200 + 200 = "
+         "<<100+200+200=500>>500 cents.\nSince a dollar is equal to 100 cents, then 500 cents is equal to 500/100 = "
+         "<<500/100=5>>5 dollars.\nThus, Brady has a total of $40 + $5 = $<<40+5=45>>45 in his piggy bank.\n#### 45"),
+        lambda pennies, nickels, dimes, bills: bills + (pennies + 5 * nickels + 10 * dimes) / 100,
+    ),
+    "answer_equal_to_a_question_number": (  # "X = 10" solved in the head; 10 is also "10 tractors"
+        ("A factory used to make tractors, but now makes silos. When they made tractors, they sold 10 tractors a day "
+         "and made $100 per tractor. Now, they sell 5 silos a day, and make $220 per silo. What percentage more are "
+         "they making per day now?"),
+        ("They used to make $1,000 a day because 10 x 100 = <<10*100=1000>>1,000\nThey now make 1,100 a day because "
+         "5 x 220 = <<5*220=1100>>1,100\nThey make 10% more per day because 1000 +(1000 x (X/100)) = 1,100 if X = 10"
+         "\n#### 10"),
+        lambda tractors, price, silos, silo_price: (silos * silo_price - tractors * price) / (tractors * price) * 100,
+    ),
+    "two_of_them_counts_players": (  # "Only two of them have over 20 points" is a count, not the "2 times"
+        ("Three friends: Mike, Jim, and Tony decided to play a game. After 3 rounds Mike has 21 points, Jim 3 points "
+         "less than Mike, and Tony 2 times more than Mike. In the fourth round, every player gets an extra point if "
+         "they have over 20 points. How many points do all three players have in total after the extra points had "
+         "been distributed?"),
+        ("After 3 rounds Jim has 21 points - 3 points = <<21-3=18>>18 points.\nTony has 2 times more points than "
+         "Mike, so he has 2 * 21 points = <<2*21=42>>42 points.\nIn total they have 42 points + 18 points + 21 points "
+         "= <<42+18+21=81>>81 points.\nOnly two of them have over 20 points, so in total, all friends have 81 points "
+         "+ 2 points = <<2+81=83>>83 points.\n#### 83"),
+        lambda _three, _rounds, mike, less, times, over, _all_three: (lambda pts: sum(pts) + sum(p > over for p in pts))(
+            (mike, mike - less, mike * times)),
     ),
 }
 
@@ -230,6 +284,35 @@ def test_misreadings_give_no_wrong_twin(name):
         except Skip:
             continue
         assert final_answer(twin.answer) == solve(*numbers(twin.question)), twin.question
+
+
+def test_a_sum_outside_the_chain_holds_its_terms():
+    question = ("Molly is catering a birthday party for her sister and invited 16 people. 10 people want the chicken "
+                "salad which is $6.50 per person and 6 people want the pasta salad at $6 per person. What is the total "
+                "amount Molly will pay for the catering?")
+    solution = ("The chicken salad will cost 10 * $6.50 = $<<10*6.5=65>>65.\nThe pasta salad will cost 6 * $6 = "
+                "$<<6*6=36>>36.\nMolly will pay $65 + $36 = $<<65+36=101>>101.\n#### 101")
+    made = 0
+    for seed in range(12):
+        try:
+            twin = perturb_item(question, solution, PerturbConfig(seed=seed))
+        except Skip:
+            continue
+        made += 1
+        invited, chicken, price, pasta, pasta_price = numbers(twin.question)
+        assert invited == chicken + pasta, twin.question  # never "invited 16 people. 14 ... and 12 ..."
+        assert final_answer(twin.answer) == chicken * price + pasta * pasta_price
+    assert made >= 6
+
+
+def test_chained_equation_partial_results_become_steps():
+    out = annotate_prose("Amy had 2 * 4 + 3 * 6 = 8 + 18 = <<2*4+3*6=26>>26 colors.")
+    assert out == "Amy had 2 * 4 + 3 * 6 = <<2*4=8>>8 + <<3*6=18>>18 = <<2*4+3*6=26>>26 colors."
+    assert "<<30-12=18>>18/2" in annotate_prose("Sarah painted (30 - 12)/2 = 18/2 = <<(30-12)/2=9>>9 eggs.")
+    assert "= <<2*4=8>>8 + <<3*6=18>>18 = <<8+18=26>>26" in annotate_prose("2 * 4 + 3 * 6 = 8 + 18 = 26 colors")
+    for prose in ("2 * 4 + 3 * 6 = 8 + 19 = <<2*4+3*6=26>>26",  # 19 is no sub-calculation: left alone
+                  "2 * 4 + 3 * 6 = 6 + 20 = <<2*4+3*6=26>>26"):  # same total, other shape
+        assert annotate_prose(prose) == prose
 
 
 def test_unknown_solved_mentally_is_skipped():
@@ -326,7 +409,7 @@ def test_gsm8k_test_coverage_and_every_twin_verifies(data_root):
     rows = load("gsm8k", "test").rows
     twins, cov = perturb_rows(rows, PerturbConfig(seed=0))
     assert cov.total == 1319 and cov.perturbed == len(twins) == cov.total - sum(cov.skipped.values())
-    assert cov.rate >= 0.84  # measured 0.847 (the 85% target is not reached; see README)
+    assert cov.rate >= 0.84  # measured 0.847 (1,117; the 85% target is not reached; see README)
     for twin in twins:
         verify_chain(twin.answer)
         assert final_answer(twin.answer) != final_answer(rows[twin.index]["answer"])
