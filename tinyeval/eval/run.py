@@ -105,6 +105,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         spec = backends.BackendSpec(cfg.model, cfg.adapter, dtype, cfg.batch_size, cfg.seed, cfg.merge,
                                     loglikelihood, Path(work))
         lm = backends.BACKENDS[backend](spec)
+        loglik_backend = getattr(lm, "loglikelihood_backend", backend)
         out = simple_evaluate(cfg, lm, chat)
     settings = {"chat_template": chat, "fewshot_as_multiturn": chat}
     tasks = {name: results.summarize_task(name, out, settings) for name in out["results"]
@@ -116,7 +117,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         "adapter": str(cfg.adapter) if cfg.adapter else None,
         "backend": backend,
         "settings": {**{k: v for k, v in asdict(cfg).items() if k not in ("extra", "out")}, **settings,
-                     "backend": backend, "dtype": dtype, "adapter": str(cfg.adapter) if cfg.adapter else None},
+                     "backend": backend, "loglikelihood_backend": loglik_backend, "dtype": dtype, "adapter": str(cfg.adapter) if cfg.adapter else None},
         "lm_eval_version": out.get("lm_eval_version"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(time.time() - started, 1),
