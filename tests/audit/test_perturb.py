@@ -257,16 +257,21 @@ def test_format_number_keeps_the_written_style():
         format_number(Fraction(1, 3))
 
 
+def twins(question: str, solution: str, seeds: int = 12):
+    """The twins the engine makes for seeds 0 .. seeds-1 (items it skips are left out)."""
+    for seed in range(seeds):
+        try:
+            yield perturb_item(question, solution, PerturbConfig(seed=seed))
+        except Skip:
+            continue
+
+
 @pytest.mark.parametrize("name", sorted(ITEMS))
 def test_hand_picked_items_reproduce_correct_answers(name):
     question, solution, solve = ITEMS[name]
     assert solve(*numbers(question)) == final_answer(solution)  # the solver itself is right on the original
     made = 0
-    for seed in range(12):
-        try:
-            twin = perturb_item(question, solution, PerturbConfig(seed=seed))
-        except Skip:
-            continue
+    for twin in twins(question, solution):
         made += 1
         verify_chain(twin.answer)
         assert twin.question != question
@@ -278,11 +283,7 @@ def test_hand_picked_items_reproduce_correct_answers(name):
 def test_misreadings_give_no_wrong_twin(name):
     question, solution, solve = RISKY[name]
     assert solve(*numbers(question)) == final_answer(solution)
-    for seed in range(12):
-        try:
-            twin = perturb_item(question, solution, PerturbConfig(seed=seed))
-        except Skip:
-            continue
+    for twin in twins(question, solution):
         assert final_answer(twin.answer) == solve(*numbers(twin.question)), twin.question
 
 
@@ -293,11 +294,7 @@ def test_a_sum_outside_the_chain_holds_its_terms():
     solution = ("The chicken salad will cost 10 * $6.50 = $<<10*6.5=65>>65.\nThe pasta salad will cost 6 * $6 = "
                 "$<<6*6=36>>36.\nMolly will pay $65 + $36 = $<<65+36=101>>101.\n#### 101")
     made = 0
-    for seed in range(12):
-        try:
-            twin = perturb_item(question, solution, PerturbConfig(seed=seed))
-        except Skip:
-            continue
+    for twin in twins(question, solution):
         made += 1
         invited, chicken, price, pasta, pasta_price = numbers(twin.question)
         assert invited == chicken + pasta, twin.question  # never "invited 16 people. 14 ... and 12 ..."
