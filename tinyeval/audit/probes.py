@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 import random
 import time
-from pathlib import Path
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class ProbeConfig:
         probe (the remainder is scored on as many words as it has).
     prefix_ratio: share of the problem's words given as the prefix (0.6 in Wu et al.).
     k: share of lowest-scoring tokens in Min-K% / Min-K%++.
-    backend: auto (vLLM for generation when installed and on a GPU, else transformers) | hf | vllm.
+    backend: auto (vLLM for generation when installed, else transformers) | hf | vllm.
         Membership scores always use transformers: they need the full next-token distribution.
     dtype: auto = tinyeval.models.default_dtype() (bf16 where the hardware computes in it, else fp32).
     """
@@ -249,14 +249,11 @@ def load_probe_model(config: ProbeConfig) -> Model:
 
     served = model_dir(config.model)
     if config.adapter:
-        from tinyeval.eval.backends import apply_adapter
+        from tinyeval.eval.backends import merged_checkpoint
 
-        served = Path(tempfile.mkdtemp(prefix="tinyeval-probe-merged-"))
-        atexit.register(shutil.rmtree, served, True)
-        merged, _ = load_model(config.model, dtype=config.dtype)
-        apply_adapter(merged, Path(config.adapter)).save_pretrained(served)
-        tok.save_pretrained(served)
-        del merged
+        scratch = tempfile.mkdtemp(prefix="tinyeval-probe-merged-")
+        atexit.register(shutil.rmtree, scratch, True)
+        served = merged_checkpoint(config.model, Path(config.adapter), config.dtype, Path(scratch))
     dtype = str(next(hf.parameters()).dtype).removeprefix("torch.")
     return Model(hf, tok, vllm_generate(served, dtype), "vllm")
 

@@ -125,6 +125,16 @@ def _lora_rank(lora_dir: Path) -> int:
     return next(r for r in VLLM_LORA_RANKS if r >= rank)
 
 
+def merged_checkpoint(model_name: str, adapter: Path, dtype: str, out: Path) -> Path:
+    """`model_name` with `adapter` folded into its weights, saved (with the tokenizer) where vLLM can load it."""
+    from tinyeval.models import load_model
+
+    model, tok = load_model(model_name, dtype=dtype)
+    apply_adapter(model, adapter).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
 def vllm_inputs(spec: BackendSpec) -> tuple[str, Path | None]:
     """(model directory for vLLM, LoRA directory or None): exports or merges the adapter as needed."""
     from tinyeval.models import load_model, model_dir
@@ -139,12 +149,9 @@ def vllm_inputs(spec: BackendSpec) -> tuple[str, Path | None]:
     merge = _device() == "cpu" if spec.merge is None else spec.merge
     if is_peft_lora(spec.adapter) and not merge:
         return base, spec.adapter
-    model, tok = load_model(spec.model, dtype=spec.dtype)
     if merge:
-        out = spec.workdir / "merged"
-        apply_adapter(model, spec.adapter).save_pretrained(out)
-        tok.save_pretrained(out)
-        return str(out), None
+        return str(merged_checkpoint(spec.model, spec.adapter, spec.dtype, spec.workdir / "merged")), None
+    model, _ = load_model(spec.model, dtype=spec.dtype)
     return base, Path(_load_adapter_fn(spec.adapter)(model, spec.adapter).export_lora(spec.workdir / "lora"))
 
 
