@@ -83,6 +83,14 @@ def test_failed_run_writes_nothing(tiny_llama_dir, tmp_path):
     assert not out.exists()
 
 
+def test_directory_that_is_no_adapter_is_a_clear_error(tiny_llama_dir, tmp_path):
+    (tmp_path / "weights").mkdir()
+    with pytest.raises(TinyevalError, match="is not a tinyeval adapter"):
+        evaluate(EvalConfig(model=str(tiny_llama_dir), adapter=tmp_path / "weights", tasks=["boolq"],
+                            out=tmp_path / "run", **TINY))
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("bad, match", [
     ({"tasks": ["gsm9k"]}, "unknown task"),
     ({"backend": "tpu"}, "unknown backend"),

@@ -47,17 +47,9 @@ def _check_adapter(adapter: Path) -> None:
     if not adapter.is_dir():
         raise TinyevalError(f"adapter directory {adapter} does not exist")
     if not is_peft_lora(adapter):
-        _load_adapter_fn(adapter)
+        from tinyeval.adapters.artifact import read_meta
 
-
-def _load_adapter_fn(adapter: Path):
-    """`tinyeval.adapters.load_adapter`, or a clear error when this tree does not have it yet."""
-    try:
-        from tinyeval.adapters import load_adapter
-    except ImportError:
-        raise TinyevalError(f"{adapter} is not a PEFT adapter (no adapter_config.json) and tinyeval.adapters "
-                            "cannot read a tinyeval adapter in this install") from None
-    return load_adapter
+        read_meta(adapter)  # neither PEFT nor tinyeval: say so before any model is loaded
 
 
 def apply_adapter(model, adapter: Path):
@@ -70,7 +62,9 @@ def apply_adapter(model, adapter: Path):
             return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
         except (ValueError, RuntimeError, KeyError) as e:
             raise TinyevalError(f"adapter {adapter} does not fit this model: {str(e).splitlines()[0]}") from None
-    return _load_adapter_fn(adapter)(model, adapter).merged_model()
+    from tinyeval.adapters import load_adapter
+
+    return load_adapter(model, adapter).merged_model()
 
 
 def _device() -> str:
@@ -151,8 +145,10 @@ def vllm_inputs(spec: BackendSpec) -> tuple[str, Path | None]:
         return base, spec.adapter
     if merge:
         return str(merged_checkpoint(spec.model, spec.adapter, spec.dtype, spec.workdir / "merged")), None
+    from tinyeval.adapters import load_adapter
+
     model, _ = load_model(spec.model, dtype=spec.dtype)
-    return base, Path(_load_adapter_fn(spec.adapter)(model, spec.adapter).export_lora(spec.workdir / "lora"))
+    return base, Path(load_adapter(model, spec.adapter).export_lora(spec.workdir / "lora"))
 
 
 def _split_lm(generator, scorer):
