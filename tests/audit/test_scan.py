@@ -134,7 +134,7 @@ def test_compiled_rolling_hash_equals_the_prefix_sum_definition():
     index = build_index(ROWS, recipe())
     for k in (1, 5, 13):
         g = ngrams.kgrams(ngrams.prefix(wh), k)
-        index.table[:] = True  # every k-gram passes the bit table, so the kernel returns them all
+        index.table[:] = ~np.uint64(0)  # every k-gram passes the bit table, so the kernel returns them all
         pos, val = kernels.kgram_candidates(wh, k, index.table, np.uint64(index.shift),
                                             np.uint64(pow(kernels.P, k - 1, 1 << 64)))
         assert pos.tolist() == list(range(len(g))) and (val == g).all()

@@ -1,9 +1,9 @@
 """The n-gram index of a benchmark: hashed n-grams of every item, and a fast membership test for the scan.
 
-Membership of tens of millions of corpus n-gram hashes per second is a two-step lookup: a bit table
+Membership of tens of millions of corpus n-gram hashes per second is a two-step lookup: a bitset
 indexed by the top bits of the hash (~32 slots per indexed n-gram, so ~3% of corpus n-grams pass; tested
-inside the compiled rolling-hash loop), then an exact `searchsorted` against the sorted unique hashes for
-the few that pass.
+inside the compiled rolling-hash loop; one bit per slot keeps it in L2), then, for the few that pass, an
+exact comparison against the sorted unique hashes in the bucket of their top bits (~1 hash per bucket).
 """
 
 from __future__ import annotations
@@ -51,16 +51,18 @@ class NgramIndex:
     ptr: np.ndarray  # (H + 1,) int64: entries of hash h are entry_*[ptr[h]:ptr[h + 1]]
     entry_item: np.ndarray  # (E,) int32 item number
     entry_pos: np.ndarray  # (E,) int32 k-gram position inside the item
-    table: np.ndarray  # (2**bits,) bool: some indexed hash has these top bits
+    table: np.ndarray  # (2**bits / 64,) uint64 bitset: bit t set when some indexed hash has top bits t
     shift: int  # 64 - bits
+    bucket: np.ndarray  # (2**dbits + 1,) int32: rows of the hashes with top dbits t are bucket[t]:bucket[t + 1]
+    dshift: int  # 64 - dbits
     lengths: tuple[int, ...]  # the distinct k in use, longest first
     item_k: np.ndarray  # (I,) int32: k of each item
     item_positions: np.ndarray  # (I,) int32: k-gram positions of each item
-    _hashes_end: np.ndarray | None = None
 
     def lookup(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Positions in `g` (k-gram hashes) whose hash is indexed, and the index row of each."""
-        cand = np.flatnonzero(self.table[g >> np.uint64(self.shift)])
+        t = g >> np.uint64(self.shift)
+        cand = np.flatnonzero((self.table[t >> np.uint64(6)] >> (t & np.uint64(63))) & np.uint64(1))
         return self._exact(cand, g[cand])
 
     def find(self, wh: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,17 +76,8 @@ class NgramIndex:
         return self._exact(pos, val)
 
     def _exact(self, cand: np.ndarray, gc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if not len(cand) or not len(self.hashes):
-            return cand[:0], cand[:0]
-        row = np.searchsorted(self.hashes, gc)
-        ok = self.hashes_end[row] == gc  # hashes_end ends with a sentinel, so row == H reads no hash
-        return cand[ok], row[ok]
-
-    @property
-    def hashes_end(self) -> np.ndarray:
-        if self._hashes_end is None:
-            self._hashes_end = np.append(self.hashes, np.uint64(0))
-        return self._hashes_end
+        return kernels.exact_rows(cand.astype(np.int64, copy=False), gc, self.hashes, self.bucket,
+                                  np.uint64(self.dshift))
 
 
 def _word_counts(texts: list[str], recipe: Recipe) -> tuple[ngrams.Encoded, np.ndarray]:
@@ -136,10 +129,15 @@ def build_index(rows: list[dict], recipe: Recipe, id_prefix: str | None = None) 
     h, it, ps = h[order], it[order], ps[order]
     hashes, first = np.unique(h, return_index=True)
     ptr = np.append(first, len(h)).astype(np.int64)
-    bits = int(min(28, max(16, np.ceil(np.log2(max(len(hashes), 1))) + 5)))
-    table = np.zeros(1 << bits, dtype=bool)
-    table[hashes >> np.uint64(64 - bits)] = True
+    log_h = int(np.ceil(np.log2(max(len(hashes), 1))))
+    bits = min(28, max(16, log_h + 5))
+    slot = hashes >> np.uint64(64 - bits)
+    table = np.zeros(1 << (bits - 6), dtype=np.uint64)
+    np.bitwise_or.at(table, slot >> np.uint64(6), np.uint64(1) << (slot & np.uint64(63)))
+    dbits = max(8, log_h)
+    bucket = np.searchsorted(hashes >> np.uint64(64 - dbits), np.arange((1 << dbits) + 1, dtype=np.uint64))
     lengths = tuple(sorted({x.k for x in items if x.k}, reverse=True))
-    return NgramIndex(recipe, items, hashes, ptr, it, ps, table, 64 - bits, lengths,
+    return NgramIndex(recipe, items, hashes, ptr, it, ps, table, 64 - bits, bucket.astype(np.int32), 64 - dbits,
+                      lengths,
                       np.array([x.k for x in items], dtype=np.int32),
                       np.array([x.positions for x in items], dtype=np.int32))

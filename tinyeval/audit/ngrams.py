@@ -121,7 +121,7 @@ def _fold(raw: bytes, starts: np.ndarray, ends: np.ndarray, norm: Normalisation
     table = _fold_table(norm)
     if table is not None and not raw.isascii():
         b = np.frombuffer(raw, dtype=np.uint8)
-        lead = np.flatnonzero(b >= 0xC0)
+        lead = kernels.sparse_nonzero(b >= 0xC0)
         hit = lead[table[_code_points(b, lead)]]
         if len(hit):
             docs = np.unique(np.searchsorted(starts, hit, side="right") - 1).tolist()
@@ -167,7 +167,7 @@ def _isdigit(x: np.ndarray) -> np.ndarray:
 def _annotation_bytes(p: np.ndarray, n: int, doc_starts: np.ndarray) -> np.ndarray:
     """Positions inside GSM8K calculator annotations `<<expr=value>>` (the brackets included)."""
     angle = (p[: n + 1] | 2) == 62  # "<" (60) or ">" (62)
-    pairs = np.flatnonzero(angle[:-1] & angle[1:])  # "<<", ">>" (and the rare "<>", "><")
+    pairs = kernels.sparse_nonzero(angle[:-1] & angle[1:])  # "<<", ">>" (and the rare "<>", "><")
     opens = pairs[(p[pairs] == 60) & (p[pairs + 1] == 60)]
     closes = pairs[(p[pairs] == 62) & (p[pairs + 1] == 62)]
     if not len(opens) or not len(closes):
@@ -189,7 +189,7 @@ def _number_drops(p: np.ndarray, n: int) -> np.ndarray:
     drops = []
     digit = _isdigit(p[: n + 1])
     # "," (44) or "." (46) between two digits: a handful per MB, found without listing every comma
-    marks = np.flatnonzero(((p[1:n] | 2) == 46) & digit[:n - 1] & digit[2:n + 1]) + 1
+    marks = kernels.sparse_nonzero(((p[1:n] | 2) == 46) & digit[:n - 1] & digit[2:n + 1]) + 1
     c = marks[p[marks] == 44]
     if len(c):
         ok = (_isdigit(p[c - 1]) & _isdigit(p[c + 1]) & _isdigit(p[c + 2]) & _isdigit(p[c + 3])
@@ -262,7 +262,7 @@ def encode_utf8(raw: bytes, doc_starts: np.ndarray, doc_ends: np.ndarray, norm: 
     word = np.zeros(m + PAD, dtype=bool)
     _word_mask(p[:m], norm.punctuation, word[:m])
     if norm.punctuation and not buf.isascii():
-        lead = np.flatnonzero((p[:m] | 0x20) == 0xE2)  # one pass finds both 0xC2 and 0xE2 lead bytes
+        lead = kernels.sparse_nonzero((p[:m] | 0x20) == 0xE2)  # one pass finds both 0xC2 and 0xE2 lead bytes
         e2 = lead[p[lead] == 0xE2]  # U+2000-206F (dashes, curly quotes, ellipsis): E2 80/81 xx
         e2 = e2[(p[e2 + 1] == 0x80) | (p[e2 + 1] == 0x81)]
         c2 = lead[p[lead] == 0xC2]  # U+00A0-00BF (no-break space, «», §, °, ·, ¿): C2 A0-BF
@@ -278,7 +278,7 @@ def encode_utf8(raw: bytes, doc_starts: np.ndarray, doc_ends: np.ndarray, norm: 
     edges = np.flatnonzero(word[1:] != word[:-1]) + 1
     if word[0]:
         edges = np.concatenate(([0], edges))
-    starts, ends = _split_at(edges[0::2].astype(np.int64), edges[1::2].astype(np.int64), starts_buf[1:])
+    starts, ends = _split_at(edges[0::2], edges[1::2], starts_buf[1:])
     return Encoded(p, raw, doc_starts, doc_ends, starts, ends, _word_hashes(p, starts, ends), dropped)
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyeval.audit import ngrams
+from tinyeval.audit import kernels, ngrams
 from tinyeval.errors import TinyevalError
 
 SKIP_KINDS = ("malformed_json", "invalid_utf8", "missing_text", "empty_files", "truncated_files",
@@ -294,7 +294,7 @@ def _jsonl_batches(task: ShardTask, stats: Stats, batch_bytes: int) -> Iterator[
     """JSONL in blocks: the pyarrow fast path, or line by line where a block holds damage."""
     for offset, block in _blocks(task, stats, batch_bytes):
         b = np.frombuffer(block, dtype=np.uint8)
-        ends = np.flatnonzero(b == 10) + 1
+        ends = kernels.sparse_nonzero(b == 10) + 1
         if not len(ends) or ends[-1] != len(block):
             ends = np.append(ends, len(block))
         starts = np.concatenate(([0], ends[:-1]))
