@@ -17,6 +17,7 @@ from tinyeval.audit.perturb import (
     question_vars,
     verify_twin,
 )
+from tinyeval.audit.perturb_link import prose_echoes
 from tinyeval.audit.perturb_prose import annotate_prose
 from tinyeval.audit.probe_chain import (
     ChainError,
@@ -151,6 +152,41 @@ ITEMS = {
          "are 6 / 2 = <<6/2=3>>3 colors.\nThus, Amy has 22 - 3 = <<22-3=19>>19 eyeshadow colors left.\n#### 19"),
         lambda palettes, colors, sets, set_colors: palettes * colors + sets * set_colors - colors - set_colors / 2,
     ),
+    "number_follows_a_step": (  # "4 hours" on high is also the 2 * 2 = 4 degrees it warms: the hours follow it
+        ("An air conditioner cools a room 2 degrees an hour on low and 3 degrees an hour on high. The room will warm "
+         "up at 2 degrees an hour with no air conditioner running. The air conditioner ran on low for 3 hours, then "
+         "it was turned up to high for 4 hours. Afterward, it was turned off for 2 hours. How many degrees lower "
+         "than the starting temperature was the final temperature?"),
+        ("The air conditioner ran for 3 hours on low, so the temperature dropped 2 * 3 = <<3*2=6>>6 degrees.\nIt "
+         "then ran for 4 hours on high, so the temperature dropped another 3 * 4 = <<3*4=12>>12 degrees.\nIt was "
+         "then turned off for 2 hours, so the temperature rose 2 * 2 = <<2*2=4>>4 degrees.\nThus, the final "
+         "temperature was 6 + 12 - 4 = <<6+12-4=14>>14 degrees lower than the starting temperature.\n#### 14"),
+        lambda low, high, warm, low_hours, high_hours, off: low * low_hours + high * high_hours - warm * off,
+    ),
+    "prose_restates_the_leaves": (  # "4/20 x 100% = 20%": by value the 20 and 4 could be steps; they are the leaves
+        ("Of the 20 available cars for rent, 12 are automatic cars, 4 are manual cars, and the rest are "
+         "semi-automatic. What percentage of the cars are semi-automatic?"),
+        ("12 + 4 = <<12+4=16>>16 cars are either automatic or manual.\nSo, 20 - 16 = <<20-16=4>>4 cars are "
+         "semi-automatic.\nTherefore, the percentage of semi-automatic cars is 4/20 x 100% = 20%.\n#### 20"),
+        lambda total, automatic, manual: (total - automatic - manual) / total * 100,
+    ),
+    "a_quarter_coin": (  # "a quarter" beside nickels, dimes and cents is 25 cents
+        ("James likes to check the coin return of the vending machine for change. One day he finds a quarter, two "
+         "nickels, and 7 dimes. How much money in cents does James have?"),
+        ("First figure out how much the nickels are worth: 2 * 5 cents = <<2*5=10>>10 cents\nThen figure out how "
+         "much the dimes are worth: 7 * 10 cents = <<7*10=70>>70 cents\nFinally, add the value of the nickels, "
+         "dimes and quarter: 25 cents + 10 cents + 70 cents = <<25+10+70=105>>105 cents\n#### 105"),
+        lambda nickels, dimes: 25 + 5 * nickels + 10 * dimes,
+    ),
+    "twenties_are_bills": (  # "ten twenties" are $20 bills
+        ("Carrie was given ten twenties and 140 quarters by her aunt to use for lunch. If she spent all the quarters "
+         "and 3/5 of the twenties, calculate the total amount of money she paid for the lunch."),
+        ("Since she spent all the quarters, she paid her lunch partly by quarters totaling 140*$0.25 = "
+         "$<<140*0.25=35>>35\nShe also used 3/5*10 = <<3/5*10=6>>6 of the twenties to pay for the lunch.\nThe "
+         "total amount of the twenties that she used is 6*$20 = $<<6*20=120>>120\nShe spent $120+$35 = "
+         "$<<120+35=155>>155 on the lunch.\n#### 155"),
+        lambda twenties, quarters, num, den: quarters * Fraction(1, 4) + twenties * num / den * 20,
+    ),
 }
 
 # Items a shortcut once misread: every twin they give must be right (none at all is fine).
@@ -229,11 +265,12 @@ RISKY = {
 }
 
 
-WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())}
+WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+                                    "fifteen sixteen seventeen eighteen nineteen twenty".split())}
 
 
 def numbers(text: str) -> list[Fraction]:
-    """The question's numbers in order, digits and the words two..twelve ("one" is grammar, never a number)."""
+    """The question's numbers in order, digits and the words two..twenty ("one" is grammar, never a number)."""
     found = re.findall(r"(?<![\d.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|(?<![\w-])[A-Za-z]+(?![\w-])", text)
     return [parse_number(t) if t[0].isdigit() else Fraction(WORDS[t.lower()]) for t in found
             if t[0].isdigit() or WORDS.get(t.lower(), 0) > 1]
@@ -310,6 +347,19 @@ def test_chained_equation_partial_results_become_steps():
     for prose in ("2 * 4 + 3 * 6 = 8 + 19 = <<2*4+3*6=26>>26",  # 19 is no sub-calculation: left alone
                   "2 * 4 + 3 * 6 = 6 + 20 = <<2*4+3*6=26>>26"):  # same total, other shape
         assert annotate_prose(prose) == prose
+
+
+def test_prose_echoes_are_the_leaves_they_restate():
+    solution = "The magazine is $4/2 = $<<4/2=2>>2.\nThe pen is $2 - $1 = $<<2-1=1>>1.\n#### 1"
+    steps = verify_chain(solution)
+    echoes = prose_echoes(solution, steps)
+    assert [(solution[p], at) for p, at in sorted(echoes.items())] == [("4", (0, 0)), ("2", (0, 1)), ("2", (1, 0)),
+                                                                       ("1", (1, 1))]
+    # "$10.5 because 3 x 3.5 =": only the calculation right before the "=" restates the leaves
+    solution = "He makes $10.5 because 3 x 3.5 = <<3*3.5=10.5>>10.5\n#### 10.5"
+    assert sorted(prose_echoes(solution, verify_chain(solution)).values()) == [(0, 0), (0, 1)]
+    for solution in ("He has 3 and 4 more, 2 * 6 = <<3*4=12>>12", "3 x 4 = so <<3*4=12>>12"):
+        assert not prose_echoes(solution, verify_chain(solution))  # other numbers, or no "=" right before
 
 
 def test_unknown_solved_mentally_is_skipped():
@@ -406,7 +456,7 @@ def test_gsm8k_test_coverage_and_every_twin_verifies(data_root):
     rows = load("gsm8k", "test").rows
     twins, cov = perturb_rows(rows, PerturbConfig(seed=0))
     assert cov.total == 1319 and cov.perturbed == len(twins) == cov.total - sum(cov.skipped.values())
-    assert cov.rate >= 0.84  # measured 0.847 (1,117; the issue's 85% target is not reached; see README)
+    assert cov.rate >= 0.852  # measured 0.8544 (1,127 at seed 0; 1,124 at seed 1)
     for twin in twins:
         verify_chain(twin.answer)
         assert final_answer(twin.answer) != final_answer(rows[twin.index]["answer"])

@@ -24,7 +24,7 @@ import random
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from tinyeval.audit.perturb_link import (
@@ -36,6 +36,7 @@ from tinyeval.audit.perturb_link import (
     derivable,
     link,
     number_tokens,
+    prose_echoes,
     prose_numbers,
     question_vars,
     read_uses,
@@ -106,6 +107,8 @@ class Plan:
     derived: dict[Fraction, int] = field(default_factory=dict)  # question number -> the step it must equal
     held: set[Fraction] = field(default_factory=set)  # chain numbers kept because a number outside the
     # chain may be their sum (see `summed_outside`)
+    followers: dict[Fraction, int] = field(default_factory=dict)  # chain numbers tied only to one step: they
+    # may follow it when no free draw keeps the tie (see `perturb_item`)
 
 
 @dataclass(frozen=True)
@@ -174,8 +177,9 @@ def plan_item(question: str, solution: str) -> Plan:
     fixed |= set(unused) - set(plan_vars)  # question numbers outside the chain stay as they are
     sources, ties = read_uses(question, solution, steps, plan_vars, fixed, consts)
     derived = {v: j for v in unused if v in plan_vars and (j := tied_step(ties, v)) is not None}
+    followers = {v: j for v in plan_vars if v not in derived and (j := tied_step(ties, v)) is not None}
     held = summed_outside(set(unused) - set(plan_vars), plan_vars, fixed)
-    plan = Plan(steps, links, answer_ref, plan_vars, fixed, ties, sources, derived, held)
+    plan = Plan(steps, links, answer_ref, plan_vars, fixed, ties, sources, derived, held, followers)
     if not set(plan_vars) - _pinned(plan) - set(derived):
         raise Skip("no free question number enters the chain")
     return plan
@@ -281,6 +285,19 @@ def _pinned(plan: Plan) -> set[Fraction]:
                         if s[0] in ("var", "pct")}
 
 
+def _follow(plan: Plan, values: dict[Fraction, Fraction]) -> dict[Fraction, Fraction]:
+    """`values` with every derived question number set to its step's new result. A derived number the chain
+    also reads ("$20 shoes" in step 1, tied to 4 * 5 = 20 in step 3) feeds steps before its own: re-run
+    until no value moves, or raise ChainError when it never settles (a step that feeds itself)."""
+    for _ in range(len(plan.derived) + 1):
+        results = recompute(plan, values)
+        new = values | {v: results[j] for v, j in plan.derived.items()}
+        if new == values:
+            return values
+        values = new
+    raise ChainError("derived question numbers do not settle")
+
+
 def _draw(plan: Plan, config: PerturbConfig, rng: random.Random) -> tuple[dict, list[Fraction]]:
     olds = sorted(plan.vars)
     pools = _pools(plan, [v for v in olds if v not in _pinned(plan) | set(plan.derived)], config.spread)
@@ -297,10 +314,9 @@ def _draw(plan: Plan, config: PerturbConfig, rng: random.Random) -> tuple[dict, 
                   for v in olds}
         if plan.derived:
             try:
-                results = recompute(plan, values)
+                values = _follow(plan, values)
             except ChainError:
                 continue
-            values |= {v: results[j] for v, j in plan.derived.items()}
             if not all(_plausible(plan.vars[v], values[v]) for v in plan.derived):
                 continue
         news = set(values.values())
@@ -335,7 +351,12 @@ def _rewrite_prose(plan: Plan, solution: str, values: dict, results: list[Fracti
     """New text and old end for every prose number, by start offset: by source for numbers read by value,
     the step's new result for echoes, the new answer for `#### N`."""
     out: dict[int, tuple[str, int]] = {}
+    echoes = prose_echoes(solution, plan.steps)
     for m, k in prose_numbers(solution, plan.steps, set(plan.vars)):
+        if m.start() in echoes:  # a restated leaf: its step's new leaf, by position
+            i, leaf = echoes[m.start()]
+            out[m.start()] = format_number(resolve(plan.links[i][leaf], values, results), like=m.group()), m.end()
+            continue
         found = available(plan.sources, read_number(m.group()), k, prose=True)
         news = {_source_value(s, values, results) for s in found}
         if len(news) != 1:
@@ -410,7 +431,18 @@ def perturb_item(question: str, solution: str, config: PerturbConfig, index: int
     rng = random.Random(f"{config.seed}:{index}")
     solution = annotate_prose(solution)
     plan = plan_item(question, solution)
-    values, results = _draw(plan, config, rng)
+    try:
+        values, results = _draw(plan, config, rng)
+    except Skip as none:
+        if not plan.followers:
+            raise
+        # "$20 shoes" read by step 1 is tied to 4 * 5 = 20 of step 3: a free draw rarely hits 20 again, so
+        # the shoes follow the step, the tie holds by construction and either reading gives one chain
+        plan = replace(plan, derived=plan.derived | plan.followers)
+        try:
+            values, results = _draw(plan, config, rng)
+        except Skip:
+            raise none from None
     try:
         new_q, new_a = rewrite(plan, question, solution, values, results)
     except ChainError as e:  # "fifty" in the solution for a number drawn as 100: no word to write it

@@ -14,17 +14,22 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from fractions import Fraction
 
+from tinyeval.audit.perturb_prose import CALCULATION
 from tinyeval.audit.probe_chain import NUMBER, WORD_NUMBER, Step, parse_number, read_number, word_value
 
 F = Fraction
 # Constants a solution may use without a number in the question: units and "twice"/"half"-style words.
 # Non-integers need a word in the question that justifies them, else a "0.5" could be 30 minutes in hours.
 UNIT_CONSTANTS = frozenset(map(F, (0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 24, 52, 60, 100, 1000, 365, 3600)))
-# Other constants need a word of the question that justifies them (a coin, two units, a month's name).
+# Other constants need a word of the question that justifies them (a coin or bill, two units, a month's name,
+# the letters of the alphabet, the states of the USA).
 FRACTION_WORDS: dict[Fraction, str] = {
     F(1, 2): r"half|halves", F(1, 4): r"quarter|fourth", F(3, 4): r"three[- ](?:quarters|fourths)",
     F(1, 3): r"third", F(2, 3): r"two[- ]thirds", F(1, 10): r"tenth|\bdimes?\b", F(1, 100): r"percent|%|penn",
-    F(3, 2): r"half|one and a half", F(1, 5): r"fifth", F(1, 20): r"\bnickels?\b", F(25): r"\bquarters\b",
+    F(3, 2): r"half|one and a half", F(1, 5): r"fifth", F(1, 20): r"\bnickels?\b",
+    # 25 cents: "quarters", or one "quarter" (not "a quarter of") beside another coin or cents
+    F(25): r"\bquarters\b|^(?=[\s\S]*\bquarter\b(?!\s+of\b))(?=[\s\S]*\b(?:cents?|nickels?|dimes?|penn(?:y|ies))\b)",
+    F(20): r"\btwenties\b", F(26): r"\balphabet\b", F(50): r"\bstates\b[\s\S]*\b(?:USA|U\.S\.|United States)\b",
     F(16): r"(?s)^(?=.*\bpounds?\b)(?=.*\bounces?\b)", F(5280): r"(?s)^(?=.*\bmiles?\b)(?=.*\b(?:feet|foot)\b)",
     F(28): r"(?-i:February)", F(30): r"(?-i:\b(?:April|June|September|November)\b)",
     F(31): r"(?-i:\b(?:January|March|May|July|August|October|December)\b)",
@@ -36,6 +41,8 @@ LABEL_AFTER = re.compile(r"\s+of\s+(?:them|those|these|us|you)\b", re.IGNORECASE
 # A number before one of these is a fraction's numerator ("two thirds" is 2/3, never 4/3): fixed.
 FRACTION_AFTER = re.compile(r"\s*(?:halves|thirds|quarters|fourths|fifths|sixths|sevenths|eighths|ninths|tenths)\b",
                             re.IGNORECASE)
+# The "=" (and a "$") between a prose calculation and its annotation: "2 - 1 = $<<2-1=1>>".
+EQUALS_BEFORE = re.compile(r"[^\S\n]*(?:=|\bequals\b|\bis equal to\b)[^\S\n]*\$?$")
 # "x=<<40=40>>40", "4m=<<32=32>>32": an unknown's value stated without its calculation.
 UNKNOWN_BEFORE = re.compile(r"(?<![\w.])\d*[A-Za-z]\s*=\s*\$?$")
 # A percentage p% enters a chain as p/100, 1 + p/100 (an increase) or 1 - p/100 (a discount).
@@ -238,6 +245,29 @@ def prose_numbers(solution: str, steps: list[Step], words: Collection[Fraction] 
     return sorted(out, key=lambda t: t[0].start())
 
 
+def prose_echoes(solution: str, steps: list[Step]) -> dict[int, tuple[int, int]]:
+    """Prose numbers that restate an annotation's own expression, by start offset: (step, leaf).
+
+    "The cost of a pen is $2 - $1 = $<<2-1=1>>1": the "2" and "1" before the "=" are the leaves of 2-1,
+    written out. Read by value, "$1" could also be the step's result and "$2" a "half" constant, and each
+    such tie pins the step; read by position, they are the leaves and change with them. A calculation counts
+    as a restatement only when its last numbers equal the leaves in order, it reads as a calculation
+    (`CALCULATION`) and it ends in an "=" right before the annotation.
+    """
+    out: dict[int, tuple[int, int]] = {}
+    for i, step in enumerate(steps):
+        eq = EQUALS_BEFORE.search(solution, max(0, step.start - 24), step.start)
+        if not eq or len(step.leaves) < 2:
+            continue
+        lo = max(solution.rfind("\n", 0, eq.start()) + 1, steps[i - 1].end if i else 0)
+        written = list(NUMBER.finditer(solution, lo, eq.start()))[-len(step.leaves):]
+        if len(written) == len(step.leaves) and \
+                [parse_number(m.group()) for m in written] == [leaf.value for leaf in step.leaves] and \
+                CALCULATION.fullmatch(solution[written[0].start():eq.start()].rstrip()):
+            out |= {m.start(): (i, k) for k, m in enumerate(written)}
+    return out
+
+
 def solved_mentally(solution: str, steps: list[Step], i: int) -> bool:
     """Step `i` states an unknown's value ("x=<<40=40>>40") that no earlier step computed: the equation was
     solved in the head, and its value may equal a question number by chance ("Eight more than four times
@@ -260,7 +290,8 @@ def read_uses(question: str, solution: str, steps: list[Step], plan_vars: dict[F
     if any(m.group()[0].isalpha() and _label_word(solution, m)
            and (word_value(m.group()), _next_word(solution, m.end())) not in counted for m, _ in prose):
         raise Skip("number word in the solution names things")
-    uses += [(read_number(m.group()), k, True) for m, k in prose]
+    echoes = prose_echoes(solution, steps)
+    uses += [(read_number(m.group()), k, True) for m, k in prose if m.start() not in echoes]
     if any(not available(sources, v, k, prose) for v, k, prose in uses):
         raise Skip("unexplained number in solution prose")
     ties = list(dict.fromkeys(frozenset(found) for v, k, prose in uses
