@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 from tinyeval.adapters import AdapterConfig, attach  # noqa: E402
 from tinyeval.io import write_json  # noqa: E402
 from tinyeval.models import load_model  # noqa: E402
+from machine import describe  # noqa: E402  (benchmarks/machine.py)
 
 
 def step(model, embeds: torch.Tensor, labels: torch.Tensor, train: bool) -> tuple[float, float]:
@@ -74,6 +75,7 @@ def main() -> None:
                     help="torch threads (default 1: on the shared 2-core machine, 2 OpenMP threads make each "
                          "skinny rank-2 product ~30 ms of barrier waiting, which measures the load, not the adapter)")
     args = ap.parse_args()
+    machine = describe()  # taken before the run: the load it started under
     torch.set_num_threads(args.threads)
 
     model, _ = load_model("smollm2-135m", dtype=args.dtype)
@@ -107,7 +109,7 @@ def main() -> None:
         "target": "unmerged forward+backward <= 1.15x base; merged inference: no overhead",
         "command": f"python benchmarks/adapter_overhead.py --batch {args.batch} --tokens {args.tokens} "
                    f"--repeats {args.repeats} --dtype {args.dtype} --threads {args.threads}",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "details": {"fwd_bwd": train, "fwd_bwd_overhead_cpu": round(ratio, 3),
                     "fwd_bwd_overhead_wall": round(train["adapted_wall_s"] / train["base_wall_s"], 3),
                     "merged_forward": infer,

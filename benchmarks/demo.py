@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from machine import describe  # noqa: E402  (benchmarks/machine.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_S = 1200.0
@@ -29,6 +30,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="runs/demo-bench", help="fresh output directory (deleted first)")
     args = ap.parse_args()
+    machine = describe()  # taken before the run: the load it started under
 
     from tinyeval.io import write_json
     from tinyeval.report import render
@@ -54,7 +56,7 @@ def main() -> None:
         "ratio": round(BUDGET_S / wall, 3),
         "target": ">= 1.0 (demo completes within 20 minutes on this 2-core CPU)",
         "command": "python benchmarks/demo.py",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "loadavg_at_start": [round(x, 2) for x in load_before],
         "rows": render.rows(results),
         "plots": sorted(p.name for p in out.glob("*.png")),

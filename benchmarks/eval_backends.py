@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from machine import describe  # noqa: E402  (benchmarks/machine.py)
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -99,6 +100,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "eval_backends.json")
     parser.add_argument("--skip", default="", help="comma-separated variants to skip (anchor,hf,vllm,vllm-lora)")
     args = parser.parse_args()
+    machine = describe()  # taken before the run: the load it started under
     os.environ.setdefault("TINYEVAL_DATA", str(REPO.parent / "shared" / "data"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -150,7 +152,7 @@ def main() -> None:
         "variants": {n: {k: (round(x, 4) if isinstance(x, float) else x) for k, x in v.items() if k != "responses"}
                      for n, v in results.items()},
         "command": shlex.join(["python", "benchmarks/eval_backends.py", *sys.argv[1:]]),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_json(args.out, record)
     print(f"wrote {args.out}")

@@ -31,6 +31,7 @@ from tinyeval.audit.probe_membership import MIN_K, score_texts
 from tinyeval.audit.probes import ProbeConfig, load_probe_model, markdown, run_probes
 from tinyeval.data import load
 from tinyeval.io import write_json
+from machine import describe  # noqa: E402  (benchmarks/machine.py)
 
 OUT = Path(__file__).parent / "results" / "probes_smollm2.json"
 
@@ -61,6 +62,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--model", default="smollm2-135m", help="another model (a GPU run) writes probes_<model>.json")
     args = ap.parse_args()
+    machine = describe()  # taken before the run: the load it started under
     torch.manual_seed(0)
     out = OUT if args.model == "smollm2-135m" else OUT.with_name(f"probes_{Path(args.model).name}.json")
     model = load_probe_model(ProbeConfig(model=args.model, batch_size=args.batch_size))  # vLLM when installed
@@ -68,7 +70,7 @@ def main() -> None:
     result = {"name": out.stem, "model": args.model, "metric": "Min-K%++ membership scoring throughput", "unit": "texts/s",
               "anchor_name": "reference-style Min-K%++ (one text per forward pass)",
               "target": 1.0, "command": "TINYEVAL_DATA=../shared/data .venv/bin/python benchmarks/probes_smollm2.py "
-              + " ".join(sys.argv[1:]), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+              + " ".join(sys.argv[1:]), "machine": machine, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "generation_backend": model.backend,
               "complete": False}
 

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from machine import describe  # noqa: E402  (benchmarks/machine.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,6 +32,7 @@ def main() -> None:
     ap.add_argument("--max-gen-toks", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    machine = describe()  # taken before the run: the load it started under
 
     from tinyeval.eval.run import EvalConfig, evaluate
     from tinyeval.io import write_json
@@ -63,7 +65,7 @@ def main() -> None:
         "ratio": round(before / after, 4),
         "target": "ratio > 1 (SFT lowers held-out loss) and strict accuracy rises",
         "command": "python benchmarks/sft_learning.py " + " ".join(sys.argv[1:]),
-        "date": datetime.date.today().isoformat(),
+        "machine": machine, "date": datetime.date.today().isoformat(),
         "details": {"steps": summary["steps"], "trainable": summary["trainable"], "train_seconds": round(train_s, 1),
                     "accuracy_base": base, "accuracy_sft": trained,
                     "heldout_curve": [(r["step"], r["heldout_loss"]) for r in curve if "heldout_loss" in r],
