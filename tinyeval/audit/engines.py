@@ -2,8 +2,11 @@
 
   local  worker processes on this machine (fork: the index is inherited, not pickled); 1 worker runs
          in-process. Large tasks are submitted first so a long shard does not finish last alone.
-  ray    one Ray task per shard task, the index shared through the object store; `ray.init()` starts a
-         local Ray unless an address (`ray://...` or `auto`) names a cluster.
+  ray    one scanner actor per worker CPU, holding the index (sent once through the object store) and kept
+         for later scans in the same Ray session; shard tasks go to whichever actor is free, large ones
+         first. `ray.init()` starts a local Ray unless an address (`ray://...` or `auto`) names a cluster.
+         A fresh Ray worker spends ~1 s importing numba and loading its compiled kernels before its
+         first shard (forked local workers inherit them warm); the actors pay that once per session.
 
 Because results are merged in task order, both engines give byte-identical reports.
 """
@@ -54,15 +57,39 @@ def run_local(tasks: list[ShardTask], index: NgramIndex, workers: int, address: 
         return [futures[i].result() for i in range(len(tasks))]
 
 
-def _ray_scan(task: ShardTask, index: NgramIndex, scan_kw: dict) -> TaskResult:
-    return scan_task(task, index, **scan_kw)
+class _Scanner:
+    """A Ray actor scanning shard tasks against the index it was built with (deserialized once)."""
+
+    def __init__(self, index: NgramIndex, scan_kw: dict):
+        self.index, self.scan_kw = index, scan_kw
+
+    def scan(self, i: int, task: ShardTask) -> tuple[int, TaskResult]:
+        return i, scan_task(task, self.index, **self.scan_kw)
+
+
+_RAY_POOL: dict = {}  # the scanner actors of this Ray session, with the index and options they hold
+
+
+def _scanners(ray, index: NgramIndex, workers: int, scan_kw: dict) -> list:
+    """One actor per worker CPU for this index, reused while the Ray session, index and options stay."""
+    job = ray.get_runtime_context().get_job_id()
+    key = (job, workers, tuple(sorted(scan_kw.items())))
+    if _RAY_POOL.get("key") != key or _RAY_POOL.get("index") is not index:
+        if _RAY_POOL.get("key", (None,))[0] == job:  # actors of an earlier session died with it
+            for actor in _RAY_POOL["actors"]:
+                ray.kill(actor)
+        index_ref = ray.put(index)
+        actor_cls = ray.remote(num_cpus=1, max_restarts=0)(_Scanner)
+        _RAY_POOL.update(key=key, index=index, actors=[actor_cls.remote(index_ref, scan_kw) for _ in range(workers)])
+    return _RAY_POOL["actors"]
 
 
 def run_ray(tasks: list[ShardTask], index: NgramIndex, workers: int, address: str | None,
             scan_kw: dict) -> list[TaskResult]:
-    """Scan with Ray tasks: a local Ray with `workers` CPUs, or the cluster at `address`."""
+    """Scan with Ray actors: a local Ray with `workers` CPUs, or `workers` actors on the cluster at `address`."""
     try:
         import ray
+        from ray.util import ActorPool
     except ImportError:
         raise TinyevalError("--engine ray needs Ray: pip install 'tinyeval[ray]'") from None
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -70,9 +97,13 @@ def run_ray(tasks: list[ShardTask], index: NgramIndex, workers: int, address: st
         local = address is None
         ray.init(address=address, num_cpus=workers if local else None, include_dashboard=False,
                  log_to_driver=False, ignore_reinit_error=True, configure_logging=False)
-    remote = ray.remote(num_cpus=1, max_retries=0)(_ray_scan)
-    index_ref = ray.put(index)
-    return ray.get([remote.remote(t, index_ref, scan_kw) for t in tasks])
+    workers = max(1, min(workers, len(tasks), int(ray.cluster_resources().get("CPU", 1))))
+    pool = ActorPool(_scanners(ray, index, workers, scan_kw))
+    order = sorted(range(len(tasks)), key=lambda i: -_size(tasks[i]))
+    results: list[TaskResult | None] = [None] * len(tasks)
+    for i, result in pool.map_unordered(lambda actor, i: actor.scan.remote(i, tasks[i]), order):
+        results[i] = result
+    return results
 
 
 ENGINES: dict[str, Callable[[list[ShardTask], NgramIndex, int, str | None, dict], list[TaskResult]]] = {
