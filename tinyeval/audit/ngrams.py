@@ -1,11 +1,12 @@
 """Normalise documents and split them into hashed words, a whole batch at once; k-gram hashes of items.
 
 The first half of the scan's hot path. Python touches each batch a handful of times (Unicode folding
-only for the documents that need it, `bytes.lower`); the byte-level steps are a few vectorised numpy
-passes over the batch's UTF-8 bytes and gathers over its words:
+only for the documents that need it, `bytes.lower`); the rare byte patterns (number formats,
+annotations) are found with numpy passes and `kernels.sparse_nonzero`, then one compiled pass splits
+the batch's UTF-8 bytes into words:
 
-  bytes  --numpy: word-character mask, annotations, number formats-->  mask
-  mask   --edges-->  words (start, end)  --kernels.word_hashes: 8-byte loads, masked, mixed-->  hashes
+  bytes  --kernels.split_words: byte classes, cleared ranges, document cuts-->  words (start, end)
+  words  --kernels.word_hashes: 8-byte loads, masked, mixed-->  hashes
   hashes --prefix sum of h[i] * P**i (mod 2**64)-->  any k-gram hash in O(1): (C[i+k] - C[i]) * P**-i
 
 Benchmark items go through exactly these functions, so item and corpus hashes agree by construction;
@@ -31,18 +32,21 @@ MAX_WORD_BYTES = 64  # longer words hash their first 64 bytes
 PAD = 8  # zero bytes after the text so an 8-byte load at any word start stays in bounds
 
 
-def _word_mask(b: np.ndarray, punctuation: bool, out: np.ndarray) -> None:
-    """Which bytes belong to words, written into `out` (a few uint8 SIMD passes; a LUT gather is 3x slower).
+def _word_bytes(punctuation: bool) -> np.ndarray:
+    """(256,) uint8: which bytes belong to words.
 
     With punctuation on, words are ASCII letters and digits; without, every printable ASCII byte. UTF-8
-    bytes >= 0x80 always belong to words (Latin-1 and General Punctuation are cleared in `encode`).
+    bytes >= 0x80 always belong to words (Latin-1 and General Punctuation are cleared in the splitter).
     """
+    b = np.arange(256)
     if punctuation:
-        np.less((b | 32) - 97, 26, out=out)
-        out |= (b - 48) < 10
+        ascii_word = ((b | 32) >= ord("a")) & ((b | 32) <= ord("z")) | (b >= ord("0")) & (b <= ord("9"))
     else:
-        np.less(b - 33, 94, out=out)
-    out |= b >= 128
+        ascii_word = (b > ord(" ")) & (b < 127)
+    return (ascii_word | (b >= 128)).astype(np.uint8)
+
+
+_WORD_BYTES = {p: _word_bytes(p) for p in (False, True)}
 
 
 @dataclass
@@ -187,9 +191,10 @@ def _number_drops(p: np.ndarray, n: int) -> np.ndarray:
     `p` is the text padded with NUL bytes, so looking a few bytes past the end reads a non-digit.
     """
     drops = []
-    digit = _isdigit(p[: n + 1])
-    # "," (44) or "." (46) between two digits: a handful per MB, found without listing every comma
-    marks = kernels.sparse_nonzero(((p[1:n] | 2) == 46) & digit[:n - 1] & digit[2:n + 1]) + 1
+    # "," (44) or "." (46) between two digits: commas and dots are ~2% of the bytes, so the digit test
+    # runs on them only, not as two more passes over the batch
+    marks = kernels.sparse_nonzero((p[1:n] | 2) == 46) + 1
+    marks = marks[_isdigit(p[marks - 1]) & _isdigit(p[marks + 1])]
     c = marks[p[marks] == 44]
     if len(c):
         ok = (_isdigit(p[c - 1]) & _isdigit(p[c + 1]) & _isdigit(p[c + 2]) & _isdigit(p[c + 3])
@@ -234,16 +239,6 @@ def _asy_blocks(buf: bytes, doc_starts: np.ndarray) -> list[tuple[int, int]]:
     return out
 
 
-def _split_at(starts: np.ndarray, ends: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split every word that runs across a position in `cuts` (documents stored back to back)."""
-    w = np.searchsorted(starts, cuts, side="right") - 1
-    ok = (w >= 0) & (starts[np.maximum(w, 0)] < cuts) & (ends[np.maximum(w, 0)] > cuts)
-    if not ok.any():
-        return starts, ends
-    w, cut = w[ok], cuts[ok]
-    return np.insert(starts, w + 1, cut), np.insert(ends, w, cut)
-
-
 def encode_utf8(raw: bytes, doc_starts: np.ndarray, doc_ends: np.ndarray, norm: Normalisation) -> Encoded:
     """Normalise documents stored in one UTF-8 buffer (`raw[doc_starts[d]:doc_ends[d]]`); split into words.
 
@@ -259,26 +254,15 @@ def encode_utf8(raw: bytes, doc_starts: np.ndarray, doc_ends: np.ndarray, norm: 
     buf = raw if dropped is None else _delete(raw, dropped)
     m = len(buf)
     p = np.frombuffer(buf + bytes(PAD), dtype=np.uint8)  # NUL padding: loads past the end stay in bounds
-    word = np.zeros(m + PAD, dtype=bool)
-    _word_mask(p[:m], norm.punctuation, word[:m])
-    if norm.punctuation and not buf.isascii():
-        lead = kernels.sparse_nonzero((p[:m] | 0x20) == 0xE2)  # one pass finds both 0xC2 and 0xE2 lead bytes
-        e2 = lead[p[lead] == 0xE2]  # U+2000-206F (dashes, curly quotes, ellipsis): E2 80/81 xx
-        e2 = e2[(p[e2 + 1] == 0x80) | (p[e2 + 1] == 0x81)]
-        c2 = lead[p[lead] == 0xC2]  # U+00A0-00BF (no-break space, «», §, °, ·, ¿): C2 A0-BF
-        c2 = c2[p[c2 + 1] >= 0xA0]
-        word[np.concatenate((e2, e2 + 1, e2 + 2, c2, c2 + 1))] = False
     starts_buf = doc_starts if dropped is None else doc_starts - np.searchsorted(dropped, doc_starts)
+    cleared = []
     if norm.strip_annotations and b"<<" in buf:
-        word[_annotation_bytes(p, m, starts_buf)] = False
+        cleared.append(_annotation_bytes(p, m, starts_buf))
     if norm.strip_asy and b"[asy]" in buf:
-        for a, b in _asy_blocks(buf, starts_buf):
-            word[a:b] = False
-    # word[-PAD:] is False, so every word has an end; a leading False makes every word have a start
-    edges = np.flatnonzero(word[1:] != word[:-1]) + 1
-    if word[0]:
-        edges = np.concatenate(([0], edges))
-    starts, ends = _split_at(edges[0::2], edges[1::2], starts_buf[1:])
+        cleared += [np.arange(a, b) for a, b in _asy_blocks(buf, starts_buf)]
+    clear = np.unique(np.concatenate(cleared)) if cleared else np.zeros(0, dtype=np.int64)
+    starts, ends = kernels.split_words(p, m, _WORD_BYTES[norm.punctuation], norm.punctuation and not buf.isascii(),
+                                       clear.astype(np.int64, copy=False), starts_buf[1:])
     return Encoded(p, raw, doc_starts, doc_ends, starts, ends, _word_hashes(p, starts, ends), dropped)
 
 
