@@ -30,10 +30,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from machine import describe  # noqa: E402  (benchmarks/machine.py)
+
 from tinyeval.adapters import AdapterConfig, attach  # noqa: E402
 from tinyeval.io import write_json  # noqa: E402
 from tinyeval.models import load_model  # noqa: E402
-from machine import describe  # noqa: E402  (benchmarks/machine.py)
 
 
 def step(model, embeds: torch.Tensor, labels: torch.Tensor, train: bool) -> tuple[float, float]:

@@ -20,7 +20,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from machine import describe  # noqa: E402  (benchmarks/machine.py)
+
+from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_S = 1200.0

@@ -27,7 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from machine import describe  # noqa: E402  (benchmarks/machine.py)
+
+from machine import describe
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import describe
 
 from tinyeval.audit.probe_membership import MIN_K, score_texts
 from tinyeval.audit.probes import ProbeConfig, load_probe_model, markdown, run_probes
 from tinyeval.data import load
 from tinyeval.io import write_json
-from machine import describe  # noqa: E402  (benchmarks/machine.py)
 
 OUT = Path(__file__).parent / "results" / "probes_smollm2.json"
 
