@@ -63,12 +63,12 @@ class Stats:
 
 @dataclass
 class Batch:
-    """Documents of one read: Python strings, or (pyarrow path) one UTF-8 buffer with offsets."""
+    """Documents of one read: Python strings, or (JSONL fast paths) one UTF-8 buffer with offsets."""
 
     texts: list[str] | None
     positions: list[int]
     records: list[dict | None] | None = None  # the parsed rows, only when asked for (decontamination)
-    data: bytes | None = None  # documents back to back, when read as an Arrow string column
+    data: bytes | None = None  # documents back to back (compiled decoder or Arrow string column)
     offsets: np.ndarray | None = None  # (D + 1,) int64 document boundaries in `data`
 
     def __len__(self) -> int:
