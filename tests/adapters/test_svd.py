@@ -41,12 +41,38 @@ def test_torch_svd_lowrank_with_few_iterations_misses_what_krylov_finds():
     assert (low / exact).min() < 0.99 < (fast / exact).min()
 
 
+def test_error_bound_holds_on_flat_and_near_degenerate_spectra():
+    """The stopping rule is a bound, not a heuristic: each top-r σ is within tol of exact, whatever the spectrum."""
+    g = torch.Generator().manual_seed(1)
+    near = torch.cat([torch.tensor([6.0, 5.0, 4.999, 4.998]), 4.0 * torch.linspace(1, 0.5, 180)])
+    cases = {"gaussian (flat edge)": torch.randn(640, 192, generator=g),  # σ₁/σ₂ ≈ 1.01, worst case for Krylov
+             "near-degenerate σ₂ ≈ σ₃ ≈ σ₄": with_spectrum(192, 576, near, seed=2)}
+    for name, W in cases.items():
+        exact = torch.linalg.svdvals(W)[:2]
+        for tol in (1e-2, 1e-3, 1e-4):
+            fast = top_svd(W, 2, SvdSettings(tol=tol))
+            assert fast.method == "krylov", name
+            ratio = fast.S / exact
+            assert (ratio >= 1 - tol).all() and (ratio <= 1 + 1e-5).all(), (name, tol, ratio)
+
+
+def test_tighter_tolerance_takes_more_passes():
+    W = with_spectrum(300, 500, hard_spectrum())
+    loose, tight = top_svd(W, 2, SvdSettings(tol=1e-2)), top_svd(W, 2, SvdSettings(tol=1e-5))
+    assert loose.passes < tight.passes
+    assert (tight.S / torch.linalg.svdvals(W)[:2] - 1).abs().max() < 1e-5
+
+
 def test_unconverged_krylov_falls_back_to_exact():
+    assert top_svd(with_spectrum(48, 80, hard_spectrum(40)), 2).method == "exact"  # small: exact directly
     W = with_spectrum(200, 300, hard_spectrum(150))
-    assert top_svd(W, 2).method == "exact"  # small: exact directly
     out = top_svd(W, 2, SvdSettings(max_blocks=2, tol=1e-9, exact_below=0))
     assert out.method == "exact-fallback"
     torch.testing.assert_close(out.S, torch.linalg.svdvals(W)[:2])
+    rank1 = with_spectrum(200, 300, torch.tensor([3.0]))
+    out = top_svd(rank1, 2)  # σ₂ = 0: no relative bound can be met
+    assert out.method == "exact-fallback" and out.U.isfinite().all()
+    torch.testing.assert_close(out.S, torch.tensor([3.0, 0.0]), atol=1e-5, rtol=1e-5)
 
 
 def test_deterministic_and_dtype_agnostic():
