@@ -39,6 +39,7 @@ fast path — give the same factors whenever the top-r singular values are disti
 from __future__ import annotations
 
 import json
+import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from itertools import accumulate
@@ -50,6 +51,7 @@ from tinyeval.models import cache_dir
 
 _CACHE_VERSION = "2"
 _SMALL = 1 << 22  # elements; below this one thread is faster (see _threads_for)
+_staging = threading.local()  # fp32 conversion buffer of small weights (see _fp32)
 
 
 @dataclass(frozen=True)
@@ -173,10 +175,22 @@ def _threads_for(W: torch.Tensor):
         torch.set_num_threads(before)
 
 
+def _fp32(W: torch.Tensor) -> torch.Tensor:
+    """W in fp32. A small CPU weight is converted into a reused per-thread buffer: glibc hands freed multi-MB
+    blocks back to the OS, so a fresh fp32 copy per call page-faults all its memory in again (~1000 faults,
+    ~2 ms for a SmolLM2 MLP matrix after PEFT's SVD of the previous one; the Krylov loop itself is ~6 ms)."""
+    if W.dtype == torch.float32 or W.device.type != "cpu" or W.numel() >= _SMALL:
+        return W.float()
+    buf = getattr(_staging, "buf", None)
+    if buf is None or buf.numel() < W.numel():
+        buf = _staging.buf = torch.empty(W.numel())
+    return buf[:W.numel()].view(W.shape).copy_(W)
+
+
 def top_svd(W: torch.Tensor, r: int, settings: SvdSettings = SvdSettings()) -> TopSvd:
     """Top-r singular triplets of W (any float dtype; computed in fp32 on W's device)."""
     with _threads_for(W):
-        return _top_svd(W.detach().float(), r, settings)
+        return _top_svd(_fp32(W.detach()), r, settings)
 
 
 def _top_svd(W: torch.Tensor, r: int, settings: SvdSettings) -> TopSvd:
