@@ -138,3 +138,38 @@ def test_compiled_rolling_hash_equals_the_prefix_sum_definition():
         pos, val = kernels.kgram_candidates(wh, k, index.table, np.uint64(index.shift),
                                             np.uint64(pow(kernels.P, k - 1, 1 << 64)))
         assert pos.tolist() == list(range(len(g))) and (val == g).all()
+
+
+def _split_reference(b: bytes, word: set[int], punctuation: bool, clear: set[int], cuts: set[int]):
+    """The word splitter's definition, one byte at a time."""
+    is_word = [c in word or c >= 0x80 for c in b]
+    for i, c in enumerate(b):
+        nxt = b[i + 1] if i + 1 < len(b) else 0
+        n = 3 if c == 0xE2 and nxt in (0x80, 0x81) else 2 if c == 0xC2 and nxt >= 0xA0 else 0
+        if punctuation:
+            for j in range(i, min(i + n, len(b))):
+                is_word[j] = False
+    starts, ends, prev = [], [], False
+    for i, w in enumerate(is_word):
+        w = w and i not in clear
+        if prev and (not w or i in cuts):
+            ends.append(i)
+        if w and (not prev or i in cuts):
+            starts.append(i)
+        prev = w
+    return starts, ends + [len(b)] * prev
+
+
+@pytest.mark.parametrize("punctuation", [True, False])
+def test_compiled_word_splitter_matches_the_byte_by_byte_definition(punctuation):
+    rng = np.random.default_rng(0)
+    alphabet = np.frombuffer(b"ab Z09,.<\x00\xe2\x80\x81\xc2\xa0\xbf\xc3\xa9", np.uint8)
+    word = {c for c in range(128) if (chr(c).isascii() and chr(c).isalnum()) or (not punctuation and 32 < c < 127)}
+    for m in (0, 1, 7, 8, 63, 64, 65, 200, 1000):
+        b = alphabet[rng.integers(0, len(alphabet), m)].tobytes()
+        clear = np.unique(rng.integers(0, max(m, 1), m // 10))
+        cuts = np.unique(rng.integers(1, max(m, 2), m // 20))
+        p = np.frombuffer(b + bytes(ngrams.PAD), np.uint8)
+        starts, ends = kernels.split_words(p, m, ngrams._WORD_RANGES[punctuation], punctuation, clear, cuts)
+        assert (starts.tolist(), ends.tolist()) == _split_reference(b, word, punctuation, set(clear.tolist()),
+                                                                    set(cuts.tolist()))

@@ -32,21 +32,12 @@ MAX_WORD_BYTES = 64  # longer words hash their first 64 bytes
 PAD = 8  # zero bytes after the text so an 8-byte load at any word start stays in bounds
 
 
-def _word_bytes(punctuation: bool) -> np.ndarray:
-    """(256,) uint8: which bytes belong to words.
-
-    With punctuation on, words are ASCII letters and digits; without, every printable ASCII byte. UTF-8
-    bytes >= 0x80 always belong to words (Latin-1 and General Punctuation are cleared in the splitter).
-    """
-    b = np.arange(256)
-    if punctuation:
-        ascii_word = ((b | 32) >= ord("a")) & ((b | 32) <= ord("z")) | (b >= ord("0")) & (b <= ord("9"))
-    else:
-        ascii_word = (b > ord(" ")) & (b < 127)
-    return (ascii_word | (b >= 128)).astype(np.uint8)
-
-
-_WORD_BYTES = {p: _word_bytes(p) for p in (False, True)}
+# Which bytes belong to words, as three inclusive ranges of ASCII bytes (what `kernels.split_words` tests
+# 8 bytes at a time); UTF-8 bytes >= 0x80 always belong to words (Latin-1 and General Punctuation are
+# cleared in the splitter). With punctuation on, words are ASCII letters and digits; without, every
+# printable ASCII byte ((0x80, 0x7F) is an empty range).
+_WORD_RANGES = {True: np.array([0x30, 0x39, 0x41, 0x5A, 0x61, 0x7A], dtype=np.int64),
+                False: np.array([0x21, 0x7E, 0x80, 0x7F, 0x80, 0x7F], dtype=np.int64)}
 
 
 @dataclass
@@ -261,7 +252,7 @@ def encode_utf8(raw: bytes, doc_starts: np.ndarray, doc_ends: np.ndarray, norm: 
     if norm.strip_asy and b"[asy]" in buf:
         cleared += [np.arange(a, b) for a, b in _asy_blocks(buf, starts_buf)]
     clear = np.unique(np.concatenate(cleared)) if cleared else np.zeros(0, dtype=np.int64)
-    starts, ends = kernels.split_words(p, m, _WORD_BYTES[norm.punctuation], norm.punctuation and not buf.isascii(),
+    starts, ends = kernels.split_words(p, m, _WORD_RANGES[norm.punctuation], norm.punctuation and not buf.isascii(),
                                        clear.astype(np.int64, copy=False), starts_buf[1:])
     return Encoded(p, raw, doc_starts, doc_ends, starts, ends, _word_hashes(p, starts, ends), dropped)
 
