@@ -82,6 +82,15 @@ def test_deterministic_and_dtype_agnostic():
     assert top_svd(W.bfloat16(), 2).U.dtype == torch.float32
 
 
+def test_reused_fp32_buffer_does_not_leak_between_calls():
+    A, B = (with_spectrum(400, 300, hard_spectrum(100), seed=s).bfloat16() for s in (0, 1))
+    first = top_svd(A, 2)
+    top_svd(B, 2)  # converted into the same staging buffer
+    again = top_svd(A, 2)
+    assert torch.equal(first.U, again.U) and torch.equal(first.S, again.S) and torch.equal(first.V, again.V)
+    torch.testing.assert_close(first.S, top_svd(A.float(), 2).S)  # same as the unstaged fp32 input
+
+
 def test_cache_skips_the_work_the_second_time(tmp_path):
     W = with_spectrum(400, 300, hard_spectrum(100))
     first = cached_top_svd(W, 2, cache=tmp_path)

@@ -178,7 +178,7 @@ def _threads_for(W: torch.Tensor):
 def _fp32(W: torch.Tensor) -> torch.Tensor:
     """W in fp32. A small CPU weight is converted into a reused per-thread buffer: glibc hands freed multi-MB
     blocks back to the OS, so a fresh fp32 copy per call page-faults all its memory in again (~1000 faults,
-    ~2 ms for a SmolLM2 MLP matrix after PEFT's SVD of the previous one; the Krylov loop itself is ~6 ms)."""
+    ~1 ms of ~8 for a SmolLM2 MLP matrix right after PEFT's SVD of the previous one)."""
     if W.dtype == torch.float32 or W.device.type != "cpu" or W.numel() >= _SMALL:
         return W.float()
     buf = getattr(_staging, "buf", None)
