@@ -148,6 +148,40 @@ _HIGH = np.uint64(0x8080808080808080)
 _ONES = np.uint64(0x0101010101010101)
 
 
+def lower_padded(raw: bytes, lowercase: bool, pad: int) -> np.ndarray:
+    """(len(raw) + pad,) uint8: `raw` with ASCII A-Z lowercased when asked (what `bytes.lower` does),
+    then `pad` NUL bytes.
+
+    bytes.lower is a per-byte table loop (~1.4 cycles per byte); this is SWAR over 8-byte loads,
+    vectorised (~0.1), and writes the padded array the splitter needs in the same pass (no
+    `raw + bytes(pad)` copy).
+    """
+    return _lower_padded(np.frombuffer(raw, np.uint8), lowercase, pad)
+
+
+@njit(cache=True)
+def _lower_padded(src, lowercase, pad):
+    """See `lower_padded`: an upper-case byte (0x41-0x5A, high bit clear) gains 0x20."""
+    n = len(src)
+    out = np.empty(n + pad, np.uint8)
+    n8 = n // 8
+    words = src[:n8 * 8].view(np.uint64)
+    dest = out[:n8 * 8].view(np.uint64)
+    ge_a = _ONES * uint64(0x80 - 0x41)
+    gt_z = _ONES * uint64(0x7F - 0x5A)
+    flip = uint64(0x20) if lowercase else uint64(0)
+    for g in range(n8):
+        x = words[g]
+        x7 = x & _LOW7
+        upper = (x7 + ge_a) & ~(x7 + gt_z) & ~x & _HIGH
+        dest[g] = x | ((upper >> uint64(2)) & (_ONES * flip))
+    for i in range(n8 * 8, n):
+        c = src[i]
+        out[i] = c | 0x20 if lowercase and 0x41 <= c <= 0x5A else c
+    out[n:] = 0
+    return out
+
+
 @intrinsic
 def _popcount(typingctx, x):
     """Set bits of a uint64 (LLVM ctpop: one instruction)."""

@@ -1,9 +1,9 @@
 """Normalise documents and split them into hashed words, a whole batch at once; k-gram hashes of items.
 
 The first half of the scan's hot path. Python touches each batch a handful of times (Unicode folding
-only for the documents that need it, `bytes.lower`); the rare byte patterns (number formats,
-annotations) are found with numpy passes and `kernels.sparse_nonzero`, then one compiled pass splits
-the batch's UTF-8 bytes into words:
+only for the documents that need it); ASCII lowercasing is a compiled pass (`kernels.lower_padded`);
+the rare byte patterns (number formats, annotations) are found with numpy passes and
+`kernels.sparse_nonzero`, then compiled passes split the batch's UTF-8 bytes into words:
 
   bytes  --kernels.split_words: byte classes, cleared ranges, document cuts-->  words (start, end)
   words  --kernels.word_hashes: 8-byte loads, masked, mixed-->  hashes
@@ -107,11 +107,11 @@ def normalise_text(text: str, norm: Normalisation) -> str:
 
 def _fold(raw: bytes, starts: np.ndarray, ends: np.ndarray, norm: Normalisation
           ) -> tuple[bytes, np.ndarray, np.ndarray]:
-    """Run the slow Unicode steps only on documents that need them; lowercase ASCII on the bytes.
+    """Run the slow Unicode steps only on documents that need them (ASCII lowercasing comes after).
 
     NFKC and full-Unicode lowercasing cost ~30-60 MB/s in CPython, so a numpy pass over the UTF-8 bytes
     finds the documents holding a character they would change, and only those are decoded, folded and
-    spliced back. ASCII letters are lowercased on the bytes (`bytes.lower`, ~GB/s).
+    spliced back. ASCII letters are lowercased later, on the bytes (`kernels.lower_padded`).
     """
     table = _fold_table(norm)
     if table is not None and not raw.isascii():
@@ -130,7 +130,7 @@ def _fold(raw: bytes, starts: np.ndarray, ends: np.ndarray, norm: Normalisation
             raw = b"".join([*pieces, raw[prev:]])
             moved = np.cumsum(shift)
             starts, ends = starts + moved[:-1], ends + moved[1:]
-    return (raw.lower() if norm.lowercase else raw), starts, ends
+    return raw, starts, ends
 
 
 def encode(texts: list[str], norm: Normalisation) -> Encoded:
@@ -238,13 +238,15 @@ def encode_utf8(raw: bytes, doc_starts: np.ndarray, doc_ends: np.ndarray, norm: 
     """
     raw, doc_starts, doc_ends = _fold(raw, doc_starts.astype(np.int64), doc_ends.astype(np.int64), norm)
     n = len(raw)
+    padded = kernels.lower_padded(raw, norm.lowercase, PAD)  # NUL padding: loads past the end stay in bounds
+    raw = padded[:n].tobytes()
     dropped = None
     if norm.numbers and (b"," in raw or b"." in raw):
-        drops = _number_drops(np.frombuffer(raw + bytes(PAD), dtype=np.uint8), n)
+        drops = _number_drops(padded, n)
         dropped = drops if len(drops) else None
     buf = raw if dropped is None else _delete(raw, dropped)
     m = len(buf)
-    p = np.frombuffer(buf + bytes(PAD), dtype=np.uint8)  # NUL padding: loads past the end stay in bounds
+    p = padded if dropped is None else np.frombuffer(buf + bytes(PAD), dtype=np.uint8)
     starts_buf = doc_starts if dropped is None else doc_starts - np.searchsorted(dropped, doc_starts)
     cleared = []
     if norm.strip_annotations and b"<<" in buf:
