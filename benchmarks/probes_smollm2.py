@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -63,15 +64,17 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m", help="another model (a GPU run) writes probes_<model>.json")
     args = ap.parse_args()
     machine = describe()  # taken before the run: the load it started under
+    # One torch thread is the robust setting beside other jobs (an OpenMP barrier waits for the busiest core).
+    threads_env = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
     torch.manual_seed(0)
     out = OUT if args.model == "smollm2-135m" else OUT.with_name(f"probes_{Path(args.model).name}.json")
     model = load_probe_model(ProbeConfig(model=args.model, batch_size=args.batch_size))  # vLLM when installed
     hf, tok = model.hf, model.tokenizer
     result = {"name": out.stem, "model": args.model, "metric": "Min-K%++ membership scoring throughput", "unit": "texts/s",
               "anchor_name": "reference-style Min-K%++ (one text per forward pass)",
-              "target": 1.0, "command": "TINYEVAL_DATA=../shared/data .venv/bin/python benchmarks/probes_smollm2.py "
+              "target": 1.0, "command": threads_env + "TINYEVAL_DATA=../shared/data .venv/bin/python benchmarks/probes_smollm2.py "
               + " ".join(sys.argv[1:]), "machine": machine, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-              "generation_backend": model.backend,
+              "generation_backend": model.backend, "torch_threads": torch.get_num_threads(),
               "complete": False}
 
     texts = [r["question"] for r in load("gsm8k", "test").rows[: args.anchor_texts]]
