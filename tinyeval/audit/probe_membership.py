@@ -41,10 +41,13 @@ def scores(stats: TokenStats, k: float = MIN_K) -> dict[str, float]:
 
 
 @torch.inference_mode()
-def token_stats(model, tokenizer, texts: Sequence[str], batch_size: int = 4) -> list[TokenStats]:
+def token_stats(model, tokenizer, texts: Sequence[str], batch_size: int = 4, chunk: int = 64) -> list[TokenStats]:
     """TokenStats of each text, in input order; texts are scored raw (no chat template), as pretraining saw them.
 
     Batches are padded on the right so that every real token keeps the positions it has when scored alone.
+    The distribution statistics are taken over the real tokens only, `chunk` positions at a time: a whole
+    batch's (B, T, V) fp32 log-softmax, exp and products are hundreds of MB of temporaries (V = 49k for
+    SmolLM2) that run at memory speed, and the padded positions would be computed for nothing.
     """
     side, tokenizer.padding_side = tokenizer.padding_side, "right"
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -53,18 +56,21 @@ def token_stats(model, tokenizer, texts: Sequence[str], batch_size: int = 4) -> 
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True).to(model.device)
-            logits = model(**enc).logits[:, :-1].float()  # (B, T-1, V): predicts tokens 1..T-1
-            logp = torch.log_softmax(logits, dim=-1)  # (B, T-1, V)
-            target = enc["input_ids"][:, 1:]  # (B, T-1)
-            tok = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (B, T-1)
-            p = logp.exp()
-            mu = (p * logp).sum(-1)  # (B, T-1)
-            sigma = ((p * logp.square()).sum(-1) - mu.square()).clamp_min(1e-12).sqrt()  # (B, T-1)
-            lengths = enc["attention_mask"].sum(1) - 1  # scored tokens per row
+            real = enc["attention_mask"][:, 1:].bool()  # (B, T-1): position t predicts token t+1
+            logits = model(**enc).logits[:, :-1][real]  # (N, V): the real predicted positions, row-major
+            target = enc["input_ids"][:, 1:][real]  # (N,)
+            stats = torch.empty(3, len(target))  # logp, mu, sigma per position
+            for c in range(0, len(target), chunk):
+                logp = torch.log_softmax(logits[c:c + chunk].float(), dim=-1)  # (C, V)
+                p = logp.exp()
+                mu = (p * logp).sum(-1)
+                stats[0, c:c + chunk] = logp.gather(-1, target[c:c + chunk, None])[:, 0].cpu()
+                stats[1, c:c + chunk] = mu.cpu()
+                stats[2, c:c + chunk] = ((p * logp.square()).sum(-1) - mu.square()).clamp_min(1e-12).sqrt().cpu()
+            ends = real.sum(1).cumsum(0).tolist()  # each row's real positions are contiguous in (N,)
             for row, i in enumerate(idx):
-                n = int(lengths[row])
-                out[i] = TokenStats(tok[row, :n].cpu().numpy(), mu[row, :n].cpu().numpy(),
-                                    sigma[row, :n].cpu().numpy())
+                a, b = (ends[row - 1] if row else 0), ends[row]
+                out[i] = TokenStats(*(stats[j, a:b].numpy() for j in range(3)))
     finally:
         tokenizer.padding_side = side
     return out  # type: ignore[return-value]
