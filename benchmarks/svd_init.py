@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import torch
+from machine import describe
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -149,6 +150,7 @@ def main() -> None:
                     help="torch threads for both sides (default 1: on a shared 2-core machine, 2 threads make "
                          "small LAPACK calls 10-50x slower through OpenMP contention, which would flatter tinyeval)")
     args = ap.parse_args()
+    machine = describe()  # taken before the run: the load it started under
     torch.set_num_threads(args.threads)
     details: dict = {"rank": RANK, "threads": torch.get_num_threads(), "settings": SvdSettings().__dict__}
     print("SmolLM2-135M real weights (210 matrices):")
@@ -174,7 +176,7 @@ def main() -> None:
         "target": ">= 20x faster than PEFT's init, top-r singular values within 1% of exact for every matrix "
                   "(real weights)",
         "command": f"python benchmarks/svd_init.py --threads {args.threads}" + (" --skip-7b" if args.skip_7b else ""),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "details": details,
     }
     write_json(REPO / "benchmarks" / "results" / "svd_init.json", result)
