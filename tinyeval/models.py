@@ -240,8 +240,8 @@ def default_dtype(device: str | None = None) -> str:
     On an AVX2-only CPU bf16 matmuls are emulated: SmolLM2 generates ~3x slower in bf16 than in fp32 at batch 20
     (41 vs 116 tok/s), so "auto" must not mean "the checkpoint's dtype". On an AMX Xeon (the other CPU this
     project's machines have had) bf16 is the faster one: 142 vs 68 tok/s in HF, 190 vs 97 in vLLM
-    (benchmarks/generation_speed.py). One caveat measured there: a 2-thread bf16 HF job beside another busy
-    process slowed ~5x (its OpenMP barrier waits for the shared core); fp32 did not.
+    (benchmarks/generation_speed.py). One caveat, measured once: a 2-thread bf16 HF job beside another busy
+    process ran at 16 instead of 142 tok/s (its OpenMP barrier waits for the shared core); fp32 did not slow.
     """
     import torch
 
