@@ -45,12 +45,12 @@ def prompts(n: int) -> list[str]:
 def hf_worker(dtype: str, texts: list[str], new_tokens: int) -> dict:
     import torch
 
-    from tinyeval.models import load_model
+    from tinyeval.models import default_device, load_model
 
     t0 = time.perf_counter()
-    model, tok = load_model("smollm2-135m", dtype=dtype)
+    model, tok = load_model("smollm2-135m", dtype=dtype, device=default_device())
     load_s = time.perf_counter() - t0
-    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     kw = {"do_sample": False, "pad_token_id": tok.pad_token_id}
     with torch.inference_mode():
         model.generate(**enc, max_new_tokens=2, **kw)  # warm-up: first-call allocations and kernel choices
@@ -65,11 +65,11 @@ def vllm_worker(dtype: str, texts: list[str], new_tokens: int) -> dict:
     from vllm import LLM, SamplingParams
 
     from tinyeval.eval.backends import CPU_KV_CACHE_BYTES
-    from tinyeval.models import embedded_model_dir
+    from tinyeval.models import default_device, embedded_model_dir
 
     t0 = time.perf_counter()
-    llm = LLM(model=str(embedded_model_dir()), dtype=dtype, enforce_eager=True, seed=0,
-              kv_cache_memory_bytes=CPU_KV_CACHE_BYTES)
+    memory = {"kv_cache_memory_bytes": CPU_KV_CACHE_BYTES} if default_device() == "cpu" else {}  # as tinyeval eval
+    llm = LLM(model=str(embedded_model_dir()), dtype=dtype, enforce_eager=True, seed=0, **memory)
     load_s = time.perf_counter() - t0
     params = SamplingParams(temperature=0.0, max_tokens=new_tokens, min_tokens=new_tokens, ignore_eos=True)
     llm.generate(texts[:1], SamplingParams(max_tokens=2), use_tqdm=False)  # warm-up
@@ -87,11 +87,10 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("TINYEVAL_DATA", str(REPO.parent / "shared" / "data"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    texts = prompts(args.prompts)
     if args.worker:
         backend, dtype = args.worker.split(":")
         fn = hf_worker if backend == "hf" else vllm_worker
-        print("RESULT " + json.dumps(fn(dtype, texts, args.new_tokens)), flush=True)
+        print("RESULT " + json.dumps(fn(dtype, prompts(args.prompts), args.new_tokens)), flush=True)
         return
 
     from tinyeval.eval.backends import default_backend
@@ -101,7 +100,8 @@ def main() -> None:
     machine = describe()
     backends = ["hf"] + (["vllm"] if importlib.util.find_spec("vllm") else [])
     runs: dict[str, dict] = {}
-    for pair in [f"{b}:{d}" for b in backends for d in ("float32", "bfloat16")]:
+    dtypes = sorted({"float32", "bfloat16", default_dtype()})  # float16 on GPUs without bf16
+    for pair in [f"{b}:{d}" for b in backends for d in dtypes]:
         cmd = [sys.executable, __file__, "--worker", pair, "--prompts", str(args.prompts),
                "--new-tokens", str(args.new_tokens)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m", help="another model (a GPU run) writes probes_<model>.json")
     args = ap.parse_args()
     machine = describe()  # taken before the run: the load it started under
-    # One torch thread is the robust setting beside other jobs (an OpenMP barrier waits for the busiest core).
+    # Set OMP_NUM_THREADS=1 beside other jobs (a 2-thread OpenMP barrier waits for the shared core); recorded.
     threads_env = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
     torch.manual_seed(0)
     out = OUT if args.model == "smollm2-135m" else OUT.with_name(f"probes_{Path(args.model).name}.json")

@@ -45,6 +45,15 @@ def test_bad_input_is_skipped_and_counted(tmp_path):
     assert any("cut.jsonl.gz" in p for p in stats.problems)
 
 
+def test_invalid_utf8_inside_well_formed_json_is_counted(tmp_path):
+    """The compiled decoder gives such a block back and pyarrow would pass the bytes through: not silently."""
+    good = json.dumps({"text": "fine document"}).encode() + b"\n"
+    (tmp_path / "a.jsonl").write_bytes(good * 3 + b'{"text": "caf\xe9 au lait"}\n' + good)
+    texts, stats = read_all([tmp_path])
+    assert texts == ["fine document"] * 4
+    assert stats.skipped["invalid_utf8"] == 1
+
+
 def test_formats_give_the_same_documents(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -148,7 +148,7 @@ def _krylov(W: torch.Tensor, r: int, s: SvdSettings) -> tuple[torch.Tensor, torc
         Yt.addmm_(Yt @ Q.T, Q, alpha=-1)  # Gram–Schmidt twice keeps the basis orthonormal in fp32
         lam, Z = torch.linalg.eigh(G[:d, :d])  # ascending
         Zl = Z[d - k:]  # (k, d): last-block coordinates; the residual of Ritz vector i is Y⊥ᵀ·Zl[:, i]
-        res2 = ((Yt @ Yt.T) @ Zl * Zl).sum(0)  # (d,)
+        res2 = ((Yt @ Yt.T) @ Zl * Zl).sum(0).clamp_min_(0)  # (d,); rounding can make a ~0 residual negative
         th = lam.tolist()[::-1]
         if th[r - 1] > 0 and _error_bound(th, res2.tolist()[::-1], r) <= eps * th[r - 1]:
             break  # (rank below r never passes: the exact SVD handles it)

@@ -75,7 +75,7 @@ def _scanners(ray, index: NgramIndex, workers: int, scan_kw: dict) -> list:
     job = ray.get_runtime_context().get_job_id()
     key = (job, workers, tuple(sorted(scan_kw.items())))
     if _RAY_POOL.get("key") != key or _RAY_POOL.get("index") is not index:
-        if _RAY_POOL.get("key", (None,))[0] == job:  # actors of an earlier session died with it
+        if _RAY_POOL.get("key", (None,))[0] == job:  # same session, other index or options: free their CPUs
             for actor in _RAY_POOL["actors"]:
                 ray.kill(actor)
         index_ref = ray.put(index)
@@ -94,6 +94,7 @@ def run_ray(tasks: list[ShardTask], index: NgramIndex, workers: int, address: st
         raise TinyevalError("--engine ray needs Ray: pip install 'tinyeval[ray]'") from None
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if not ray.is_initialized():
+        _RAY_POOL.clear()  # handles from an earlier (shut down) session are dead, whatever its job id was
         local = address is None
         ray.init(address=address, num_cpus=workers if local else None, include_dashboard=False,
                  log_to_driver=False, ignore_reinit_error=True, configure_logging=False)
@@ -101,8 +102,12 @@ def run_ray(tasks: list[ShardTask], index: NgramIndex, workers: int, address: st
     pool = ActorPool(_scanners(ray, index, workers, scan_kw))
     order = sorted(range(len(tasks)), key=lambda i: -_size(tasks[i]))
     results: list[TaskResult | None] = [None] * len(tasks)
-    for i, result in pool.map_unordered(lambda actor, i: actor.scan.remote(i, tasks[i]), order):
-        results[i] = result
+    try:
+        for i, result in pool.map_unordered(lambda actor, i: actor.scan.remote(i, tasks[i]), order):
+            results[i] = result
+    except Exception:
+        _RAY_POOL.clear()  # an actor may have died (max_restarts=0): the next scan starts fresh ones
+        raise
     return results
 
 

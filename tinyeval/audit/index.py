@@ -134,7 +134,7 @@ def build_index(rows: list[dict], recipe: Recipe, id_prefix: str | None = None) 
     slot = hashes >> np.uint64(64 - bits)
     table = np.zeros(1 << (bits - 6), dtype=np.uint64)
     np.bitwise_or.at(table, slot >> np.uint64(6), np.uint64(1) << (slot & np.uint64(63)))
-    dbits = max(8, log_h)
+    dbits = min(26, max(8, log_h))  # bucket directory: 2**dbits int32 entries (256 MB at the cap)
     bucket = np.searchsorted(hashes >> np.uint64(64 - dbits), np.arange((1 << dbits) + 1, dtype=np.uint64))
     lengths = tuple(sorted({x.k for x in items if x.k}, reverse=True))
     return NgramIndex(recipe, items, hashes, ptr, it, ps, table, 64 - bits, bucket.astype(np.int32), 64 - dbits,

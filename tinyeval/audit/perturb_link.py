@@ -29,7 +29,7 @@ FRACTION_WORDS: dict[Fraction, str] = {
     F(3, 2): r"half|one and a half", F(1, 5): r"fifth", F(1, 20): r"\bnickels?\b",
     # 25 cents: "quarters", or one "quarter" (not "a quarter of") beside another coin or cents
     F(25): r"\bquarters\b|^(?=[\s\S]*\bquarter\b(?!\s+of\b))(?=[\s\S]*\b(?:cents?|nickels?|dimes?|penn(?:y|ies))\b)",
-    F(20): r"\btwenties\b", F(26): r"\balphabet\b", F(50): r"\bstates\b[\s\S]*\b(?:USA|U\.S\.|United States)\b",
+    F(20): r"\btwenties\b", F(26): r"\balphabet\b", F(50): r"\bstates\b[\s\S]*\b(?:USA\b|U\.S\.(?!\w)|United States\b)",
     F(16): r"(?s)^(?=.*\bpounds?\b)(?=.*\bounces?\b)", F(5280): r"(?s)^(?=.*\bmiles?\b)(?=.*\b(?:feet|foot)\b)",
     F(28): r"(?-i:February)", F(30): r"(?-i:\b(?:April|June|September|November)\b)",
     F(31): r"(?-i:\b(?:January|March|May|July|August|October|December)\b)",

@@ -260,9 +260,17 @@ def _blocks(task: ShardTask, stats: Stats, size: int) -> Iterator[tuple[int, byt
         stats.skipped["empty_files"] += 1
 
 
+def _is_utf8(block: bytes) -> bool:
+    try:
+        block.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _arrow_texts(block: bytes, text_field: str):
     """The text column of a block of JSONL lines via pyarrow's C++ parser (~3x json.loads), or None
-    when the block holds anything it cannot take as is (bad JSON or UTF-8, non-string text)."""
+    when the block holds anything it cannot take as is (bad JSON, non-string text)."""
     import pyarrow as pa
     import pyarrow.json as pj
 
@@ -307,7 +315,8 @@ def _jsonl_batches(task: ShardTask, stats: Stats, batch_bytes: int) -> Iterator[
             ends = np.append(ends, len(block))
         starts = np.concatenate(([0], ends[:-1]))
         full = (ends - starts) > np.where(b[ends - 1] == 10, 1, 0)  # lines with more than a newline
-        column = _arrow_texts(block, task.text_field)
+        # pyarrow passes invalid UTF-8 inside strings through: such a block goes line by line, which counts it.
+        column = _arrow_texts(block, task.text_field) if _is_utf8(block) else None
         if column is not None and len(column) == int(full.sum()):
             batch = _arrow_batch(column, offset + starts[full], stats)
         else:

@@ -79,6 +79,8 @@ def build_hf(spec: BackendSpec):
 
     from tinyeval.models import load_model
 
+    if spec.adapter is not None:
+        _check_adapter(spec.adapter)  # before the model loads: a wrong path fails in a second, not a minute
     model, tok = load_model(spec.model, dtype=spec.dtype, device=_device())
     if spec.adapter is not None:
         model = apply_adapter(model, spec.adapter)
@@ -123,6 +125,7 @@ def merged_checkpoint(model_name: str, adapter: Path, dtype: str, out: Path) -> 
     """`model_name` with `adapter` folded into its weights, saved (with the tokenizer) where vLLM can load it."""
     from tinyeval.models import load_model
 
+    _check_adapter(adapter)
     model, tok = load_model(model_name, dtype=dtype)
     apply_adapter(model, adapter).save_pretrained(out)
     tok.save_pretrained(out)
