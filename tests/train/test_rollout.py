@@ -32,6 +32,34 @@ def test_hf_engine_batches_and_masks(tiny):
     assert ro.logprobs is None  # the trainer computes them in its own forward
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_hf_engine_generates_merged_and_restores_base_bits(tiny, dtype):
+    """Rollouts see the adapter (greedy tokens = the unmerged model's), and the base weights come back bit for bit."""
+    from tinyeval.train.policy import attach_adapter
+    from tinyeval.train.rollout import HFEngine
+
+    model, tok = tiny
+    model = model.to(dtype)
+    handle = attach_adapter(model, "tinylora", 3, 2, 0)
+    with torch.no_grad():
+        handle.state.v.copy_(torch.tensor([[40.0], [-60.0], [30.0]]))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    merged_during = []
+    handle.merge, real_merge = (lambda: (merged_during.append(True), real_merge())[1]), handle.merge
+    prompts = ["a b c", "d e"]
+    ro = HFEngine(model, tok, batch_size=2, handle=handle).generate(prompts, max_new_tokens=6, temperature=0.0)
+    assert merged_during and not handle.state.merged
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    ref = model.generate(**enc, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)  # unmerged
+    with torch.no_grad(), handle.disabled():
+        base = model.generate(**enc, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert not torch.equal(ref, base)  # the adapter changes what is generated, so the check below means something
+    for i in range(len(prompts)):
+        got = ro.completion_ids[i][ro.completion_mask[i]]
+        assert got.tolist() == ref[i, enc["input_ids"].shape[1]:][: len(got)].tolist()
+
+
 def test_trainer_logprobs_match_generate_scores(tiny):
     """token_logprobs (one forward, left padding, position ids from the mask) == generate's own scores."""
     from tinyeval.train.grpo import token_logprobs

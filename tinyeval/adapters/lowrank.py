@@ -177,6 +177,19 @@ class LowRankHandle(AdapterHandle):
             if was_merged:
                 self.merge()
 
+    @contextmanager
+    def for_generation(self):
+        """Merged for the duration: unmerge is bit-exact, and merge + unmerge (~0.7 s on SmolLM2, CPU) costs
+        less than the side branch does over a rollout batch (bf16 HF decoding at 111 vs 54 tok/s here)."""
+        if self.state.merged or not self.state.active:
+            yield self.model
+            return
+        self.merge()
+        try:
+            yield self.model
+        finally:
+            self.unmerge()
+
     @torch.no_grad()
     def merge(self) -> None:
         """W ← W + ΔW in W's dtype, remembering which entries would not round-trip exactly on unmerge."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -75,8 +76,8 @@ class HFEngine:
 
     name = "hf"
 
-    def __init__(self, model, tokenizer, batch_size: int = 32) -> None:
-        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+    def __init__(self, model, tokenizer, batch_size: int = 32, handle=None) -> None:
+        self.model, self.tokenizer, self.batch_size, self.handle = model, tokenizer, batch_size, handle
         eos = model.generation_config.eos_token_id if model.generation_config else tokenizer.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [eos or tokenizer.eos_token_id])
 
@@ -86,12 +87,21 @@ class HFEngine:
         start = time.perf_counter()
         tok = self.tokenizer
         ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out: list[list[int]] = [[] for _ in ids]
         sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 \
             else dict(do_sample=False)
         was_training = self.model.training
         self.model.eval()
+        with self.handle.for_generation() if self.handle is not None else nullcontext():
+            self._generate(ids, out, max_new_tokens, sampling)
+        self.model.train(was_training)
+        texts = tok.batch_decode(out, skip_special_tokens=True)
+        return collate(tok, ids, out, texts, None, time.perf_counter() - start)
+
+    def _generate(self, ids: list[list[int]], out: list[list[int]], max_new_tokens: int, sampling: dict) -> None:
+        """Fill `out[i]` with prompt i's completion, batch by batch in order of prompt length."""
+        tok = self.tokenizer
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         for s in range(0, len(order), self.batch_size):
             idx = order[s : s + self.batch_size]
             width = max(len(ids[i]) for i in idx)
@@ -105,9 +115,6 @@ class HFEngine:
                                       pad_token_id=tok.pad_token_id, **sampling)  # [b, P + T_new]
             for row, i in enumerate(idx):
                 out[i] = cut_at_eos(gen[row, width:].tolist(), self.eos)
-        self.model.train(was_training)
-        texts = tok.batch_decode(out, skip_special_tokens=True)
-        return collate(tok, ids, out, texts, None, time.perf_counter() - start)
 
     def sync(self, handle, step: int) -> SyncStats:
         return SyncStats(0, 0.0)  # generates with the trained model itself: nothing to ship
@@ -117,7 +124,7 @@ class HFEngine:
 
 
 def _hf(cfg, handle, tokenizer, model_name: str):
-    return HFEngine(handle.model, tokenizer, cfg.gen_batch)
+    return HFEngine(handle.model, tokenizer, cfg.gen_batch, handle)
 
 
 def _vllm(cfg, handle, tokenizer, model_name: str):

@@ -58,7 +58,7 @@ class VLLMEngine:
         if getattr(adapter_cfg, "method", None) == "full":
             warnings.warn("full fine-tuning cannot sync weights into CPU vLLM in place; using HF generate",
                           RuntimeWarning, stacklevel=2)
-            return HFEngine(handle.model, tokenizer, cfg.gen_batch)
+            return HFEngine(handle.model, tokenizer, cfg.gen_batch, handle)
         rank = getattr(adapter_cfg, "rank", None) or getattr(handle, "rank", 2)
         engine = cls(model_dir(model_name), tokenizer, rank, dtype=default_dtype(),
                      max_model_len=cfg.max_prompt_tokens + cfg.max_new_tokens)
