@@ -27,10 +27,14 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from machine import describe
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SETTINGS = dict(prompts_per_step=2, group_size=4, max_new_tokens=32, lr=2e-3, params=210, temperature=1.0)
-THREADS = 1  # both sides; with 2 OpenMP threads on an oversubscribed 2-core machine, barrier waits dominate
+# torch threads, both sides (--threads): 1 on a shared machine, where 2 OpenMP threads wait on each other's
+# barrier; every core on an idle one. vLLM's CPU worker always runs on one core of its own (core 0).
+THREADS = 1
 
 
 def _peak_rss_mb() -> float:
@@ -127,7 +131,8 @@ WORKERS = {  # like-for-like pair first and adjacent, so load drift on a shared 
 def run_worker(name: str, steps: int, scratch: Path) -> dict:
     """One configuration in a fresh process; its JSON result, or the error that stopped it."""
     out = scratch / name
-    cmd = [sys.executable, __file__, "--worker", name, "--steps", str(steps), "--scratch", str(scratch)]
+    cmd = [sys.executable, __file__, "--worker", name, "--steps", str(steps), "--scratch", str(scratch),
+           "--threads", str(THREADS)]
     start = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
@@ -147,10 +152,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--scratch", default="/tmp/tinyeval-grpo-vs-trl")
     p.add_argument("--worker", choices=list(WORKERS))
+    p.add_argument("--threads", type=int, default=1, help="torch threads per side (default 1)")
     p.add_argument("--only", nargs="+", choices=list(WORKERS),
                    help="rerun these configurations; the others are kept from the existing results file")
     args = p.parse_args()
     os.environ.setdefault("TINYEVAL_DATA", str(ROOT.parent / "shared" / "data"))
+    global THREADS
+    THREADS = args.threads  # passed on to each worker process by run_worker
     scratch = Path(args.scratch)
     if args.worker:
         import shutil
@@ -164,13 +172,14 @@ def main() -> None:
     except ImportError:
         print("grpo_vs_trl: TRL is not installed (pip install trl; benchmark only) - skipped")
         return
+    machine = describe()  # before the run: the load it started under
     previous = RESULTS / "grpo_vs_trl.json"
     runs = json.loads(previous.read_text())["runs"] if args.only and previous.is_file() else {}
     runs.update({name: run_worker(name, args.steps, scratch) for name in (args.only or WORKERS)})
-    write_results(args, runs)
+    write_results(args, runs, machine)
 
 
-def write_results(args, runs: dict) -> None:
+def write_results(args, runs: dict, machine: dict) -> None:
     from tinyeval.io import write_json
 
     ok = {k: v for k, v in runs.items() if "error" not in v}
@@ -192,10 +201,9 @@ def write_results(args, runs: dict) -> None:
         "tinyeval_vllm_vs_trl_best": vllm,
         "cpu_ratio_like_for_like": cpu_like,  # TRL CPU-s per step / tinyeval's (> 1: tinyeval cheaper)
         "best_vs_best": best, "trl_best_mode": trl_best,
-        "tinyeval_best_mode": te_best, "runs": runs, "settings": {**SETTINGS, "steps": args.steps},
-        "command": "nice -n 10 .venv/bin/python benchmarks/grpo_vs_trl.py " + " ".join(sys.argv[1:]),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "note": "2-core CPU shared with other engineers; configurations ran one after another in one run",
+        "tinyeval_best_mode": te_best, "runs": runs, "settings": {**SETTINGS, "steps": args.steps, "threads": THREADS},
+        "command": ".venv/bin/python benchmarks/grpo_vs_trl.py " + " ".join(sys.argv[1:]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine,
     }
     write_json(RESULTS / "grpo_vs_trl.json", result)
     print(json.dumps({k: result[k] for k in ("tinyeval", "anchor", "ratio", "tinyeval_vllm_vs_trl_best")}))
