@@ -1,7 +1,8 @@
 """Rollout engines behind one interface: HF `generate` (in-process, shares the trainer's weights) and vLLM.
 
 An engine samples completions for a list of prompts and, after each optimizer step, is told about the new
-policy (`sync`). HF generate runs on the very model being trained, so its sync ships 0 bytes; the vLLM
+policy (`sync`). HF generate runs on the very model being trained, so its sync ships 0 bytes (it folds the
+adapter into the weights for the duration of a rollout batch where that is exact and faster); the vLLM
 engine (`rollout_vllm.py`) receives the adapter as a rank-r LoRA file, never the full weights.
 """
 
@@ -71,7 +72,9 @@ class HFEngine:
     """Batched, sampled HF `generate` on the trainer's own model (bf16 on CPU is as fast as vLLM+LoRA here).
 
     Rows are generated in order of prompt length so that left padding wastes little compute. Sampling uses
-    torch's global RNG, which the trainer checkpoints: a resumed run samples the same completions.
+    torch's global RNG, which the trainer checkpoints: a resumed run samples the same completions. Given the
+    adapter `handle`, generation runs inside `handle.for_generation()` (TinyLoRA / LoRA-XS: delta merged, base
+    weights restored bit for bit afterwards).
     """
 
     name = "hf"
