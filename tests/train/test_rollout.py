@@ -44,12 +44,18 @@ def test_hf_engine_generates_merged_and_restores_base_bits(tiny, dtype):
     with torch.no_grad():
         handle.state.v.copy_(torch.tensor([[40.0], [-60.0], [30.0]]))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    merged_during = []
-    handle.merge, real_merge = (lambda: (merged_during.append(True), real_merge())[1]), handle.merge
+    merged_during, real_generate = [], model.generate
+
+    def spy(*args, **kwargs):
+        merged_during.append(handle.state.merged)
+        return real_generate(*args, **kwargs)
+
+    model.generate = spy
     prompts = ["a b c", "d e"]
     ro = HFEngine(model, tok, batch_size=2, handle=handle).generate(prompts, max_new_tokens=6, temperature=0.0)
-    assert merged_during and not handle.state.merged
+    assert merged_during == [True] and not handle.state.merged
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    del model.generate
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     ref = model.generate(**enc, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)  # unmerged
     with torch.no_grad(), handle.disabled():
