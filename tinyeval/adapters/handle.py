@@ -1,6 +1,6 @@
 """The handle every `attach` returns: one small interface over TinyLoRA, LoRA-XS, LoRA (PEFT) and full FT.
 
-Trainers and evaluators only talk to this interface (see notes/ADAPTER_API.md); each method implements it in
+Trainers and evaluators only talk to this interface (the methods below are the contract); each method implements it in
 its own module (`lowrank.py` for tinylora / lora-xs, `lora.py`, `full.py`).
 """
 
