@@ -219,8 +219,9 @@ def default_backend() -> str:
 
     Measured on both CPUs this project's machines have had (SmolLM2, GSM8K prompts in one batch, greedy): on an
     AVX2-only EPYC, vLLM eager fp32 132 tok/s vs HF `generate` fp32 52 tok/s (bf16 is emulated there and slower
-    in both); on an AMX Xeon, vLLM bf16 190 tok/s vs HF bf16 142, fp32 97 and 68 (benchmarks/generation_speed.py,
-    which checks that the default pair is the fastest). vLLM pays a ~10-30 s engine start, so HF can still win
+    in both); on an AMX Xeon, vLLM bf16 190 tok/s vs HF bf16 142, fp32 97 and 68; on an AVX-512 EPYC without
+    AMX, vLLM bf16 215 vs HF bf16 112, fp32 127 and 81 (benchmarks/generation_speed.py, which checks that the
+    default pair is the fastest). vLLM pays a ~10-30 s engine start, so HF can still win
     on a handful of prompts; on GPUs vLLM's lead is larger. benchmarks/eval_backends.py times whole evaluations.
     """
     import importlib.util
