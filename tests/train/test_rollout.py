@@ -66,6 +66,18 @@ def test_hf_engine_generates_merged_and_restores_base_bits(tiny, dtype):
         assert got.tolist() == ref[i, enc["input_ids"].shape[1]:][: len(got)].tolist()
 
 
+def test_hf_engine_takes_the_peft_fallback_handle(tiny):
+    """The PEFT fallback handles speak the same interface: rollouts run with them, adapter left unmerged."""
+    from tinyeval.train.policy import PeftTinyLoraHandle
+    from tinyeval.train.rollout import HFEngine
+
+    model, tok = tiny
+    handle = PeftTinyLoraHandle(model, 3, 2, 0)
+    ro = HFEngine(handle.model, tok, batch_size=2, handle=handle).generate(["a b c", "d"], max_new_tokens=3,
+                                                                            temperature=0.0)
+    assert len(ro.texts) == 2 and int(ro.completion_mask.sum()) == ro.tokens > 0
+
+
 def test_trainer_logprobs_match_generate_scores(tiny):
     """token_logprobs (one forward, left padding, position ids from the mask) == generate's own scores."""
     from tinyeval.train.grpo import token_logprobs

@@ -3,15 +3,15 @@
 `tinyeval.adapters.attach` (TinyLoRA, LoRA-XS, LoRA, full) is used when that package is present;
 until then `tinylora` falls back to PEFT's own TinyLoRA (u = 1, tiled groups sized to the budget) and
 every other method to a plain PEFT LoRA of the requested rank, with a warning, behind the same handle
-interface (`model`, `trainable_parameters()`, `num_trainable`, `disabled()`, `export_lora(dir)`,
-`save(dir)`, `state_bytes()`). Switching is this module only.
+interface (`model`, `trainable_parameters()`, `num_trainable`, `disabled()`, `for_generation()`,
+`export_lora(dir)`, `save(dir)`, `state_bytes()`). Switching is this module only.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import warnings
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import torch
@@ -49,6 +49,10 @@ class PeftLoraHandle:
 
     def disabled(self) -> AbstractContextManager:
         return self.model.disable_adapter()
+
+    def for_generation(self) -> AbstractContextManager:
+        """The model as it is: PEFT's unmerge is not exact in bf16, so rollouts keep the adapter unmerged."""
+        return nullcontext(self.model)
 
     def export_lora(self, out: str | Path) -> Path:
         self.model.save_pretrained(str(out))
