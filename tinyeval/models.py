@@ -237,11 +237,12 @@ def default_device() -> str:
 def default_dtype(device: str | None = None) -> str:
     """bfloat16 where the hardware computes in it (a GPU, or a CPU with AVX512-BF16/AMX), else float32.
 
-    On an AVX2-only CPU bf16 matmuls are emulated: SmolLM2 generates ~3x slower in bf16 than in fp32 at batch 20
-    (41 vs 116 tok/s), so "auto" must not mean "the checkpoint's dtype". On an AMX Xeon (the other CPU this
-    project's machines have had) bf16 is the faster one: 142 vs 68 tok/s in HF, 190 vs 97 in vLLM
-    (benchmarks/generation_speed.py). One caveat, measured once: a 2-thread bf16 HF job beside another busy
-    process ran at 16 instead of 142 tok/s (its OpenMP barrier waits for the shared core); fp32 did not slow.
+    On an AVX2-only CPU bf16 matmuls are emulated: SmolLM2 generates ~3x slower in bf16 than in fp32 at
+    batch 20 (41 vs 116 tok/s), so "auto" must not mean "the checkpoint's dtype". Where bf16 is native it is
+    the faster one: on an AMX Xeon 142 vs 68 tok/s in HF, 190 vs 97 in vLLM; on an AVX-512 EPYC without AMX
+    112 vs 81 and 215 vs 127 (benchmarks/generation_speed.py). One caveat, measured once: a 2-thread bf16 HF
+    job beside another busy process ran at 16 instead of 142 tok/s (its OpenMP barrier waits for the shared
+    core); fp32 did not slow.
     """
     import torch
 

@@ -1,7 +1,7 @@
 """The handle every `attach` returns: one small interface over TinyLoRA, LoRA-XS, LoRA (PEFT) and full FT.
 
-Trainers and evaluators only talk to this interface (the methods below are the contract); each method implements it in
-its own module (`lowrank.py` for tinylora / lora-xs, `lora.py`, `full.py`).
+Trainers and evaluators only talk to this interface (the methods below are the contract); each method
+implements it in its own module (`lowrank.py` for tinylora / lora-xs, `lora.py`, `full.py`).
 """
 
 from __future__ import annotations
@@ -41,15 +41,15 @@ class AdapterHandle:
     def merge(self) -> None:
         raise NotImplementedError
 
+    def unmerge(self) -> None:
+        raise NotImplementedError
+
     def for_generation(self) -> AbstractContextManager:
         """Context in which the model generates fastest with the adapter's current outputs.
 
-        By default the model as it is; methods whose merge restores the base weights exactly fold the delta
-        in for the duration (an unmerged side branch halves bf16 decoding speed on CPU)."""
+        By default the model as it is; TinyLoRA / LoRA-XS fold the delta in for the duration, exactly (an
+        unmerged side branch halves bf16 decoding speed on CPU). Nothing else may touch the handle inside."""
         return nullcontext(self.model)
-
-    def unmerge(self) -> None:
-        raise NotImplementedError
 
     def merged_model(self) -> nn.Module:
         """The plain model with the adapter folded into its weights and nothing of the adapter left (no hooks,
