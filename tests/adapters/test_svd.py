@@ -58,7 +58,8 @@ def test_error_bound_holds_on_flat_and_near_degenerate_spectra():
 
 def test_tighter_tolerance_takes_more_passes():
     W = with_spectrum(300, 500, hard_spectrum())
-    loose, tight = top_svd(W, 2, SvdSettings(tol=1e-2)), top_svd(W, 2, SvdSettings(tol=1e-5))
+    # check_from=1: test at every block, so the pass count is where the bound is met, not where testing starts
+    loose, tight = (top_svd(W, 2, SvdSettings(tol=tol, check_from=1)) for tol in (1e-2, 1e-5))
     assert loose.passes < tight.passes
     assert (tight.S / torch.linalg.svdvals(W)[:2] - 1).abs().max() < 1e-5
 
@@ -66,7 +67,7 @@ def test_tighter_tolerance_takes_more_passes():
 def test_unconverged_krylov_falls_back_to_exact():
     assert top_svd(with_spectrum(48, 80, hard_spectrum(40)), 2).method == "exact"  # small: exact directly
     W = with_spectrum(200, 300, hard_spectrum(150))
-    out = top_svd(W, 2, SvdSettings(max_blocks=2, tol=1e-9, exact_below=0))
+    out = top_svd(W, 2, SvdSettings(max_dim=2, tol=1e-9, exact_below=0))
     assert out.method == "exact-fallback"
     torch.testing.assert_close(out.S, torch.linalg.svdvals(W)[:2])
     rank1 = with_spectrum(200, 300, torch.tensor([3.0]))
@@ -120,3 +121,32 @@ def test_second_attach_reads_factors_from_the_cache(make_llama):
     assert "cache" not in first.svd_info["methods"] and second.svd_info["methods"] == {"cache": 14}
     for a, b in zip(first.state.factors, second.state.factors):
         assert torch.equal(a.A, b.A) and torch.equal(a.B, b.B)
+
+
+def test_compiled_products_match_torch_for_both_orientations():
+    """svd_kernels' fused products (small CPU matrices, block 4) equal the GEMMs they replace, odd sizes too."""
+    from tinyeval.adapters import svd_kernels
+
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(4, 37, generator=g)
+    for m in (101, 100):
+        W = torch.randn(m, 37, generator=g)
+        P, Y = torch.empty(4, m), torch.empty(4, 37)
+        svd_kernels.tall4(W.numpy(), X.numpy(), P.numpy(), Y.numpy())
+        torch.testing.assert_close(P, X @ W.T, rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(Y, (X @ W.T) @ W, rtol=1e-5, atol=1e-3)
+        V = W.T.contiguous()  # the same W seen as the transpose of a wide weight
+        svd_kernels.wide4(V.numpy(), X.numpy(), P.numpy(), Y.numpy())
+        torch.testing.assert_close(P, X @ W.T, rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(Y, (X @ W.T) @ W, rtol=1e-5, atol=1e-3)
+
+
+def test_compiled_and_gemm_paths_agree():
+    """Block 4 (compiled products) and block 8 (GEMMs) find the same top-r triplets, tall and wide."""
+    for shape in ((400, 150), (150, 400)):
+        W = with_spectrum(*shape, hard_spectrum(140), seed=4)
+        a, b = top_svd(W, 2), top_svd(W, 2, SvdSettings(block=8))
+        exact = torch.linalg.svdvals(W)[:2]
+        assert a.method == b.method == "krylov"
+        assert ((a.S / exact - 1).abs() < 1e-3).all() and ((b.S / exact - 1).abs() < 1e-3).all()
+        torch.testing.assert_close(a.U.abs(), b.U.abs(), atol=2e-2, rtol=0)

@@ -20,17 +20,17 @@ Both bounds assume the Ritz values are matched to the top eigenvalues in order, 
 block is not orthogonal to a top singular vector (probability zero; every Krylov method rests on it). The
 default target tol = 1e-3 (relative, on σ) is ten times tighter than the 1% the adapters need; on SmolLM2's 210
 matrices the measured error is ≤ 3.3e-4 (the old stopping rule, Ritz values changing by < 1e-5 per step, was
-not a bound and took ~1.5 more block steps). If the bound is not met within `max_blocks`, the exact SVD is
+not a bound and took ~1.5 more block steps). If the bound is not met within `max_dim` basis vectors, the exact SVD is
 computed instead and the result says so.
 
 Cost: each block step is two passes over W (W·X and Wᵀ·(WX)); on a CPU those are memory-bound, so the loop is
 written for that: the Wᵀ product is a skinny row block times the contiguous W (~2x faster than the other way
 round; a transposed copy to get the same for the W product cost more than it saved), and the new Rayleigh–Ritz
 entries X_lastᵀ·A·basis are the first Gram–Schmidt coefficients of Y, which the step computes anyway. The block
-is 8 wide for rank 2: wider blocks take fewer passes, but each pass, eigen-solve and re-orthogonalisation costs
-more (SmolLM2, 1 thread: 8 beats 12 and 16). Small matrices are dominated by per-step dispatch and the d×d
-eigen-solve; batching same-shape matrices through bmm did not help (the batch falls out of L2, and dropping
-finished matrices from it costs copies), so matrices run one by one, each in cache.
+width depends on the matrix size (`block_for`: 4 for small matrices, 8 for large ones). On small CPU matrices
+torch's per-call dispatch and MKL's skinny GEMM were most of the time, so there the block step (products,
+Gram–Schmidt, normalisation) runs compiled (`svd_kernels`, ~2x); batching same-shape matrices through bmm did
+not help (the batch falls out of L2), so matrices run one by one, each in cache.
 
 Signs are canonical (largest-magnitude entry of each column of U positive), so two runs — or the exact and the
 fast path — give the same factors whenever the top-r singular values are distinct.
@@ -60,30 +60,31 @@ class SvdSettings:
 
     method: "krylov" (fast, checked; falls back to exact when it does not converge) or "exact"
         (`torch.linalg.svd`, what PEFT's TinyLoRA init does).
-    block: columns per Krylov block (≥ rank).
+    block: columns per Krylov block (≥ rank); 0 picks by size (`block_for`).
     tol: target relative accuracy of each top-r singular value; the loop stops once the residual error bound
         (module docstring) guarantees it.
-    max_blocks: blocks before giving up on Krylov and computing the exact SVD instead.
-    first_check: the block at which the stopping test starts: before it the eigen-solve and residuals are
-        skipped (on a SmolLM2 MLP matrix ~0.25 ms against ~0.7 ms for a block's two products), since no real
-        matrix measured converged that early (SmolLM2's 210 and Qwen2.5-7B's shapes: 4 blocks at the least).
+    max_dim: basis size before giving up on Krylov and computing the exact SVD instead.
+    check_from: the basis size at which the stopping test starts: before it the eigen-solve and residuals are
+        skipped (~0.2 ms for a 48×48 eigh, against ~0.8 ms for a block's two products on a SmolLM2 MLP
+        matrix), since no real matrix measured converged below it (SmolLM2's 210 and Qwen2.5-7B's shapes need
+        a basis of 30 at the least).
     exact_below: matrices whose smaller side is at most this take the exact SVD directly: there it is both
         exact and about as fast as a few block steps.
     seed: seed of the Gaussian start block (results are deterministic for a given seed).
     """
 
     method: str = "krylov"
-    block: int = 8
+    block: int = 0
     tol: float = 1e-3
-    max_blocks: int = 24
-    first_check: int = 3
+    max_dim: int = 192
+    check_from: int = 28
     exact_below: int = 64
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in ("krylov", "exact"):
             raise ValueError(f"svd method must be 'krylov' or 'exact', got {self.method!r}")
-        if self.block < 1 or self.max_blocks < 2 or not 0 < self.tol < 1 or self.first_check < 1:
+        if self.block < 0 or self.max_dim < 2 or not 0 < self.tol < 1 or self.check_from < 1:
             raise ValueError(f"invalid SVD settings: {self}")
 
 
@@ -133,38 +134,92 @@ def _krylov(W: torch.Tensor, r: int, s: SvdSettings) -> tuple[torch.Tensor, torc
     rows, Pt = Qt·Wᵀ (d, m), G = Qt·A·Qtᵀ (d, d), of which only the lower triangle is filled (what eigh reads).
     """
     m, n = W.shape
-    k = min(max(s.block, r), n)
-    dmax = min(n, k * s.max_blocks)
+    k = min(max(s.block or block_for(W), r), n)
+    dmax = min(n, max(s.max_dim, 2 * k))
     Qt, Pt, G = W.new_empty(dmax, n), W.new_empty(dmax, m), W.new_zeros(dmax, dmax)
     gen = torch.Generator().manual_seed(s.seed)
-    Xt = torch.linalg.qr(torch.randn(n, k, generator=gen))[0].T.to(W.device)  # (k, n)
+    Qt[:k] = torch.linalg.qr(torch.randn(n, k, generator=gen))[0].T.to(W.device)  # (k, n)
+    products, project, orthonormalize = _ops(W, k)
     eps = s.tol * (2 - s.tol)  # relative error on θ = σ² that keeps σ within tol
     d = 0
     while True:
-        Qt[d:d + k] = Xt
-        torch.mm(Xt, W.T, out=Pt[d:d + k])  # (k, m) = (W·X)ᵀ
-        Yt = Pt[d:d + k] @ W  # (k, n) = (A·X)ᵀ
+        Yt = products(Qt[d:d + k], Pt[d:d + k])  # Pt rows ← (W·X)ᵀ; Yt (k, n) = (A·X)ᵀ
         d += k
-        Q = Qt[:d]
-        C = Yt @ Q.T  # (k, d) = Xᵀ·A·basis: the new rows of G
-        G[d - k:d, :d] = C
-        Yt.addmm_(C, Q, alpha=-1)
-        Yt.addmm_(Yt @ Q.T, Q, alpha=-1)  # Gram–Schmidt twice keeps the basis orthonormal in fp32
-        if d < k * s.first_check and d + k <= dmax:
-            Xt = torch.linalg.qr(Yt.T)[0].T
+        project(Yt, Qt[:d], G[d - k:d, :d])  # the new rows of G are Xᵀ·A·basis, Gram–Schmidt's coefficients
+        if d < s.check_from and d + k <= dmax:
+            orthonormalize(Yt, Qt[d:d + k])
             continue
-        lam, Z = torch.linalg.eigh(G[:d, :d])  # ascending
+        try:
+            lam, Z = torch.linalg.eigh(G[:d, :d])  # ascending
+        except torch.linalg.LinAlgError:  # LAPACK gives up on many exactly-zero rows (a rank-deficient W)
+            return None
         Zl = Z[d - k:]  # (k, d): last-block coordinates; the residual of Ritz vector i is Y⊥ᵀ·Zl[:, i]
         res2 = ((Yt @ Yt.T) @ Zl * Zl).sum(0).clamp_min_(0)  # (d,); rounding can make a ~0 residual negative
         th = lam.tolist()[::-1]
-        if th[r - 1] > 0 and _error_bound(th, res2.tolist()[::-1], r) <= eps * th[r - 1]:
-            break  # (rank below r never passes: the exact SVD handles it)
+        # θ_r must stand above fp32 rounding of the largest (~1e-7·θ₁) for a relative bound to mean anything:
+        # a weight of rank below r, or with σ_r < 0.003·σ₁, goes to the exact SVD
+        if th[r - 1] > 1e-5 * th[0] and _error_bound(th, res2.tolist()[::-1], r) <= eps * th[r - 1]:
+            break
         if d + k > dmax:
             return None
-        Xt = torch.linalg.qr(Yt.T)[0].T
+        orthonormalize(Yt, Qt[d:d + k])
     Z = Z[:, -r:].flip(1)  # top-r Ritz vectors in basis coordinates, descending
     S = lam[-r:].flip(0).clamp_min(0).sqrt()
     return (Z.T @ Pt[:d]).T / S, S, (Z.T @ Qt[:d]).T, 2 * d // k  # U (m, r), S (r,), V (n, r), passes
+
+
+def _ops(W: torch.Tensor, k: int):
+    """The three operations of a block step, as (products, project, orthonormalize):
+
+    products(X, P) fills P = X·Wᵀ and returns Y = P·W; project(Y, Q, C) removes span(Q) from Y in place
+    (Gram–Schmidt twice, as fp32 needs) and writes the first pass's coefficients into C; orthonormalize(Y, out)
+    writes an orthonormal basis of Y's rows into out. Small fp32 CPU matrices at block 4 run them compiled
+    (`svd_kernels`: their steps are tiny, and torch's per-call dispatch and MKL's skinny GEMM were most of the
+    time); everything else runs them as torch calls, on W's device.
+    """
+    if k == 4 and W.device.type == "cpu" and W.dtype == torch.float32 and W.numel() < _SMALL and (
+            W.is_contiguous() or W.T.is_contiguous()):
+        from tinyeval.adapters import svd_kernels as K
+
+        tall = W.is_contiguous()
+        w = W.numpy() if tall else W.T.numpy()
+        sweep = K.tall4 if tall else K.wide4
+
+        def products(X: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+            Y = W.new_empty(k, W.shape[1])
+            sweep(w, X.numpy(), P.numpy(), Y.numpy())
+            return Y
+
+        return (products, lambda Y, Q, C: K.project(Y.numpy(), Q.numpy(), C.numpy()),
+                lambda Y, out: K.orthonormalize(Y.numpy(), out.numpy()))
+
+    def products(X: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+        torch.mm(X, W.T, out=P)
+        return P @ W
+
+    def project(Y: torch.Tensor, Q: torch.Tensor, C: torch.Tensor) -> None:
+        C.copy_(Y @ Q.T)
+        Y.addmm_(C, Q, alpha=-1)
+        Y.addmm_(Y @ Q.T, Q, alpha=-1)
+
+    def orthonormalize(Y: torch.Tensor, out: torch.Tensor) -> None:
+        out.copy_(torch.linalg.qr(Y.T)[0].T)
+
+    return products, project, orthonormalize
+
+
+def block_for(W: torch.Tensor) -> int:
+    """Krylov block width for W: 4 for small matrices, 8 for large ones.
+
+    For a fixed basis size, narrower blocks reach a higher Krylov degree, so they need fewer basis vectors
+    (SmolLM2 down_proj: a basis of ~52 at width 8, ~32 at width 4), but
+    they take more passes over W. A small matrix sits in cache and a pass costs little more than its dispatch
+    and the per-step eigen-solve, so the narrower block wins (SmolLM2's 210 matrices, 1 thread, AVX2 EPYC:
+    1.27 s at width 4 against 1.60 s at 8, 1.32 s at 6 and 3); a large one streams from memory, every pass
+    costs the same whatever the width, and the wider block wins (Qwen2.5-7B layer shapes: 2.8 s at 8 against
+    4.0 s at 4 and 3.2 s at 6).
+    """
+    return 4 if W.numel() < _SMALL else 8
 
 
 @contextmanager
@@ -201,7 +256,7 @@ def top_svd(W: torch.Tensor, r: int, settings: SvdSettings = SvdSettings()) -> T
 
 
 def _top_svd(W: torch.Tensor, r: int, settings: SvdSettings) -> TopSvd:
-    krylov = settings.method == "krylov" and min(W.shape) > max(settings.exact_below, 2 * settings.block)
+    krylov = settings.method == "krylov" and min(W.shape) > max(settings.exact_below, 2 * (settings.block or block_for(W)))
     if krylov:
         tall = W.shape[0] >= W.shape[1]  # the basis lives in the smaller dimension
         found = _krylov(W if tall else W.T, r, settings)
