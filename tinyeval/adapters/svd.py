@@ -63,7 +63,8 @@ class SvdSettings:
     block: columns per Krylov block (≥ rank); 0 picks by size (`block_for`).
     tol: target relative accuracy of each top-r singular value; the loop stops once the residual error bound
         (module docstring) guarantees it.
-    max_dim: basis size before giving up on Krylov and computing the exact SVD instead.
+    max_dim: basis size before giving up on Krylov and computing the exact SVD instead (at least two blocks,
+        at most W's smaller side).
     check_from: the basis size at which the stopping test starts: before it the eigen-solve and residuals are
         skipped (~0.2 ms for a 48×48 eigh, against ~0.8 ms for a block's two products on a SmolLM2 MLP
         matrix), since no real matrix measured converged below it (SmolLM2's 210 and Qwen2.5-7B's shapes need
@@ -131,7 +132,7 @@ def _krylov(W: torch.Tensor, r: int, s: SvdSettings) -> tuple[torch.Tensor, torc
     """Block Krylov on A = WᵀW with W (m, n), n ≤ m. Returns (U, S, V, passes), or None if the bound was not met.
 
     Row form, so every product is a skinny row block times a matrix: Qt (d, n) holds the orthonormal basis as
-    rows, Pt = Qt·Wᵀ (d, m), G = Qt·A·Qtᵀ (d, d), of which only the lower triangle is filled (what eigh reads).
+    rows, Pt = Qt·Wᵀ (d, m), G = Qt·A·Qtᵀ (d, d), filled block row by block row up to the diagonal block (eigh reads the lower triangle).
     """
     m, n = W.shape
     k = min(max(s.block or block_for(W), r), n)
@@ -151,14 +152,14 @@ def _krylov(W: torch.Tensor, r: int, s: SvdSettings) -> tuple[torch.Tensor, torc
             continue
         try:
             lam, Z = torch.linalg.eigh(G[:d, :d])  # ascending
-        except torch.linalg.LinAlgError:  # LAPACK gives up on many exactly-zero rows (a rank-deficient W)
+        except torch.linalg.LinAlgError:  # seen on a rank-1 W, whose basis has zero rows (svd_kernels.orthonormalize)
             return None
         Zl = Z[d - k:]  # (k, d): last-block coordinates; the residual of Ritz vector i is Y⊥ᵀ·Zl[:, i]
         res2 = ((Yt @ Yt.T) @ Zl * Zl).sum(0).clamp_min_(0)  # (d,); rounding can make a ~0 residual negative
         th = lam.tolist()[::-1]
-        # θ_r must stand above fp32 rounding of the largest (~1e-7·θ₁) for a relative bound to mean anything:
-        # a weight of rank below r, or with σ_r < 0.003·σ₁, goes to the exact SVD
-        if th[r - 1] > 1e-5 * th[0] and _error_bound(th, res2.tolist()[::-1], r) <= eps * th[r - 1]:
+        # the allowed error eps·θ_r must stand well above fp32 rounding (~1e-7·θ₁ in G and the residuals): a
+        # weight of rank below r, or with θ_r < 1e-6·θ₁/eps (σ_r < 0.022·σ₁ at the default tol), goes exact
+        if th[r - 1] * eps > 1e-6 * th[0] and _error_bound(th, res2.tolist()[::-1], r) <= eps * th[r - 1]:
             break
         if d + k > dmax:
             return None

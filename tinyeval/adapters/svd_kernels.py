@@ -1,15 +1,16 @@
-"""The Krylov step's two products over a small weight, W·X and Wᵀ·(W·X), for a block of 4, compiled (numba).
+"""The Krylov block step of `tinyeval.adapters.svd` for small CPU weights at block 4, compiled (numba): the two
+products W·X and Wᵀ·(W·X), Gram–Schmidt against the basis, and normalisation of the new block.
 
-Why: on small matrices (SmolLM2's 576-wide weights) the top-r SVD is these products, ~2/3 of its time, and
-MKL's skinny fp32 GEMM reaches ~25 GFLOP/s there on one core (an AVX2 EPYC: 0.58 ms for both products of a
-1536×576 matrix with 4 vectors). These loops take two rows of W at a time, so each W element is loaded once
-per pass and feeds 8 fused multiply-adds, and the block's vectors stay in L1: 0.32 ms on the same matrix,
-0.04 vs 0.08 ms on 192×576. Large matrices stream from memory, where the width-8 GEMM is as good, so
-`tinyeval.adapters.svd` only calls these below its small-matrix size.
+Why: on small matrices (SmolLM2's 576-wide weights) the step was torch's per-call dispatch plus MKL's skinny
+fp32 GEMM, which reaches ~25 GFLOP/s there on one core (an AVX2 EPYC: 0.58 ms for both products of a 1536×576
+matrix with 4 vectors). The product loops take two rows of W at a time, so each loaded pair of W rows feeds
+8 multiply-adds per element and the block's vectors stay in L1: 0.32 ms on the same matrix, 0.04 vs 0.08 ms
+on 192×576. Large matrices stream from memory, where the width-8 GEMM is as good, so `svd` only calls these
+below its small-matrix size.
 
-Floating-point reassociation is allowed (it is what vectorises the dot products); NaN and inf keep their
-IEEE meaning, so a broken weight fails the SVD's checks instead of producing silent numbers. Compiled once per
-machine and cached beside this file (`cache=True`); the first call ever costs ~2 s.
+Floating-point reassociation is allowed (it is what vectorises the dot products); NaN and inf are not assumed
+away (no nnan/ninf), so a NaN in W reaches G and the eigen-solve instead of being optimised out. Compiled once
+per machine and cached beside this file (`cache=True`); the first call ever costs ~10 s, later processes ~0.8 s.
 """
 
 from __future__ import annotations
@@ -133,15 +134,15 @@ def project(Y: np.ndarray, Q: np.ndarray, C: np.ndarray) -> None:
 @njit(cache=True, fastmath=_FLAGS, boundscheck=False)
 def orthonormalize(Y: np.ndarray, out: np.ndarray) -> None:
     """out ← an orthonormal basis of Y's rows (modified Gram–Schmidt, twice). A row with nothing left after
-    that (Y rank-deficient) becomes zero: it adds nothing to the basis, and the Ritz values of the rest stay
-    valid."""
+    that beyond fp32 rounding (Y rank-deficient) becomes zero instead of normalised noise: it adds nothing to
+    the basis, and what it drops (< 1e-7 of the row) is below the rounding the stopping test allows for."""
     out[:, :] = Y
     for c in range(out.shape[0]):
         for rep in range(2):
             for a in range(c):
                 _axpy(-_dot(out[c], out[a]), out[a], out[c])
         norm = np.sqrt(_dot(out[c], out[c]))
-        if norm > 1e-6 * np.sqrt(_dot(Y[c], Y[c])) and norm > 0:
+        if norm > 1e-7 * np.sqrt(_dot(Y[c], Y[c])) and norm > 0:
             for j in range(out.shape[1]):
                 out[c, j] /= norm
         else:
