@@ -64,12 +64,12 @@ def hf_worker(dtype: str, texts: list[str], new_tokens: int) -> dict:
 def vllm_worker(dtype: str, texts: list[str], new_tokens: int) -> dict:
     from vllm import LLM, SamplingParams
 
-    from tinyeval.eval.backends import CPU_KV_CACHE_BYTES
-    from tinyeval.models import default_device, embedded_model_dir
+    from tinyeval.eval.backends import vllm_cpu_settings
+    from tinyeval.models import embedded_model_dir
 
     t0 = time.perf_counter()
-    memory = {"kv_cache_memory_bytes": CPU_KV_CACHE_BYTES} if default_device() == "cpu" else {}  # as tinyeval eval
-    llm = LLM(model=str(embedded_model_dir()), dtype=dtype, enforce_eager=True, seed=0, **memory)
+    llm = LLM(model=str(embedded_model_dir()), dtype=dtype, enforce_eager=True, seed=0,
+              **vllm_cpu_settings())  # as tinyeval eval
     load_s = time.perf_counter() - t0
     params = SamplingParams(temperature=0.0, max_tokens=new_tokens, min_tokens=new_tokens, ignore_eos=True)
     llm.generate(texts[:1], SamplingParams(max_tokens=2), use_tqdm=False)  # warm-up

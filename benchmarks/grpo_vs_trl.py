@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SETTINGS = dict(prompts_per_step=2, group_size=4, max_new_tokens=32, lr=2e-3, params=210, temperature=1.0)
 # torch threads, both sides (--threads): 1 on a shared machine, where 2 OpenMP threads wait on each other's
-# barrier; every core on an idle one. vLLM's CPU worker always runs on one core of its own (core 0).
+# barrier; every core on an idle one. vLLM's CPU worker (both sides) gets core 0, or every core.
 THREADS = 1
 
 
@@ -55,7 +55,6 @@ def _rate(step_seconds: list[float]) -> float:
 
 
 def worker_tinyeval(engine: str, steps: int, out: Path) -> dict:
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0")  # vLLM's CPU worker: one thread too, on core 0
     from tinyeval.train.config import build
     from tinyeval.train.grpo import run_grpo
 
@@ -164,6 +163,9 @@ def main() -> None:
         import shutil
 
         shutil.rmtree(scratch / args.worker, ignore_errors=True)
+        # vLLM's CPU worker, either side: one thread on core 0, or every core (vLLM would keep one back)
+        os.environ.setdefault(*(("VLLM_CPU_OMP_THREADS_BIND", "0") if THREADS == 1 else
+                                ("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")))
         result = WORKERS[args.worker](args.steps, scratch / args.worker)
         print("RESULT " + json.dumps({**result, "peak_rss_mb": _peak_rss_mb()}), flush=True)
         return

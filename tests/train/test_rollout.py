@@ -129,7 +129,7 @@ def test_vllm_engine_syncs_a_lora_each_step(tiny_llama_vllm_dir):
     tok = AutoTokenizer.from_pretrained(tiny_llama_vllm_dir, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_vllm_dir, dtype=torch.float32)
     handle = attach_adapter(model, "tinylora", 3, 2, 0)
-    engine = VLLMEngine(tiny_llama_vllm_dir, tok, rank=2, dtype="float32", max_model_len=128)
+    engine = VLLMEngine(tiny_llama_vllm_dir, tok, rank=2, dtype="float32", max_model_len=128, sync="lora")
     try:
         sync = engine.sync(handle, 0)
         assert 0 < sync.bytes < 5_000_000  # adapter-sized, not the model
@@ -137,5 +137,48 @@ def test_vllm_engine_syncs_a_lora_each_step(tiny_llama_vllm_dir):
         assert ro.logprobs is not None and ro.logprobs.shape == ro.completion_mask.shape
         assert bool((ro.logprobs[ro.completion_mask] <= 0).all())
         assert engine.sync(handle, 1).bytes == sync.bytes and engine.lora.lora_int_id == 2
+    finally:
+        engine.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm not installed")
+def test_vllm_merge_sync_serves_the_trained_policy(tiny_llama_vllm_dir):
+    """The merge sync rewrites the engine's weights to base + B @ A: its log-probs match the trainer's
+    adapter, and a later sync starts from the base weights again (nothing accumulates)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tinyeval.train.grpo import token_logprobs
+    from tinyeval.train.policy import attach_adapter
+    from tinyeval.train.rollout_vllm import VLLMEngine
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama_vllm_dir, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_vllm_dir, dtype=torch.float32)
+    handle = attach_adapter(model, "tinylora", 3, 2, 0)
+    engine = VLLMEngine(tiny_llama_vllm_dir, tok, rank=2, dtype="float32", max_model_len=128, sync="merge")
+
+    def gap(ro) -> float:
+        """Largest |engine log-prob - trainer log-prob| over the sampled tokens."""
+        ids = torch.cat([ro.prompt_ids, ro.completion_ids], 1)
+        mask = torch.cat([ro.prompt_mask, ro.completion_mask], 1)
+        with torch.no_grad():
+            ours = token_logprobs(handle.model, ids, mask, ro.completion_ids.shape[1])
+        return float((ours - ro.logprobs)[ro.completion_mask].abs().max())
+
+    try:
+        prompts = ["a b c", "d e", "f"]
+        with torch.no_grad():
+            for p in handle.trainable_parameters():
+                p.normal_(0, 0.5)
+        assert engine.sync(handle, 0).bytes < 5_000_000 and engine.lora is None
+        trained = engine.generate(prompts, max_new_tokens=6, temperature=1.0)
+        assert gap(trained) < 1e-3
+        with handle.disabled():
+            assert gap(trained) > 1e-2  # the engine is not serving the base model
+        with torch.no_grad():
+            for p in handle.trainable_parameters():
+                p.zero_()
+        engine.sync(handle, 1)  # v = 0: exactly the base model again
+        assert gap(engine.generate(prompts, max_new_tokens=6, temperature=1.0)) < 1e-3
     finally:
         engine.close()

@@ -2,7 +2,7 @@
 
 Only generation goes through vLLM; membership scores need full next-token distributions and stay on the
 transformers model, so on a GPU the engine takes a share of memory and leaves the rest to it. On CPU the
-engine gets a fixed KV-cache budget (vLLM would otherwise reserve 92% of the machine's RAM) and runs eager
+engine gets `vllm_cpu_settings` (a fixed KV-cache budget, all cores on small machines) and runs eager
 (engine start ~25 s instead of ~80 s: the compile cache does not reload).
 """
 
@@ -17,13 +17,12 @@ def vllm_generate(model_dir: str | Path, dtype: str,
     import torch
     from vllm import LLM, SamplingParams
 
-    from tinyeval.eval.backends import CPU_KV_CACHE_BYTES
+    from tinyeval.eval.backends import vllm_cpu_settings
 
     if torch.cuda.is_available():
         engine = LLM(model=str(model_dir), seed=0, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization)
     else:
-        engine = LLM(model=str(model_dir), seed=0, dtype=dtype, enforce_eager=True,
-                     kv_cache_memory_bytes=CPU_KV_CACHE_BYTES)
+        engine = LLM(model=str(model_dir), seed=0, dtype=dtype, enforce_eager=True, **vllm_cpu_settings())
 
     def generate(prompts: Sequence[str], max_new_tokens: int) -> list[str]:
         params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)

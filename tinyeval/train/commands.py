@@ -48,6 +48,8 @@ def train(
     tis_cap: Annotated[Optional[float], _opt("Truncated importance-sampling cap.")] = None,
     inner_epochs: Annotated[Optional[int], _opt("mu: optimizer passes per rollout batch.")] = None,
     engine: Annotated[Optional[str], _opt("Rollout engine: hf | vllm | auto.")] = None,
+    vllm_sync: Annotated[Optional[str], _opt(
+        "vLLM weight sync: lora (new LoRARequest) | merge (into the engine's weights) | auto (merge on CPU).")] = None,
     gen_batch: Annotated[Optional[int], _opt("HF generate batch size.")] = None,
     micro_batch: Annotated[Optional[int], _opt("Sequences per forward/backward.")] = None,
     checkpoint_every: Annotated[Optional[int], _opt("Steps between checkpoints.")] = None,

@@ -74,12 +74,13 @@ class GRPOConfig:
     kl_coef: float = 0.0  # k3 KL against the base model (adapter disabled)
     tis_cap: float = 2.0
     inner_epochs: int = 1  # mu: optimizer passes over each rollout batch
-    engine: str = "auto"  # hf | vllm | auto (the faster one for the device: hf on CPU, vllm on GPU)
+    engine: str = "auto"  # hf | vllm | auto (vllm when installed: faster on GPUs, and on CPU with the merge sync)
+    vllm_sync: str = "auto"  # lora (a new LoRARequest) | merge (into the engine's weights) | auto: merge on CPU
     gen_batch: int = 32  # HF generate batch size
 
     def __post_init__(self) -> None:
         choices = dict(reward=REWARDS, adv_scale=ADVANTAGE_SCALES, aggregation=AGGREGATIONS,
-                       engine=("hf", "vllm", "auto"))
+                       engine=("hf", "vllm", "auto"), vllm_sync=("lora", "merge", "auto"))
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise TinyevalError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, "

@@ -1,9 +1,13 @@
 """vLLM rollouts with adapter-sized weight sync: each step ships the policy as a rank-r LoRA file.
 
 TinyLoRA's dW = B R A has rank <= r, so `handle.export_lora` writes it as a standard PEFT LoRA of rank r
-(a few MB for SmolLM2 at r = 2, against ~270 MB of merged bf16 weights that TRL copies each step) and the
-engine gets a new `LoRARequest` pointing at it. vLLM reports the sampled tokens' log-probs itself; the
-trainer's own log-probs differ slightly (kernels, bf16), and truncated importance sampling corrects that.
+(a few MB for SmolLM2 at r = 2, against ~270 MB of merged bf16 weights that TRL copies each step). Two ways
+to apply it (`--vllm-sync`): `lora` points a new `LoRARequest` at the file (vLLM's LoRA kernels, the right
+choice on GPUs); `merge` has the engine's worker add the file's B @ A to its own copy of the base weights
+and repack them (`vllm_merge`), so generation runs at the speed of the plain model — on CPU, where vLLM's
+LoRA path decodes several times slower, that is the default. vLLM reports the sampled tokens' log-probs
+itself; the trainer's own log-probs differ slightly (kernels, bf16), and truncated importance sampling
+corrects that.
 
 Full fine-tuning has no LoRA form; CPU vLLM repacks linear weights after loading and cannot reload them in
 place, so a full-FT run falls back to HF generate (with a warning). Sampling uses the engine's seed, not a
@@ -13,7 +17,6 @@ a `--resume` is not bit-for-bit (the engine's RNG state cannot be saved); HF gen
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -24,26 +27,41 @@ from pathlib import Path
 from tinyeval.train.rollout import HFEngine, SyncStats, collate, cut_at_eos
 from tinyeval.train.types import Rollouts
 
-_VLLM_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # max_lora_rank values vLLM accepts
-
 
 def _rank_bucket(rank: int) -> int:
-    return next(r for r in _VLLM_RANKS if r >= rank)
+    from tinyeval.eval.backends import VLLM_LORA_RANKS
+
+    return next(r for r in VLLM_LORA_RANKS if r >= rank)
+
+
+def resolve_sync(sync: str) -> str:
+    """"auto": merge on CPU (vLLM's CPU LoRA path is the slow part of a step), a LoRARequest on GPUs."""
+    import torch
+
+    if sync == "auto":
+        return "lora" if torch.cuda.is_available() else "merge"
+    return sync
 
 
 class VLLMEngine:
     name = "vllm"
 
     def __init__(self, model_dir: str | Path, tokenizer, rank: int, seed: int = 0, dtype: str = "bfloat16",
-                 max_model_len: int = 2048, **llm_kwargs) -> None:
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; the default takes a large share of RAM
+                 max_model_len: int = 2048, sync: str = "auto", **llm_kwargs) -> None:
         from vllm import LLM
 
+        from tinyeval.eval.backends import vllm_cpu_settings
+
+        self.mode = resolve_sync(sync)
+        if self.mode == "lora":
+            llm_kwargs.update(enable_lora=True, max_lora_rank=_rank_bucket(rank), max_loras=1, max_cpu_loras=2)
+        else:
+            llm_kwargs["worker_extension_cls"] = "tinyeval.train.vllm_merge.MergeLoRA"
         self.tokenizer = tokenizer
-        self.llm = LLM(model=str(model_dir), tokenizer=str(model_dir), enable_lora=True,
-                       max_lora_rank=_rank_bucket(rank), max_loras=1, max_cpu_loras=2, enforce_eager=True,
-                       dtype=dtype, seed=seed, max_model_len=max_model_len, logprobs_mode="processed_logprobs",
-                       **llm_kwargs)
+        self.model_dir = str(model_dir)
+        self.llm = LLM(model=self.model_dir, tokenizer=self.model_dir, enforce_eager=True, dtype=dtype, seed=seed,
+                       max_model_len=max_model_len, logprobs_mode="processed_logprobs",
+                       **vllm_cpu_settings(), **llm_kwargs)
         self.eos = {tokenizer.eos_token_id}
         self.lora = None
         self._dir = Path(tempfile.mkdtemp(prefix="tinyeval-lora-"))
@@ -61,7 +79,7 @@ class VLLMEngine:
             return HFEngine(handle.model, tokenizer, cfg.gen_batch, handle)
         rank = getattr(adapter_cfg, "rank", None) or getattr(handle, "rank", 2)
         engine = cls(model_dir(model_name), tokenizer, rank, dtype=default_dtype(),
-                     max_model_len=cfg.max_prompt_tokens + cfg.max_new_tokens)
+                     max_model_len=cfg.max_prompt_tokens + cfg.max_new_tokens, sync=cfg.vllm_sync)
         engine.sync(handle, 0)
         return engine
 
@@ -85,13 +103,20 @@ class VLLMEngine:
         return collate(self.tokenizer, ids, completions, texts, logprobs, time.perf_counter() - start)
 
     def sync(self, handle, step: int) -> SyncStats:
-        """Export the adapter as a rank-r LoRA and point a new LoRARequest at it; bytes = the file shipped."""
+        """Export the adapter as a rank-r LoRA, then serve it (lora) or merge it in the worker (merge).
+
+        Bytes = the file shipped, the same in both modes. After a merge the prefix cache is reset: its KV
+        blocks were computed with the old weights (a LoRARequest's blocks are keyed by its id instead)."""
         from vllm.lora.request import LoRARequest
 
         start = time.perf_counter()
         path = handle.export_lora(self._dir / f"step-{step:06d}")
         size = sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())
-        self.lora = LoRARequest(f"policy-{step}", step + 1, str(path))
+        if self.mode == "lora":
+            self.lora = LoRARequest(f"policy-{step}", step + 1, str(path))
+        else:
+            self.llm.collective_rpc("tinyeval_merge_lora", args=(str(path), self.model_dir))
+            self.llm.reset_prefix_cache()
         if self._last is not None:
             shutil.rmtree(self._last, ignore_errors=True)
         self._last = Path(path)
