@@ -8,10 +8,11 @@ side), the same task and reward (arith, strict `#### N` via tinyeval's grader), 
 max new tokens, learning rate, temperature, no KL, one inner epoch, token-mean loss. Each configuration
 runs in its own process (clean peak RSS); the first step (warm-up) is excluded from the rate.
 
-Modes: (1) like for like, both on HF generate; (2) tinyeval on vLLM (its default sync for the device: merge on CPU) against TRL's best mode
-that runs here: TRL's vLLM colocate mode is attempted and, if it fails on this machine, its error is
-recorded and TRL's HF-generate result stands as its best mode. TRL needs `pip install trl` (benchmark only):
-without it this script says so and exits 0. Writes benchmarks/results/grpo_vs_trl.json.
+Modes: (1) like for like, both on HF generate; (2) tinyeval on vLLM (its default sync for the device: merge
+on CPU, a LoRARequest on GPUs) against TRL's best mode that runs here: TRL's vLLM colocate mode is attempted
+and, if it fails on this machine, its error is recorded and TRL's HF-generate result stands as its best mode.
+TRL needs `pip install trl` (benchmark only): without it this script says so and exits 0.
+Writes benchmarks/results/grpo_vs_trl.json.
 """
 
 from __future__ import annotations
