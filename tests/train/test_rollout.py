@@ -182,3 +182,35 @@ def test_vllm_merge_sync_serves_the_trained_policy(tiny_llama_vllm_dir):
         assert gap(engine.generate(prompts, max_new_tokens=6, temperature=1.0)) < 1e-3
     finally:
         engine.close()
+
+
+def test_merge_layout_stacks_modules_as_the_engine_does():
+    """q/k/v land in one qkv_proj, gate/up in gate_up_proj (in that order); other modules stand alone."""
+    from tinyeval.train.vllm_merge import engine_layout
+
+    packed = {"qkv_proj": ["q_proj", "k_proj", "v_proj"], "gate_up_proj": ["gate_proj", "up_proj"]}
+    layout = engine_layout(["model.layers.0.self_attn.v_proj", "model.layers.0.mlp.down_proj",
+                            "model.layers.1.mlp.up_proj"], packed)
+    assert layout == {
+        "model.layers.0.self_attn.qkv_proj": [f"model.layers.0.self_attn.{m}" for m in ("q_proj", "k_proj", "v_proj")],
+        "model.layers.0.mlp.down_proj": ["model.layers.0.mlp.down_proj"],
+        "model.layers.1.mlp.gate_up_proj": ["model.layers.1.mlp.gate_proj", "model.layers.1.mlp.up_proj"],
+    }
+
+
+@pytest.mark.parametrize(("rslora", "scale"), [(False, 8 / 4), (True, 8 / 2)])
+def test_merge_reads_peft_scaling(tmp_path, rslora, scale):
+    import json
+
+    from safetensors.torch import save_file
+
+    from tinyeval.train.vllm_merge import read_lora
+
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 4, "lora_alpha": 8, "use_rslora": rslora}))
+    a, b = torch.randn(4, 6), torch.randn(5, 4)
+    save_file({"base_model.model.model.layers.0.mlp.down_proj.lora_A.weight": a,
+               "base_model.model.model.layers.0.mlp.down_proj.lora_B.weight": b},
+              str(tmp_path / "adapter_model.safetensors"))
+    factors, got = read_lora(tmp_path)
+    assert got == scale and list(factors) == ["model.layers.0.mlp.down_proj"]
+    torch.testing.assert_close(factors["model.layers.0.mlp.down_proj"][1], b)

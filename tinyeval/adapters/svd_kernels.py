@@ -21,34 +21,47 @@ from numba import njit
 _FLAGS = {"reassoc", "contract", "nsz", "arcp"}  # no nnan / ninf: see the module docstring
 
 
+@njit(cache=True, fastmath=_FLAGS, boundscheck=False, inline="always")
+def _pair_dots(w, v, x0, x1, x2, x3):
+    """The 8 dot products of rows w, v with the 4 vectors: each loaded element of w and v feeds 4 of them."""
+    a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = np.float32(0)
+    for j in range(w.shape[0]):
+        wj, vj = w[j], v[j]
+        a0 += wj * x0[j]
+        a1 += wj * x1[j]
+        a2 += wj * x2[j]
+        a3 += wj * x3[j]
+        b0 += vj * x0[j]
+        b1 += vj * x1[j]
+        b2 += vj * x2[j]
+        b3 += vj * x3[j]
+    return a0, a1, a2, a3, b0, b1, b2, b3
+
+
+@njit(cache=True, fastmath=_FLAGS, boundscheck=False, inline="always")
+def _pair_update(w, v, a, b, y0, y1, y2, y3) -> None:
+    """y_c += a_c·w + b_c·v for the 4 vectors: the rank-2 update a row pair makes, one sweep over w and v."""
+    for j in range(w.shape[0]):
+        wj, vj = w[j], v[j]
+        y0[j] += a[0] * wj + b[0] * vj
+        y1[j] += a[1] * wj + b[1] * vj
+        y2[j] += a[2] * wj + b[2] * vj
+        y3[j] += a[3] * wj + b[3] * vj
+
+
 @njit(cache=True, fastmath=_FLAGS, boundscheck=False)
 def tall4(W: np.ndarray, X: np.ndarray, P: np.ndarray, Y: np.ndarray) -> None:
     """W (m, n) row-major, X (4, n): P (4, m) = X·Wᵀ and Y (4, n) = P·W, in one sweep over W's rows."""
-    m, n = W.shape
+    m = W.shape[0]
     x0, x1, x2, x3 = X[0], X[1], X[2], X[3]
     y0, y1, y2, y3 = Y[0], Y[1], Y[2], Y[3]
     Y[:] = 0
     for i in range(0, m - 1, 2):
         w, v = W[i], W[i + 1]
-        a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = np.float32(0)
-        for j in range(n):
-            wj, vj = w[j], v[j]
-            a0 += wj * x0[j]
-            a1 += wj * x1[j]
-            a2 += wj * x2[j]
-            a3 += wj * x3[j]
-            b0 += vj * x0[j]
-            b1 += vj * x1[j]
-            b2 += vj * x2[j]
-            b3 += vj * x3[j]
+        a0, a1, a2, a3, b0, b1, b2, b3 = _pair_dots(w, v, x0, x1, x2, x3)
         P[0, i], P[1, i], P[2, i], P[3, i] = a0, a1, a2, a3
         P[0, i + 1], P[1, i + 1], P[2, i + 1], P[3, i + 1] = b0, b1, b2, b3
-        for j in range(n):
-            wj, vj = w[j], v[j]
-            y0[j] += a0 * wj + b0 * vj
-            y1[j] += a1 * wj + b1 * vj
-            y2[j] += a2 * wj + b2 * vj
-            y3[j] += a3 * wj + b3 * vj
+        _pair_update(w, v, (a0, a1, a2, a3), (b0, b1, b2, b3), y0, y1, y2, y3)
     if m % 2:
         w = W[m - 1]
         for c in range(4):
@@ -62,36 +75,18 @@ def wide4(V: np.ndarray, X: np.ndarray, P: np.ndarray, Y: np.ndarray) -> None:
 
     Two sweeps over V: P is complete only after the first.
     """
-    n, m = V.shape
+    n = V.shape[0]
     p0, p1, p2, p3 = P[0], P[1], P[2], P[3]
     P[:] = 0
     for i in range(0, n - 1, 2):
-        v, u = V[i], V[i + 1]
-        a0, a1, a2, a3 = X[0, i], X[1, i], X[2, i], X[3, i]
-        b0, b1, b2, b3 = X[0, i + 1], X[1, i + 1], X[2, i + 1], X[3, i + 1]
-        for j in range(m):
-            vj, uj = v[j], u[j]
-            p0[j] += a0 * vj + b0 * uj
-            p1[j] += a1 * vj + b1 * uj
-            p2[j] += a2 * vj + b2 * uj
-            p3[j] += a3 * vj + b3 * uj
+        _pair_update(V[i], V[i + 1], (X[0, i], X[1, i], X[2, i], X[3, i]),
+                     (X[0, i + 1], X[1, i + 1], X[2, i + 1], X[3, i + 1]), p0, p1, p2, p3)
     if n % 2:
         v = V[n - 1]
         for c in range(4):
             P[c] += X[c, n - 1] * v
     for i in range(0, n - 1, 2):
-        v, u = V[i], V[i + 1]
-        a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = np.float32(0)
-        for j in range(m):
-            vj, uj = v[j], u[j]
-            a0 += vj * p0[j]
-            a1 += vj * p1[j]
-            a2 += vj * p2[j]
-            a3 += vj * p3[j]
-            b0 += uj * p0[j]
-            b1 += uj * p1[j]
-            b2 += uj * p2[j]
-            b3 += uj * p3[j]
+        a0, a1, a2, a3, b0, b1, b2, b3 = _pair_dots(V[i], V[i + 1], p0, p1, p2, p3)
         Y[0, i], Y[1, i], Y[2, i], Y[3, i] = a0, a1, a2, a3
         Y[0, i + 1], Y[1, i + 1], Y[2, i + 1], Y[3, i + 1] = b0, b1, b2, b3
     if n % 2:
