@@ -48,7 +48,7 @@ def test_batched_token_stats_equal_one_text_at_a_time(tiny_llama_dir):
         np.testing.assert_allclose(got.sigma, sigma.numpy(), atol=1e-3)
 
 
-def test_config_rejects_mistakes():
+def test_config_rejects_mistakes(data_root):  # the twins check reads GSM8K
     with pytest.raises(TinyevalError):
         ProbeConfig(benchmark="hellaswag")
     with pytest.raises(TinyevalError):

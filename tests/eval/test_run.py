@@ -63,7 +63,7 @@ def test_same_settings_give_the_same_config_hash(tiny_all_run, tiny_llama_dir, t
     assert lora["adapter"] == str(tiny_lora_dir)
 
 
-def test_results_json_is_written_atomically(tiny_llama_dir, tmp_path, monkeypatch):
+def test_results_json_is_written_atomically(tiny_llama_dir, tmp_path, monkeypatch, data_root):
     (tmp_path / "results.json").write_text('{"old": true}')
 
     def crash(*args):

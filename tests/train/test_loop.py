@@ -142,7 +142,7 @@ def test_empty_completion_collates_with_a_warning(smollm2_dir):
     assert ro.prompt_mask.tolist() == [[True, True], [False, True]]
 
 
-def test_cli_train_runs_and_rejects_bad_options(tiny_llama_dir, parity_task, tmp_path):
+def test_cli_train_runs_and_rejects_bad_options(tiny_llama_dir, parity_task, tmp_path, data_root):
     from typer.testing import CliRunner
 
     from tinyeval.cli import app
