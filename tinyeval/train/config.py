@@ -74,7 +74,7 @@ class GRPOConfig:
     kl_coef: float = 0.0  # k3 KL against the base model (adapter disabled)
     tis_cap: float = 2.0
     inner_epochs: int = 1  # mu: optimizer passes over each rollout batch
-    engine: str = "auto"  # hf | vllm | auto (vllm when installed: faster on GPUs, and on CPU with the merge sync)
+    engine: str = "auto"  # hf | vllm | auto (vllm on a GPU, hf on CPU: see rollout.make_engine)
     vllm_sync: str = "auto"  # lora (a new LoRARequest) | merge (into the engine's weights) | auto: merge on CPU
     gen_batch: int = 32  # HF generate batch size
 

@@ -140,14 +140,15 @@ ENGINES = {"hf": _hf, "vllm": _vllm}
 
 
 def make_engine(cfg, handle, tokenizer, model_name: str):
-    """The engine `cfg.engine` names; "auto" picks vLLM whenever it is installed, else HF generate.
+    """The engine `cfg.engine` names; "auto" picks vLLM on a GPU (if installed) and HF generate on CPU.
 
-    On CPU that holds with the merge sync (benchmarks/grpo_vs_trl.py: SmolLM2, 8 x 32 tokens per step, AVX2
-    EPYC: ~65 tok/s vs HF's ~33, 0.4-0.6 s per sync), not with a LoRARequest (~20 tok/s). vLLM's engine start
-    (~30-40 s) is paid once, so very short runs (the `cpu` preset's 8 steps) pin HF."""
+    On CPU vLLM with the merge sync is only slightly faster per step at SmolLM2's size (benchmarks/grpo_vs_trl.py,
+    AVX2 EPYC: 7.7 vs 8.8 s; it decodes ~65 tok/s vs HF's ~47, but the trainer's forward/backward is shared),
+    pays a ~30-40 s engine start and more memory, and its resume is not bit-for-bit: HF stays the CPU default
+    (robust for any model); runs longer than ~40 steps there finish sooner with `--engine vllm`."""
     name = cfg.engine
     if name == "auto":
         import importlib.util
 
-        name = "vllm" if importlib.util.find_spec("vllm") else "hf"
+        name = "vllm" if torch.cuda.is_available() and importlib.util.find_spec("vllm") else "hf"
     return ENGINES[name](cfg, handle, tokenizer, model_name)
