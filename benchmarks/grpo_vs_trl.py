@@ -164,9 +164,10 @@ def main() -> None:
         import shutil
 
         shutil.rmtree(scratch / args.worker, ignore_errors=True)
-        # vLLM's CPU worker, either side: one thread on core 0, or every core (vLLM would keep one back)
-        os.environ.setdefault(*(("VLLM_CPU_OMP_THREADS_BIND", "0") if THREADS == 1 else
-                                ("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")))
+        if THREADS == 1:  # vLLM's CPU worker, either side: one thread, on core 0
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0")
+        else:  # every core (vLLM would keep one back for its scheduler)
+            os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         result = WORKERS[args.worker](args.steps, scratch / args.worker)
         print("RESULT " + json.dumps({**result, "peak_rss_mb": _peak_rss_mb()}), flush=True)
         return

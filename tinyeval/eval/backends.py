@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tinyeval.errors import TinyevalError
 
-CPU_KV_CACHE_BYTES = 2 << 30  # SmolLM2-135M: ~45k tokens in fp32, ~90k in bf16 (6 GiB, all 200 GSM8K items at once: 3% faster)
+CPU_KV_CACHE_BYTES = 2 << 30  # SmolLM2-135M: ~45k tokens in fp32, ~90k in bf16 (more bought 3%: DEVELOPERS.md)
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the only values vLLM's max_lora_rank accepts
 
 
@@ -133,9 +133,13 @@ def _import_lm_eval_vllm():
     return module
 
 
-def _lora_rank(lora_dir: Path) -> int:
-    rank = json.loads((lora_dir / "adapter_config.json").read_text())["r"]
+def vllm_lora_rank(rank: int) -> int:
+    """The smallest `max_lora_rank` vLLM accepts that holds a rank-`rank` LoRA."""
     return next(r for r in VLLM_LORA_RANKS if r >= rank)
+
+
+def _lora_rank(lora_dir: Path) -> int:
+    return vllm_lora_rank(json.loads((lora_dir / "adapter_config.json").read_text())["r"])
 
 
 def merged_checkpoint(model_name: str, adapter: Path, dtype: str, out: Path) -> Path:

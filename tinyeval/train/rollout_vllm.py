@@ -28,12 +28,6 @@ from tinyeval.train.rollout import HFEngine, SyncStats, collate, cut_at_eos
 from tinyeval.train.types import Rollouts
 
 
-def _rank_bucket(rank: int) -> int:
-    from tinyeval.eval.backends import VLLM_LORA_RANKS
-
-    return next(r for r in VLLM_LORA_RANKS if r >= rank)
-
-
 def resolve_sync(sync: str) -> str:
     """"auto": merge on CPU (vLLM's CPU LoRA path is the slow part of a step), a LoRARequest on GPUs."""
     import torch
@@ -50,11 +44,11 @@ class VLLMEngine:
                  max_model_len: int = 2048, sync: str = "auto", **llm_kwargs) -> None:
         from vllm import LLM
 
-        from tinyeval.eval.backends import vllm_cpu_settings
+        from tinyeval.eval.backends import vllm_cpu_settings, vllm_lora_rank
 
         self.mode = resolve_sync(sync)
         if self.mode == "lora":
-            llm_kwargs.update(enable_lora=True, max_lora_rank=_rank_bucket(rank), max_loras=1, max_cpu_loras=2)
+            llm_kwargs.update(enable_lora=True, max_lora_rank=vllm_lora_rank(rank), max_loras=1, max_cpu_loras=2)
         else:
             llm_kwargs["worker_extension_cls"] = "tinyeval.train.vllm_merge.MergeLoRA"
         self.tokenizer = tokenizer
