@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
-import os
 import sys
 from dataclasses import asdict
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from tinyeval.console import DataRoot, JsonFlag, emit, err_console
 from tinyeval.errors import TinyevalError
 
 app = typer.Typer(
@@ -29,24 +26,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-# Piped output (CI logs) would otherwise wrap every table at rich's fallback width of 80 columns.
-console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
-DataRoot = Annotated[Optional[str], typer.Option("--data-root", help="Data root (default: $TINYEVAL_DATA).")]
-
-
-def emit(rows: list[dict], title: str, as_json: bool) -> None:
-    """Render `rows` as a rich table, or as JSON on stdout for machines (CI jobs, scripts)."""
-    if as_json:
-        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
-        return
-    table = Table(title=title)
-    for key in rows[0] if rows else []:
-        table.add_column(key, overflow="fold")
-    for row in rows:
-        table.add_row(*(f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v) for v in row.values()))
-    console.print(table)
 
 
 @app.command()
@@ -118,10 +97,10 @@ def main() -> None:
     try:
         app()
     except TinyevalError as e:
-        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted")
+        err_console.print("interrupted")
         sys.exit(130)
 
 

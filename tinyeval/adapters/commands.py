@@ -17,7 +17,7 @@ def plan(
 ) -> None:
     """Plan an adapter: u, n_tie, groups, trainable parameters and their size in fp32 / bf16."""
     from tinyeval.adapters.planner import plan as make_plan
-    from tinyeval.cli import emit
+    from tinyeval.console import emit
     from tinyeval.models import load_config
 
     p = make_plan(load_config(model), params=params, tying=tying, rank=rank, method=method)

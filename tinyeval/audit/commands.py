@@ -47,7 +47,7 @@ def audit(
     """Scan corpora for a benchmark's items (hashed n-grams, fuzzy-confirmed); write report.json/.md."""
     from tinyeval.audit import report
     from tinyeval.audit.run import AuditOptions, run_audit
-    from tinyeval.cli import console, emit
+    from tinyeval.console import console, emit
 
     if fail_above is not None and not 0 <= fail_above <= 100:
         raise TinyevalError(f"--fail-above is a percentage in [0, 100], got {fail_above}")
@@ -97,7 +97,7 @@ def perturb(
 ) -> None:
     """Number-perturbed twins of GSM8K items, each verified by re-executing its chain; prints the coverage."""
     from tinyeval.audit.perturb import PerturbConfig, perturb_benchmark
-    from tinyeval.cli import emit
+    from tinyeval.console import emit
 
     cov = perturb_benchmark(bench, PerturbConfig(seed=seed, names=names, objects=objects), n, out, split, data_root)
     summary = {**cov.as_dict(), "written": min(n or cov.perturbed, cov.perturbed) if out else 0, "out": out}

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tinyeval.cli import DataRoot, JsonFlag, emit
+from tinyeval.console import DataRoot, JsonFlag, emit
 
 
 def evaluate(

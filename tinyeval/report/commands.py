@@ -11,7 +11,7 @@ import typer
 
 def render_run(run_dir: Path, fail_under: list[str], as_json: bool) -> None:
     """Write report.md and the plots beside results.json, print the table, and apply the CI gate."""
-    from tinyeval.cli import console, emit
+    from tinyeval.console import console, emit
     from tinyeval.io import write_text
     from tinyeval.report import plots, render
     from tinyeval.report.results import load
@@ -68,7 +68,7 @@ def train_and_eval(
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
 ) -> None:
     """Train every cell of the method matrix, evaluate each on the same suite, and write the report."""
-    from tinyeval.cli import console, emit
+    from tinyeval.console import console, emit
     from tinyeval.models import describe
     from tinyeval.report import matrix, render, runner
 

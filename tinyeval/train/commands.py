@@ -69,7 +69,7 @@ def train(
     if algo not in ALGOS:
         raise TinyevalError(f"--algo must be one of {', '.join(ALGOS)}, got '{algo}'")
     knobs = {k: v for k, v in locals().items() if k not in ("out", "algo", "preset", "resume", "as_json")}
-    from tinyeval.cli import emit
+    from tinyeval.console import emit
 
     if algo == "sft":
         from tinyeval.train.sft import build as build_sft, run_sft
