@@ -1,9 +1,11 @@
-"""Tiny adapters behind one interface: TinyLoRA, LoRA-XS, LoRA (PEFT) and full fine-tuning.
+"""Tiny adapters behind one interface: TinyLoRA, LoRA-XS, LoRA (PEFT), full fine-tuning, and any registered method.
 
     from tinyeval.adapters import AdapterConfig, attach, load_adapter
     handle = attach(model, AdapterConfig(method="tinylora", params=13))
 
-The contract is notes/ADAPTER_API.md; `plan(config, params, tying, rank)` sizes an adapter without weights.
+The contract is `AdapterHandle` (handle.py); `plan(config, params, tying, rank)` sizes an adapter without weights.
+A new method is one module (an `AdapterHandle` subclass, see handle.py) plus one line in `registry.METHODS`,
+or `register(name, cls)` at run time.
 Public names resolve on first use (PEP 562): importing the package, as the CLI does to register
 `tinyeval plan`, must not pay for importing torch.
 """
@@ -13,8 +15,9 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "AdapterConfig": "config", "DEFAULT_TARGETS": "config", "METHODS": "config", "AdapterHandle": "handle",
-    "Plan": "planner", "plan": "planner", "load_adapter": "artifact", "attach": "wiring", "ATTACH": "wiring",
+    "AdapterConfig": "config", "DEFAULT_TARGETS": "config", "AdapterHandle": "handle", "Plan": "planner",
+    "METHODS": "registry", "register": "registry", "plan": "wiring", "attach": "wiring", "load_adapter": "wiring",
+    "AdapterJson": "artifact",
 }
 __all__ = sorted(_EXPORTS)
 

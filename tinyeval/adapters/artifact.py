@@ -1,38 +1,92 @@
-"""Saving and loading adapters, tied to the base weights they were built on.
+"""What every saved adapter shares, whatever its method: `adapter.json`, the base fingerprint and an integrity hash.
 
-A TinyLoRA / LoRA-XS artifact is a directory of three files:
+An artifact is a directory: the method's own files (written by its class's `write`, e.g. `lowrank.py`'s
+v.safetensors + frozen.safetensors, PEFT's adapter directory for LoRA, the whole model for "full") plus
+`adapter.json` (`AdapterJson`): config, plan, module list, base fingerprint, and `files`, an xxh3-128 of every
+tensor and config file beside it (`*.safetensors`, `*.json`).
 
-  v.safetensors       the trained payload and nothing else: v (groups, u) for TinyLoRA, R (modules, r, r) for
-                      LoRA-XS. 13 parameters in bf16 are 26 bytes of tensor data (plus the safetensors header).
-  frozen.safetensors  what ΔW also depends on: P (modules, u, r, r), the group index, and each module's frozen
-                      factors A = Vᵀ, B = UΣ (fp32). They could in principle be recomputed from the base, but
-                      not reliably: SVD signs, the order of near-equal singular values (σ₂ ≈ σ₃ is common),
-                      randomized-SVD seeds and CPU/GPU arithmetic all change them, and a v is meaningless
-                      against different factors. Shipping them makes loading exact and SVD-free.
-  adapter.json        config, plan, module list, SVD provenance and the base fingerprint.
-
-The base fingerprint is an xxh3-128 over every adapted weight's bytes (in module order). Loading onto a model
-whose weights differ — another model, another revision, or this one merged — is a `TinyevalError`.
-LoRA artifacts are PEFT's own directory plus adapter.json; "full" saves the whole model plus adapter.json.
+Loading refuses, each with one line (`TinyevalError`):
+  - a directory without a readable adapter.json, or one that does not match `AdapterJson`;
+  - a file that is missing, unexpected, or whose hash differs (truncated, damaged, or edited: multiplying the
+    frozen P by 3 changes the model and is caught here, before any tensor is read);
+  - trained parameters holding NaN or inf (also refused at save: a diverged run must not look like a result);
+  - a base model whose adapted weights differ from the ones the adapter was built on: the base fingerprint is an
+    xxh3-128 over every adapted weight rounded to bf16, in module order (another model, another revision, or
+    this one merged).
+Only safetensors and JSON are read: nothing in an artifact is unpickled or executed.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, Literal, NotRequired, TypedDict
 
-import torch
-from torch import nn
+from torch import Tensor, nn
 
-from tinyeval.adapters.config import AdapterConfig
 from tinyeval.adapters.planner import Target
 from tinyeval.errors import TinyevalError
 
 FORMAT = "tinyeval-adapter"
-VERSION = 1
-V_FILE, FROZEN_FILE, META_FILE = "v.safetensors", "frozen.safetensors", "adapter.json"
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+VERSION = 2  # 2: `files` (integrity hashes) added; v1 artifacts carry none and are refused
+META_FILE = "adapter.json"
+_HASHED = ("*.safetensors", "*.json")
+
+
+class ConfigJson(TypedDict):
+    """`AdapterConfig.to_dict()`."""
+
+    method: str
+    params: int | None
+    rank: int
+    tying: str
+    target_modules: list[str]
+    seed: int
+    svd: str
+    svd_cache: bool
+    lora_alpha: float | None
+    u: int | None
+    n_tie: int | None
+    extra: dict[str, Any]
+
+
+class PlanJson(TypedDict):
+    """`Plan.row()`."""
+
+    method: str
+    rank: int
+    modules: int
+    u: int | None
+    n_tie: int | None
+    groups: int | None
+    trainable: int
+    bytes_fp32: int
+    bytes_bf16: int
+    tying: str | None
+
+
+class SvdJson(TypedDict, total=False):
+    """How the frozen factors were obtained: SVD method counts, passes over the weights, seconds."""
+
+    methods: dict[str, int]
+    passes: int
+    seconds: float
+
+
+class AdapterJson(TypedDict):
+    """adapter.json. `v_dtype` and `svd` are written by TinyLoRA / LoRA-XS only."""
+
+    format: Literal["tinyeval-adapter"]
+    version: int
+    config: ConfigJson
+    plan: PlanJson
+    modules: list[str]
+    base_fingerprint: str
+    model_type: str | None
+    files: dict[str, str]  # relative path -> xxh3-128 of the file's bytes
+    v_dtype: NotRequired[str]
+    svd: NotRequired[SvdJson]
 
 
 def target_fingerprints(model: nn.Module, targets: list[Target], canonical: bool = False) -> list[str]:
@@ -53,123 +107,114 @@ def combine(targets: list[Target], prints: list[str]) -> str:
     return xxhash.xxh3_128_hexdigest("\n".join(f"{t.name}={p}" for t, p in zip(targets, prints)).encode())
 
 
-def _meta(handle, **extra) -> dict:
-    return {"format": FORMAT, "version": VERSION, "config": handle.config.to_dict(), "plan": handle.plan.row(),
-            "modules": [t.name for t in handle.targets], "base_fingerprint": handle.base_fingerprint,
-            "model_type": getattr(getattr(handle.model, "config", None), "model_type", None), **extra}
+def base_fingerprint(model: nn.Module, targets: list[Target]) -> str:
+    """The identity of the base weights an adapter is built on (what `load_adapter` checks)."""
+    return combine(targets, target_fingerprints(model, targets, canonical=True))
 
 
-def _save_lowrank(handle, out: Path, v_dtype: str = "float32") -> None:
-    from safetensors.torch import save_file
+def file_hashes(root: Path) -> dict[str, str]:
+    """xxh3-128 of each tensor and config file under `root` (but adapter.json), by relative path."""
+    import xxhash
 
-    st = handle.state
-    v = st.v.detach().to(_DTYPES[v_dtype]).cpu().contiguous()
-    r = handle.config.rank
-    payload = {"v": v} if handle.config.method == "tinylora" else {"R": v.view(-1, r, r).contiguous()}
-    save_file(payload, str(out / V_FILE))
-    frozen = {"P": st.P.cpu().contiguous(), "group": st.group.cpu().contiguous()}
-    for t, f in zip(handle.targets, st.factors):
-        frozen[f"{t.name}.A"] = f.A.cpu().contiguous()
-        frozen[f"{t.name}.B"] = f.B.cpu().contiguous()
-    save_file(frozen, str(out / FROZEN_FILE))
-    (out / META_FILE).write_text(json.dumps(_meta(handle, v_dtype=v_dtype, svd=handle.svd_info), indent=2))
-
-
-def _save_lora(handle, out: Path) -> None:
-    handle.model.save_pretrained(out)
-    (out / META_FILE).write_text(json.dumps(_meta(handle), indent=2))
+    found = {}
+    for f in sorted({f for pattern in _HASHED for f in root.rglob(pattern) if f.is_file()}):
+        name = f.relative_to(root).as_posix()
+        if name == META_FILE:
+            continue
+        h = xxhash.xxh3_128()
+        with f.open("rb") as fh:
+            while chunk := fh.read(1 << 24):
+                h.update(chunk)
+        found[name] = h.hexdigest()
+    return found
 
 
-def _save_full(handle, out: Path) -> None:
-    handle.model.save_pretrained(out / "model")
-    (out / META_FILE).write_text(json.dumps(_meta(handle), indent=2))
+def check_finite(params: Iterable[Tensor], what: str) -> None:
+    """Refuse trained parameters that hold NaN or inf (a diverged run, or a damaged artifact)."""
+    import torch
 
-
-_SAVE: dict[str, Callable] = {"tinylora": _save_lowrank, "lora-xs": _save_lowrank, "lora": _save_lora,
-                              "full": _save_full}
+    params = list(params)
+    bad = sum(int((~torch.isfinite(p.detach())).sum()) for p in params)
+    if bad:
+        total = sum(p.numel() for p in params)
+        raise TinyevalError(f"{what}: {bad} of {total} trained parameters are NaN or inf (the run diverged: "
+                            "lower the learning rate or use an earlier checkpoint)")
 
 
 def save(handle, out_dir: Path, **kwargs) -> Path:
-    """Write the artifact atomically (`v_dtype="bfloat16"` stores a TinyLoRA / LoRA-XS payload in bf16)."""
-    from tinyeval.io import atomic_dir
+    """Write the artifact atomically: the method's files (`handle.write`), then adapter.json with their hashes."""
+    from tinyeval.io import atomic_dir, write_json
 
-    if getattr(getattr(handle, "state", None), "merged", False):
-        raise TinyevalError("unmerge the adapter before saving it")
+    check_finite(handle.trainable_parameters(), f"refusing to save the adapter to {out_dir}")
     with atomic_dir(out_dir) as tmp:
-        _SAVE[handle.config.method](handle, tmp, **kwargs)
+        extra = handle.write(tmp, **kwargs)
+        meta = {"format": FORMAT, "version": VERSION, "config": handle.config.to_dict(), "plan": handle.plan.row(),
+                "modules": [t.name for t in handle.targets], "base_fingerprint": handle.base_fingerprint,
+                "model_type": getattr(getattr(handle.model, "config", None), "model_type", None),
+                "files": file_hashes(tmp), **extra}
+        write_json(tmp / META_FILE, meta)
     return out_dir
 
 
-def read_meta(path: Path) -> dict:
+def read_meta(path: Path) -> AdapterJson:
+    """adapter.json of the artifact in `path`, checked against `AdapterJson`."""
+    from tinyeval import schema
+
     f = path / META_FILE
     if not f.is_file():
         raise TinyevalError(f"{path} is not a tinyeval adapter: no {META_FILE}")
-    meta = json.loads(f.read_text())
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise TinyevalError(f"{f}: unsupported adapter format {meta.get('format')} v{meta.get('version')}")
-    return meta
+    try:
+        meta = json.loads(f.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TinyevalError(f"{f}: unreadable adapter metadata ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        found = f"{meta.get('format')} v{meta.get('version')}" if isinstance(meta, dict) else type(meta).__name__
+        raise TinyevalError(f"{f}: unsupported adapter format {found} (this tinyeval reads {FORMAT} v{VERSION})")
+    try:
+        schema.check(meta, AdapterJson)
+    except schema.SchemaError as e:
+        raise TinyevalError(f"{f}: broken adapter metadata: {e}") from None
+    return meta  # type: ignore[return-value]
 
 
-def _check_base(model: nn.Module, cfg: AdapterConfig, meta: dict, path: Path):
-    from tinyeval.adapters.planner import plan_model
+def verify_files(path: Path, meta: AdapterJson) -> None:
+    """Refuse an artifact whose files are not exactly the ones adapter.json recorded, byte for byte."""
+    found, recorded = file_hashes(path), meta["files"]
+    missing = sorted(set(recorded) - set(found))
+    if missing:
+        raise TinyevalError(f"adapter {path} is incomplete: missing {', '.join(missing)}")
+    unexpected = sorted(set(found) - set(recorded))
+    if unexpected:
+        raise TinyevalError(f"adapter {path} holds files its adapter.json does not list: {', '.join(unexpected)}")
+    changed = [name for name in recorded if found[name] != recorded[name]]
+    if changed:
+        raise TinyevalError(f"adapter {path}: {', '.join(changed)} does not match the hash in adapter.json "
+                            "(truncated, damaged or modified after saving); refusing to load it")
 
-    targets, p = plan_model(model, cfg)
+
+def read_tensors(f: Path, keys: Iterable[str] = ()) -> dict[str, Tensor]:
+    """All tensors of a safetensors file, requiring `keys`; an unreadable file is a `TinyevalError`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(f))
+    except (OSError, ValueError, RuntimeError, SafetensorError) as e:
+        raise TinyevalError(f"{f}: unreadable tensor file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") \
+            from None
+    missing = [k for k in keys if k not in tensors]
+    if missing:
+        raise TinyevalError(f"{f}: missing tensor(s) {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+    return tensors
+
+
+def check_base(model: nn.Module, targets: list[Target], meta: AdapterJson, path: Path) -> None:
+    """Refuse a model whose adapted weights are not the ones the adapter was built on."""
     names = [t.name for t in targets]
-    prints = target_fingerprints(model, targets, canonical=True) if names == meta["modules"] else []
-    found = combine(targets, prints) if prints else None
+    found = base_fingerprint(model, targets) if names == meta["modules"] else None
     if found != meta["base_fingerprint"]:
         raise TinyevalError(
             f"adapter {path} was built on a different base model (base fingerprint {meta['base_fingerprint'][:12]}, "
             f"model_type {meta.get('model_type')}, {len(meta['modules'])} adapted modules); this model's "
             f"{'fingerprint is ' + found[:12] if found else 'adapted modules differ'}. Load it onto the exact base "
             "weights it was trained from (unmerged)")
-    return targets, p, prints
-
-
-def _load_lowrank(model: nn.Module, cfg: AdapterConfig, meta: dict, path: Path):
-    from safetensors.torch import load_file
-
-    from tinyeval.adapters.lowrank import Factors, LowRankHandle, LowRankState
-
-    targets, p, prints = _check_base(model, cfg, meta, path)
-    frozen, payload = load_file(str(path / FROZEN_FILE)), load_file(str(path / V_FILE))
-    v = payload["v"] if "v" in payload else payload["R"].flatten(1)
-    factors = [Factors(frozen[f"{t.name}.A"], frozen[f"{t.name}.B"]) for t in targets]
-    device = model.get_submodule(targets[0].name).weight.device
-    state = LowRankState(v.float(), frozen["P"], frozen["group"], factors).to(device)
-    return LowRankHandle(model, cfg, p, targets, meta["base_fingerprint"], state, {"methods": {"artifact": 1}})
-
-
-def _load_lora(model: nn.Module, cfg: AdapterConfig, meta: dict, path: Path):
-    from peft import PeftModel
-
-    from tinyeval.adapters.lora import LoraHandle
-
-    targets, p, _ = _check_base(model, cfg, meta, path)
-    return LoraHandle(PeftModel.from_pretrained(model, path, is_trainable=True), cfg, p, targets,
-                      meta["base_fingerprint"])
-
-
-def _load_full(model: nn.Module, cfg: AdapterConfig, meta: dict, path: Path):
-    from safetensors.torch import load_file
-
-    from tinyeval.adapters.lora import FullHandle
-
-    targets, p, _ = _check_base(model, cfg, meta, path)
-    for f in sorted((path / "model").glob("*.safetensors")):
-        model.load_state_dict(load_file(str(f)), strict=False)
-    model.requires_grad_(True)
-    return FullHandle(model, cfg, p, targets, meta["base_fingerprint"])
-
-
-_LOAD: dict[str, Callable] = {"tinylora": _load_lowrank, "lora-xs": _load_lowrank, "lora": _load_lora,
-                              "full": _load_full}
-
-
-def load_adapter(model: nn.Module, path: str | Path):
-    """Attach a saved adapter to `model` (which must hold the exact base weights) and return its handle."""
-    path = Path(path)
-    meta = read_meta(path)
-    cfg = AdapterConfig.from_dict(meta["config"])
-    model.requires_grad_(False)
-    return _LOAD[cfg.method](model, cfg, meta, path)

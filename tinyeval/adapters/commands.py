@@ -12,11 +12,11 @@ def plan(
     params: Annotated[Optional[int], typer.Option("--params", help="TinyLoRA trainable-parameter budget.")] = None,
     tying: Annotated[str, typer.Option("--tying", help="tiled | structured (TinyLoRA weight tying).")] = "tiled",
     rank: Annotated[int, typer.Option("--rank", help="SVD rank r (tinylora, lora-xs) or LoRA rank.")] = 2,
-    method: Annotated[str, typer.Option("--method", help="tinylora | lora-xs | lora | full.")] = "tinylora",
+    method: Annotated[str, typer.Option("--method", help="tinylora | lora-xs | lora | full (or a registered method).")] = "tinylora",
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Plan an adapter: u, n_tie, groups, trainable parameters and their size in fp32 / bf16."""
-    from tinyeval.adapters.planner import plan as make_plan
+    from tinyeval.adapters.wiring import plan as make_plan
     from tinyeval.console import emit
     from tinyeval.models import load_config
 

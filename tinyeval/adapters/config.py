@@ -1,4 +1,4 @@
-"""`AdapterConfig`: one validated dataclass for every adapter method (tinylora, lora-xs, lora, full)."""
+"""`AdapterConfig`: one validated dataclass for every adapter method (a name in `registry.METHODS`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 from tinyeval.errors import TinyevalError
 
-METHODS = ("tinylora", "lora-xs", "lora", "full")
 TYINGS = ("tiled", "structured")
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -15,7 +14,7 @@ DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 class AdapterConfig:
     """What to attach to a model.
 
-    method: "tinylora" | "lora-xs" | "lora" | "full".
+    method: a name in `registry.METHODS`: "tinylora" | "lora-xs" | "lora" | "full", or one registered at run time.
     params: TinyLoRA only: the trainable-parameter budget; the planner picks u and n_tie from it the way the
         paper does (one v per module with u as large as fits, and only once u = 1, tie modules). Ignored by
         the other methods, whose size follows from `rank` (so a sweep can pass one config shape to all).
@@ -46,21 +45,21 @@ class AdapterConfig:
     extra: dict = field(default_factory=dict, compare=False, repr=False)  # free-form notes saved with artifacts
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise TinyevalError(f"unknown adapter method {self.method!r}: use one of {', '.join(METHODS)}")
+        from tinyeval.adapters.registry import method
+
+        cls = method(self.method)  # refuses a name nobody registered
         if self.tying not in TYINGS:
             raise TinyevalError(f"unknown tying {self.tying!r}: use one of {', '.join(TYINGS)}")
         if self.rank < 1:
             raise TinyevalError(f"rank must be >= 1, got {self.rank}")
         if (self.u is None) != (self.n_tie is None) or min(self.u or 1, self.n_tie or 1) < 1:
             raise TinyevalError(f"set both u and n_tie (each >= 1) or neither; got u={self.u}, n_tie={self.n_tie}")
-        if self.method == "tinylora" and self.u is None and (self.params is None or self.params < 1):
-            raise TinyevalError(f"tinylora needs a trainable-parameter budget params >= 1, got {self.params}")
         if self.svd not in ("krylov", "exact"):
             raise TinyevalError(f"svd must be 'krylov' or 'exact', got {self.svd!r}")
         if not self.target_modules:
             raise TinyevalError("target_modules is empty")
         object.__setattr__(self, "target_modules", tuple(self.target_modules))
+        cls.check_config(self)  # the method's own rules (e.g. tinylora needs a budget)
 
     def to_dict(self) -> dict:
         return {"method": self.method, "params": self.params, "rank": self.rank, "tying": self.tying,

@@ -1,22 +1,47 @@
-"""LoRA and full fine-tuning behind the same handle, so a sweep treats every method alike.
+"""LoRA: PEFT's own (`LoraConfig`, rank r, alpha = r unless set, no dropout, no bias) behind the same handle.
 
-LoRA is PEFT's own (`LoraConfig`, rank r, alpha = r unless set, no dropout, no bias): it is the baseline the
-paper compares with, so it stays unmodified. Full fine-tuning trains every weight.
+It is the baseline the paper compares with, so it stays unmodified; its artifact is PEFT's adapter directory
+(adapter_config.json + adapter_model.safetensors) plus adapter.json.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 from torch import nn
 
 from tinyeval.adapters.handle import AdapterHandle
+from tinyeval.adapters.planner import Plan, Target, sized
 from tinyeval.errors import TinyevalError
 
 
 class LoraHandle(AdapterHandle):
     """A PEFT LoRA model; `handle.model` is the `PeftModel` (HF causal-LM interface preserved)."""
+
+    @classmethod
+    def cost(cls, targets: list[Target], config, total_params: int) -> Plan:
+        """B (out×r) and A (r×in) per module."""
+        r = config.rank
+        return sized(config.method, r, targets, sum(r * (t.in_features + t.out_features) for t in targets),
+                     u=None, n_tie=None, groups=None)
+
+    @classmethod
+    def create(cls, model: nn.Module, config, targets: list[Target], plan: Plan, base_fingerprint: str):
+        return cls(wrap_lora(model, config), config, plan, targets, base_fingerprint)
+
+    def write(self, out: Path) -> dict:
+        self.model.save_pretrained(out)
+        return {}
+
+    @classmethod
+    def load(cls, model: nn.Module, config, targets: list[Target], plan: Plan, meta, path: Path):
+        from peft import PeftModel
+
+        try:
+            peft = PeftModel.from_pretrained(model, path, is_trainable=True)
+        except (OSError, ValueError, RuntimeError, KeyError) as e:
+            raise TinyevalError(f"adapter {path}: PEFT cannot load it ({str(e).splitlines()[0]})") from None
+        return cls(peft, config, plan, targets, meta["base_fingerprint"])
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -41,39 +66,9 @@ class LoraHandle(AdapterHandle):
         return out
 
 
-def lora_config(config, rank: int, alpha: float | None, targets: tuple[str, ...]):
-    from peft import LoraConfig
-
-    return LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank, lora_dropout=0.0, bias="none",
-                      target_modules=list(targets), task_type="CAUSAL_LM")
-
-
 def wrap_lora(model: nn.Module, cfg) -> nn.Module:
-    from peft import get_peft_model
+    from peft import LoraConfig, get_peft_model
 
-    return get_peft_model(model, lora_config(None, cfg.rank, cfg.lora_alpha, cfg.target_modules))
-
-
-class FullHandle(AdapterHandle):
-    """Full fine-tuning: every weight trains, so there is no separate delta to merge, disable or export."""
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.model.parameters() if p.requires_grad]
-
-    @contextmanager
-    def disabled(self):
-        raise TinyevalError("full fine-tuning keeps no copy of the base weights: load a separate reference "
-                            "model for KL, or use an adapter method")
-        yield  # pragma: no cover
-
-    def merge(self) -> None:
-        """No-op: the trained weights are the model's weights."""
-
-    def unmerge(self) -> None:
-        """No-op, for the same reason (rollout code can call merge/unmerge for every method)."""
-
-    def merged_model(self) -> nn.Module:
-        return self.model
-
-    def export_lora(self, out_dir: str | Path, min_rank: int | None = None) -> Path:
-        raise TinyevalError("method 'full' has no low-rank delta to export as LoRA; save the model instead")
+    alpha = cfg.lora_alpha if cfg.lora_alpha is not None else cfg.rank
+    return get_peft_model(model, LoraConfig(r=cfg.rank, lora_alpha=alpha, lora_dropout=0.0, bias="none",
+                                            target_modules=list(cfg.target_modules), task_type="CAUSAL_LM"))

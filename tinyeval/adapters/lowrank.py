@@ -36,9 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinyeval.adapters.config import AdapterConfig
 from tinyeval.adapters.handle import AdapterHandle
-from tinyeval.adapters.planner import Plan, Target
+from tinyeval.adapters.planner import TYING, Plan, Target, choose_tying, sized
 from tinyeval.errors import TinyevalError
 
 STATE_NAME = "tinyeval_adapter"
@@ -146,7 +145,7 @@ class _DeltaForward:
 class LowRankHandle(AdapterHandle):
     """Handle of a TinyLoRA / LoRA-XS adapter attached by replacing the adapted modules' forward."""
 
-    def __init__(self, model: nn.Module, config: AdapterConfig, plan: Plan, targets: list[Target],
+    def __init__(self, model: nn.Module, config, plan: Plan, targets: list[Target],
                  base_fingerprint: str, state: LowRankState, svd_info: dict):
         super().__init__(model, config, plan, targets, base_fingerprint)
         self.state = state
@@ -260,7 +259,7 @@ class LowRankHandle(AdapterHandle):
         return self.model
 
 
-def _svd_factors(W: torch.Tensor, cfg: AdapterConfig, key: str) -> tuple[torch.Tensor, torch.Tensor, str, int]:
+def _svd_factors(W: torch.Tensor, cfg, key: str) -> tuple[torch.Tensor, torch.Tensor, str, int]:
     from tinyeval.adapters.svd import SvdSettings, cached_top_svd, top_svd
 
     settings = SvdSettings(method=cfg.svd, seed=cfg.seed)
@@ -268,9 +267,9 @@ def _svd_factors(W: torch.Tensor, cfg: AdapterConfig, key: str) -> tuple[torch.T
     return out.V.T, out.U * out.S, out.method, out.passes  # A = Vᵀ (r, in), B = UΣ (out, r)
 
 
-def build_state(model: nn.Module, cfg: AdapterConfig, plan: Plan, targets: list[Target],
-                fingerprints: list[str]) -> tuple[LowRankState, dict]:
-    """Factors from the SVD of each target weight, P per module, zero v, group index from the plan."""
+def build_state(model: nn.Module, cfg, plan: Plan, targets: list[Target], fingerprints: list[str],
+                init) -> tuple[LowRankState, dict]:
+    """Factors from the SVD of each target weight; P, group index and zero v from `init(cfg, plan, targets)`."""
     import time
 
     if min(min(t.in_features, t.out_features) for t in targets) < cfg.rank:
@@ -283,17 +282,136 @@ def build_state(model: nn.Module, cfg: AdapterConfig, plan: Plan, targets: list[
         factors.append(Factors(A, B))
         methods[method] = methods.get(method, 0) + 1
         passes += n
-    r, u = cfg.rank, plan.u
-    if cfg.method == "tinylora":
-        P = torch.stack([projections(cfg.seed, t.name, u, r) for t in targets])  # (M, u, r, r)
-        index = {name: g for g, names in enumerate(plan.members) for name in names}
-        group = torch.tensor([index[t.name] for t in targets])
-        v = torch.zeros(plan.groups, u)
-    else:  # lora-xs: one untied R = v[i].view(r, r) per module
-        P = unit_projections(r).expand(len(targets), -1, -1, -1).clone()
-        group = torch.arange(len(targets))
-        v = torch.zeros(len(targets), r * r)
+    P, group, v = init(cfg, plan, targets)
     device = model.get_submodule(targets[0].name).weight.device
     state = LowRankState(v, P, group, factors).to(device)
     info = {"methods": methods, "passes": passes, "seconds": round(time.perf_counter() - t0, 3)}
     return state, info
+
+
+# The registered methods. TinyLoRA and LoRA-XS differ only in their plan, their initial P / group / v and the
+# name of their payload; attaching, saving and loading are shared.
+
+V_FILE, FROZEN_FILE = "v.safetensors", "frozen.safetensors"
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class LowRankMethod(LowRankHandle):
+    """Attach by SVD; save and load a three-file artifact.
+
+    v.safetensors       the trained payload and nothing else: v (groups, u) for TinyLoRA, R (modules, r, r) for
+                        LoRA-XS. 13 parameters in bf16 are 26 bytes of tensor data (plus the safetensors header).
+    frozen.safetensors  what ΔW also depends on: P (modules, u, r, r), the group index, and each module's frozen
+                        factors A = Vᵀ, B = UΣ (fp32). They could in principle be recomputed from the base, but
+                        not reliably: SVD signs, the order of near-equal singular values (σ₂ ≈ σ₃ is common),
+                        randomized-SVD seeds and CPU/GPU arithmetic all change them, and a v is meaningless
+                        against different factors. Shipping them makes loading exact and SVD-free.
+    adapter.json        `artifact.AdapterJson`, with `v_dtype` and `svd` (how the factors were obtained).
+    """
+
+    payload_key = "v"
+
+    @classmethod
+    def initial(cls, config, plan: Plan, targets: list[Target]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """P (M, u, r, r), the group index (M,) and the zero v (groups, u) of a fresh adapter."""
+        raise NotImplementedError
+
+    def payload(self, v: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"v": v}
+
+    @classmethod
+    def unpayload(cls, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        return tensors["v"]
+
+    @classmethod
+    def create(cls, model: nn.Module, config, targets: list[Target], plan: Plan, base_fingerprint: str):
+        from tinyeval.adapters.artifact import target_fingerprints
+
+        state, info = build_state(model, config, plan, targets, target_fingerprints(model, targets), cls.initial)
+        return cls(model, config, plan, targets, base_fingerprint, state, info)
+
+    def write(self, out: Path, v_dtype: str = "float32") -> dict:
+        """`v_dtype="bfloat16"` stores the payload in bf16 (the frozen tensors stay fp32)."""
+        from safetensors.torch import save_file
+
+        if self.state.merged:
+            raise TinyevalError("unmerge the adapter before saving it")
+        if v_dtype not in _DTYPES:
+            raise TinyevalError(f"v_dtype must be one of {', '.join(_DTYPES)}, got {v_dtype!r}")
+        st = self.state
+        save_file(self.payload(st.v.detach().to(_DTYPES[v_dtype]).cpu().contiguous()), str(out / V_FILE))
+        frozen = {"P": st.P.cpu().contiguous(), "group": st.group.cpu().contiguous()}
+        for t, f in zip(self.targets, st.factors):
+            frozen[f"{t.name}.A"] = f.A.cpu().contiguous()
+            frozen[f"{t.name}.B"] = f.B.cpu().contiguous()
+        save_file(frozen, str(out / FROZEN_FILE))
+        return {"v_dtype": v_dtype, "svd": self.svd_info}
+
+    @classmethod
+    def load(cls, model: nn.Module, config, targets: list[Target], plan: Plan, meta, path: Path):
+        from tinyeval.adapters.artifact import read_tensors
+
+        frozen = read_tensors(path / FROZEN_FILE, ["P", "group"] + [f"{t.name}.{k}" for t in targets for k in "AB"])
+        v = cls.unpayload(read_tensors(path / V_FILE, [cls.payload_key]))
+        r, m = config.rank, len(targets)
+        shapes = {"v": (v, (plan.groups, plan.u)), "P": (frozen["P"], (m, plan.u, r, r)), "group": (frozen["group"], (m,))}
+        for t in targets:
+            shapes[f"{t.name}.A"] = (frozen[f"{t.name}.A"], (r, t.in_features))
+            shapes[f"{t.name}.B"] = (frozen[f"{t.name}.B"], (t.out_features, r))
+        bad = [f"{k} {tuple(x.shape)} (expected {want})" for k, (x, want) in shapes.items() if tuple(x.shape) != want]
+        if bad or not 0 <= int(frozen["group"].min()) <= int(frozen["group"].max()) < plan.groups:
+            raise TinyevalError(f"adapter {path}: tensors do not fit its plan: {'; '.join(bad) or 'group index'}")
+        factors = [Factors(frozen[f"{t.name}.A"], frozen[f"{t.name}.B"]) for t in targets]
+        device = model.get_submodule(targets[0].name).weight.device
+        state = LowRankState(v.float(), frozen["P"], frozen["group"], factors).to(device)
+        return cls(model, config, plan, targets, meta["base_fingerprint"], state, {"methods": {"artifact": 1}})
+
+
+class TinyLoraHandle(LowRankMethod):
+    """TinyLoRA: R = Σᵢ v[g, i] Pᵢ, one v (u,) per group of tied modules; u and tying from the budget."""
+
+    @classmethod
+    def check_config(cls, config) -> None:
+        if config.u is None and (config.params is None or config.params < 1):
+            raise TinyevalError(f"tinylora needs a trainable-parameter budget params >= 1, got {config.params}")
+
+    @classmethod
+    def cost(cls, targets: list[Target], config, total_params: int) -> Plan:
+        """(u, n_tie) from the budget `params` (the paper's rule: `planner.choose_tying`) unless both are set."""
+        if config.u is not None and config.n_tie is not None:
+            u, n_tie, groups = config.u, config.n_tie, TYING[config.tying](targets, config.n_tie)
+        else:
+            u, n_tie, groups = choose_tying(targets, config.params, config.tying)
+        members = tuple(tuple(targets[i].name for i in g) for g in groups)
+        return sized(config.method, config.rank, targets, len(groups) * u, u=u, n_tie=n_tie, groups=len(groups),
+                     tying=config.tying, members=members)
+
+    @classmethod
+    def initial(cls, config, plan: Plan, targets: list[Target]):
+        P = torch.stack([projections(config.seed, t.name, plan.u, config.rank) for t in targets])  # (M, u, r, r)
+        index = {name: g for g, names in enumerate(plan.members) for name in names}
+        return P, torch.tensor([index[t.name] for t in targets]), torch.zeros(plan.groups, plan.u)
+
+
+class LoraXsHandle(LowRankMethod):
+    """LoRA-XS: one untied trainable R = v[i].view(r, r) per module; saved as R (modules, r, r)."""
+
+    payload_key = "R"
+
+    @classmethod
+    def cost(cls, targets: list[Target], config, total_params: int) -> Plan:
+        r = config.rank
+        return sized(config.method, r, targets, len(targets) * r * r, u=r * r, n_tie=1, groups=len(targets))
+
+    @classmethod
+    def initial(cls, config, plan: Plan, targets: list[Target]):
+        r, m = config.rank, len(targets)
+        return unit_projections(r).expand(m, -1, -1, -1).clone(), torch.arange(m), torch.zeros(m, r * r)
+
+    def payload(self, v: torch.Tensor) -> dict[str, torch.Tensor]:
+        r = self.config.rank
+        return {"R": v.view(-1, r, r).contiguous()}
+
+    @classmethod
+    def unpayload(cls, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        return tensors["R"].flatten(1)

@@ -1,8 +1,9 @@
 """Which modules an adapter touches, how TinyLoRA ties them, and what that costs — from shapes alone.
 
 Works on any module tree, including a meta-device model (`tinyeval.models.meta_model`), so
-`tinyeval plan --model qwen2.5-7b` needs no weights. The same functions drive `attach`, so the plan printed
-is the adapter built.
+`tinyeval plan --model qwen2.5-7b` needs no weights. Each method's class prices its own adapter from these
+shapes (`cost`, e.g. `lowrank.TinyLora.cost` applies the budget rule below); `wiring.plan` and `attach` call
+the same `cost`, so the plan printed is the adapter built.
 
 Budget rule (paper, §"weight tying"): exhaust u before tying. With M adapted modules and budget N:
   N ≥ groups(1): no tying, u = N // groups(1);
@@ -108,47 +109,14 @@ def choose_tying(targets: list[Target], params: int, tying: str) -> tuple[int, i
                         f"got a budget of {params}")
 
 
-def _sized(method: str, rank: int, targets: list[Target], trainable: int, **kw) -> Plan:
+def sized(method: str, rank: int, targets: list[Target], trainable: int, **kw) -> Plan:
+    """A `Plan` whose byte sizes follow from the trainable count (fp32 and bf16)."""
     return Plan(method, rank, len(targets), trainable=trainable, bytes_fp32=4 * trainable,
                 bytes_bf16=2 * trainable, **kw)
 
 
-def plan_targets(targets: list[Target], method: str, params: int | None, tying: str, rank: int,
-                 total_params: int | None = None, u: int | None = None, n_tie: int | None = None) -> Plan:
-    """The plan for `method` on these modules; `total_params` (all model weights) is needed for "full".
-    TinyLoRA's (u, n_tie) come from the budget `params` unless both are given."""
-    if method == "tinylora":
-        if u is not None and n_tie is not None:
-            groups = TYING[tying](targets, n_tie)
-        else:
-            u, n_tie, groups = choose_tying(targets, params, tying)  # type: ignore[arg-type]
-        members = tuple(tuple(targets[i].name for i in g) for g in groups)
-        return _sized(method, rank, targets, len(groups) * u, u=u, n_tie=n_tie, groups=len(groups),
-                      tying=tying, members=members)
-    if method == "lora-xs":  # one trainable r×r matrix per module, no tying
-        return _sized(method, rank, targets, len(targets) * rank * rank, u=rank * rank, n_tie=1,
-                      groups=len(targets))
-    if method == "lora":  # B (out×r) and A (r×in) per module
-        return _sized(method, rank, targets, sum(rank * (t.in_features + t.out_features) for t in targets),
-                      u=None, n_tie=None, groups=None)
-    if method == "full":
-        return _sized(method, 0, targets, int(total_params or 0), u=None, n_tie=None, groups=None)
-    raise TinyevalError(f"unknown adapter method {method!r}")
-
-
-def plan(config, params: int | None = None, tying: str = "tiled", rank: int = 2, method: str = "tinylora",
-         target_modules: tuple[str, ...] | None = None) -> Plan:
-    """Plan an adapter for a model config (a transformers `PretrainedConfig`) without loading weights."""
-    from tinyeval.adapters.config import DEFAULT_TARGETS, AdapterConfig
-
-    cfg = AdapterConfig(method=method, params=params, rank=rank, tying=tying,
-                        target_modules=target_modules or DEFAULT_TARGETS)  # validates the arguments
-    targets, total = _shapes(config.to_json_string(), cfg.target_modules)
-    return plan_targets(list(targets), method, params, tying, rank, total)
-
-
 @functools.lru_cache(maxsize=32)
-def _shapes(config_json: str, target_modules: tuple[str, ...]) -> tuple[tuple[Target, ...], int]:
+def config_targets(config_json: str, target_modules: tuple[str, ...]) -> tuple[tuple[Target, ...], int]:
     """Targets and total parameter count of a config, from a meta-device model built once per config
     (a sweep plans many cells on the same model)."""
     from transformers import AutoConfig
@@ -158,10 +126,3 @@ def _shapes(config_json: str, target_modules: tuple[str, ...]) -> tuple[tuple[Ta
     data = json.loads(config_json)
     model = meta_model(AutoConfig.for_model(**data))
     return tuple(find_targets(model, target_modules)), sum(p.numel() for p in model.parameters())
-
-
-def plan_model(model, cfg) -> tuple[list[Target], Plan]:
-    """Targets and plan of an `AdapterConfig` on a loaded model (what `attach` builds)."""
-    targets = find_targets(model, cfg.target_modules)
-    total = sum(p.numel() for p in model.parameters())
-    return targets, plan_targets(targets, cfg.method, cfg.params, cfg.tying, cfg.rank, total, cfg.u, cfg.n_tie)

@@ -1,57 +1,59 @@
-"""`attach`: wire an adapter of any method onto a loaded model (the PEFT-style "model" part of the trio).
+"""The three entry points — `plan`, `attach`, `load_adapter` — for any method: each looks the method up in the
+registry (`registry.METHODS`) and lets its class do what only it knows (`cost`, `create`, `load`).
 
-Each method is one small function picked from `ATTACH`; they share the planner, the base-weight fingerprint
-and the handle interface.
+What every method shares happens here, once: finding the target modules, planning, freezing the model, the
+base fingerprint, and on load the artifact checks (`artifact`: metadata, file hashes, base weights, NaN).
+`plan` and `attach` call the same `cost`, so the plan printed is the adapter built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from pathlib import Path
 
 from torch import nn
 
-from tinyeval.adapters.config import AdapterConfig
+from tinyeval.adapters.artifact import base_fingerprint, check_base, check_finite, read_meta, verify_files
+from tinyeval.adapters.config import DEFAULT_TARGETS, AdapterConfig
 from tinyeval.adapters.handle import AdapterHandle
+from tinyeval.adapters.planner import Plan, Target, config_targets, find_targets
+from tinyeval.adapters.registry import method as method_class
 
 
-def _attach_lowrank(model: nn.Module, cfg: AdapterConfig) -> AdapterHandle:
-    from tinyeval.adapters.artifact import target_fingerprints, combine
-    from tinyeval.adapters.lowrank import LowRankHandle, build_state
-    from tinyeval.adapters.planner import plan_model
-
-    targets, p = plan_model(model, cfg)
-    prints = target_fingerprints(model, targets)
-    state, info = build_state(model, cfg, p, targets, prints)
-    base = combine(targets, target_fingerprints(model, targets, canonical=True))
-    return LowRankHandle(model, cfg, p, targets, base, state, info)
+def plan(config, params: int | None = None, tying: str = "tiled", rank: int = 2, method: str = "tinylora",
+         target_modules: tuple[str, ...] | None = None) -> Plan:
+    """Plan an adapter for a model config (a transformers `PretrainedConfig`) without loading weights."""
+    cfg = AdapterConfig(method=method, params=params, rank=rank, tying=tying,
+                        target_modules=target_modules or DEFAULT_TARGETS)  # validates the arguments
+    targets, total = config_targets(config.to_json_string(), cfg.target_modules)
+    return method_class(method).cost(list(targets), cfg, total)
 
 
-def _attach_lora(model: nn.Module, cfg: AdapterConfig) -> AdapterHandle:
-    from tinyeval.adapters.artifact import target_fingerprints, combine
-    from tinyeval.adapters.lora import LoraHandle, wrap_lora
-    from tinyeval.adapters.planner import plan_model
-
-    targets, p = plan_model(model, cfg)
-    base = combine(targets, target_fingerprints(model, targets, canonical=True))
-    return LoraHandle(wrap_lora(model, cfg), cfg, p, targets, base)
-
-
-def _attach_full(model: nn.Module, cfg: AdapterConfig) -> AdapterHandle:
-    from tinyeval.adapters.artifact import target_fingerprints, combine
-    from tinyeval.adapters.lora import FullHandle
-    from tinyeval.adapters.planner import plan_model
-
-    targets, p = plan_model(model, cfg)
-    base = combine(targets, target_fingerprints(model, targets, canonical=True))
-    model.requires_grad_(True)
-    return FullHandle(model, cfg, p, targets, base)
-
-
-ATTACH: dict[str, Callable[[nn.Module, AdapterConfig], AdapterHandle]] = {
-    "tinylora": _attach_lowrank, "lora-xs": _attach_lowrank, "lora": _attach_lora, "full": _attach_full}
+def plan_model(model: nn.Module, cfg: AdapterConfig) -> tuple[list[Target], Plan]:
+    """Targets and plan of an `AdapterConfig` on a loaded model (what `attach` builds)."""
+    targets = find_targets(model, cfg.target_modules)
+    total = sum(p.numel() for p in model.parameters())
+    return targets, method_class(cfg.method).cost(targets, cfg, total)
 
 
 def attach(model: nn.Module, config: AdapterConfig) -> AdapterHandle:
     """Attach an adapter to `model` in place and freeze everything that does not train."""
     model.requires_grad_(False)
-    return ATTACH[config.method](model, config)
+    targets, p = plan_model(model, config)
+    return method_class(config.method).create(model, config, targets, p, base_fingerprint(model, targets))
+
+
+def load_adapter(model: nn.Module, path: str | Path) -> AdapterHandle:
+    """Attach a saved adapter to `model` (which must hold the exact base weights) and return its handle.
+
+    Every way an artifact can be unusable — unreadable or incomplete metadata, a file missing, damaged or
+    edited, a different base model, NaN or inf in the trained parameters — is a one-line `TinyevalError`."""
+    path = Path(path)
+    meta = read_meta(path)
+    verify_files(path, meta)
+    cfg = AdapterConfig.from_dict(meta["config"])
+    model.requires_grad_(False)
+    targets, p = plan_model(model, cfg)
+    check_base(model, targets, meta, path)
+    handle = method_class(cfg.method).load(model, cfg, targets, p, meta, path)
+    check_finite(handle.trainable_parameters(), f"refusing to load adapter {path}")
+    return handle
