@@ -1,4 +1,5 @@
-"""No import loop inside tinyeval/adapters: every import statement counts, function-local and TYPE_CHECKING ones too."""
+"""No import loop inside tinyeval/adapters: every import statement counts, function-local and TYPE_CHECKING
+ones too."""
 
 import ast
 from pathlib import Path

@@ -1,9 +1,10 @@
-"""Tiny adapters behind one interface: TinyLoRA, LoRA-XS, LoRA (PEFT), full fine-tuning, and any registered method.
+"""Tiny adapters behind one interface: TinyLoRA, LoRA-XS, LoRA (PEFT), full fine-tuning, any registered method.
 
     from tinyeval.adapters import AdapterConfig, attach, load_adapter
     handle = attach(model, AdapterConfig(method="tinylora", params=13))
 
-The contract is `AdapterHandle` (handle.py); `plan(config, params, tying, rank)` sizes an adapter without weights.
+The contract is `AdapterHandle` (handle.py); `plan(config, params, tying, rank)` sizes an adapter without
+weights.
 A new method is one module (an `AdapterHandle` subclass, see handle.py) plus one line in `registry.METHODS`,
 or `register(name, cls)` at run time.
 Public names resolve on first use (PEP 562): importing the package, as the CLI does to register

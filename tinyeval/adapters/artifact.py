@@ -1,4 +1,4 @@
-"""What every saved adapter shares, whatever its method: `adapter.json`, the base fingerprint and an integrity hash.
+"""What every saved adapter shares, whatever its method: adapter.json, the base fingerprint, integrity hashes.
 
 An artifact is a directory: the method's own files (written by its class's `write`, e.g. `lowrank.py`'s
 v.safetensors + frozen.safetensors, PEFT's adapter directory for LoRA, the whole model for "full") plus
@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict
 
 from torch import Tensor, nn
 
-from tinyeval.adapters.planner import Target
+from tinyeval.adapters.planner import Plan, Target
 from tinyeval.errors import TinyevalError
 
 FORMAT = "tinyeval-adapter"
@@ -51,19 +52,8 @@ class ConfigJson(TypedDict):
     extra: dict[str, Any]
 
 
-class PlanJson(TypedDict):
-    """`Plan.row()`."""
-
-    method: str
-    rank: int
-    modules: int
-    u: int | None
-    n_tie: int | None
-    groups: int | None
-    trainable: int
-    bytes_fp32: int
-    bytes_bf16: int
-    tying: str | None
+# `Plan.row()`: the plan's fields but the per-group module lists (derived, so the two cannot drift apart)
+PlanJson = TypedDict("PlanJson", {f.name: f.type for f in fields(Plan) if f.name != "members"})
 
 
 class SvdJson(TypedDict, total=False):
@@ -142,7 +132,8 @@ def check_finite(params: Iterable[Tensor], what: str) -> None:
 
 
 def save(handle, out_dir: Path, **kwargs) -> Path:
-    """Write the artifact atomically: the method's files (`handle.write`), then adapter.json with their hashes."""
+    """Write the artifact atomically: the method's files (`handle.write`), then adapter.json with their
+    hashes."""
     from tinyeval.io import atomic_dir, write_json
 
     check_finite(handle.trainable_parameters(), f"refusing to save the adapter to {out_dir}")
@@ -200,11 +191,12 @@ def read_tensors(f: Path, keys: Iterable[str] = ()) -> dict[str, Tensor]:
     try:
         tensors = load_file(str(f))
     except (OSError, ValueError, RuntimeError, SafetensorError) as e:
-        raise TinyevalError(f"{f}: unreadable tensor file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") \
-            from None
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise TinyevalError(f"{f}: unreadable tensor file ({why})") from None
     missing = [k for k in keys if k not in tensors]
     if missing:
-        raise TinyevalError(f"{f}: missing tensor(s) {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        more = " ..." if len(missing) > 3 else ""
+        raise TinyevalError(f"{f}: missing tensor(s) {', '.join(missing[:3])}{more}")
     return tensors
 
 

@@ -312,8 +312,8 @@ class LowRankMethod(LowRankHandle):
     payload_key = "v"
 
     @classmethod
-    def initial(cls, config, plan: Plan, targets: list[Target]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """P (M, u, r, r), the group index (M,) and the zero v (groups, u) of a fresh adapter."""
+    def initial(cls, config, plan: Plan, targets: list[Target]):
+        """(P (M, u, r, r), the group index (M,), the zero v (groups, u)) of a fresh adapter."""
         raise NotImplementedError
 
     def payload(self, v: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -353,13 +353,14 @@ class LowRankMethod(LowRankHandle):
 
         frozen = read_tensors(path / FROZEN_FILE, ["P", "group"] + [f"{t.name}.{k}" for t in targets for k in "AB"])
         v = cls.unpayload(read_tensors(path / V_FILE, [cls.payload_key]))
-        r, m = config.rank, len(targets)
-        shapes = {"v": (v, (plan.groups, plan.u)), "P": (frozen["P"], (m, plan.u, r, r)), "group": (frozen["group"], (m,))}
+        r, m, group = config.rank, len(targets), frozen["group"]
+        shapes = {"v": (v, (plan.groups, plan.u)), "P": (frozen["P"], (m, plan.u, r, r)), "group": (group, (m,))}
         for t in targets:
             shapes[f"{t.name}.A"] = (frozen[f"{t.name}.A"], (r, t.in_features))
             shapes[f"{t.name}.B"] = (frozen[f"{t.name}.B"], (t.out_features, r))
-        bad = [f"{k} {tuple(x.shape)} (expected {want})" for k, (x, want) in shapes.items() if tuple(x.shape) != want]
-        if bad or not 0 <= int(frozen["group"].min()) <= int(frozen["group"].max()) < plan.groups:
+        bad = [f"{k} {tuple(x.shape)} (expected {want})" for k, (x, want) in shapes.items()
+               if tuple(x.shape) != want]
+        if bad or not 0 <= int(group.min()) <= int(group.max()) < plan.groups:
             raise TinyevalError(f"adapter {path}: tensors do not fit its plan: {'; '.join(bad) or 'group index'}")
         factors = [Factors(frozen[f"{t.name}.A"], frozen[f"{t.name}.B"]) for t in targets]
         device = model.get_submodule(targets[0].name).weight.device
