@@ -153,3 +153,15 @@ def test_resume_keeps_the_saved_settings_and_refuses_another_algorithm(tiny_llam
     assert summary["steps"] == saved["steps"] == 2 and saved["lr"] == GRPO["lr"]  # only the budget grows
     with pytest.raises(TinyevalError, match="--algo grpo"):
         run("sft", *build("sft", None, model=str(tiny_llama_dir)), out, resume=True, progress=False)
+
+
+def test_cli_resume_continues_an_sft_run_without_repeating_algo(tiny_llama_dir, data_root, tmp_path):
+    out = tmp_path / "sft"
+    args = ["train", "--model", str(tiny_llama_dir), "--task", "gsm8k", "--method", "lora", "--rank", "1",
+            "--steps", "1", "--limit", "4", "--prompts-per-step", "2", "--max-seq-tokens", "256",
+            "--eval-examples", "0", "--dtype", "float32", "--out", str(out)]
+    assert CliRunner().invoke(app, [*args, "--algo", "sft"]).exit_code == 0
+    result = CliRunner().invoke(app, ["train", "--out", str(out), "--resume", "--steps", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["algo"] == "sft" and summary["steps"] == 2

@@ -26,7 +26,8 @@ def train(
     params: Annotated[Optional[int], _opt("TinyLoRA trainable-parameter budget (e.g. 13).")] = None,
     rank: Annotated[Optional[int], _opt("SVD rank (tinylora, lora-xs) or LoRA rank.")] = None,
     tying: Annotated[Optional[str], _opt("TinyLoRA: which modules share v: tiled | structured.")] = None,
-    algo: Annotated[str, _opt("Training objective: grpo | sft (train/recipes.py).")] = "grpo",
+    algo: Annotated[Optional[str], _opt("Training objective: grpo | sft (train/recipes.py). Default: grpo, or on "
+                                        "--resume the run's own.")] = None,
     task: Annotated[Optional[str], _opt("gsm8k | math | arith | lsat_lr | lsat_rc | lsat_ar | legal_hearsay.")] = None,
     preset: Annotated[Optional[str], _opt("grpo: paper-gsm8k | paper-math | cpu; sft: paper-sft | cpu. "
                                           "Flags override it.")] = None,
@@ -75,6 +76,7 @@ def train(
     from tinyeval.train import recipes
 
     options = {k: v for k, v in ctx.params.items() if k not in RUN_FLAGS}
+    algo = algo or (recipes.saved_algo(out) if resume else None) or "grpo"
     summary = recipes.run(algo, *recipes.build(algo, preset, **options), out, resume=resume, progress=not as_json)
     final = summary.pop("final") or {}
     row = {**summary, **{k: round(final[k], 4) for k in ("reward_mean", "strict", "lenient", "loss")

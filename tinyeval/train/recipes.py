@@ -195,6 +195,15 @@ def _config_json(algo: str, loop: LoopConfig, objective: Any) -> dict:
     return {"algo": algo, "loop": dataclasses.asdict(loop), algo: dataclasses.asdict(objective)}
 
 
+def saved_algo(out: str | Path) -> str | None:
+    """The algorithm of the run in `out` (its config.json's "algo"), or None when there is none to read."""
+    try:
+        raw = json.loads((Path(out) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return raw.get("algo") if isinstance(raw, dict) and isinstance(raw.get("algo"), str) else None
+
+
 def _settings(out: Path, algo: str, loop: LoopConfig, objective: Any, resume: bool) -> tuple[LoopConfig, Any]:
     """The run's settings: on `resume` the saved ones (only the step budget may grow, so "train 20 more steps"
     works); otherwise the given ones, after checking that `out` holds no run yet."""
