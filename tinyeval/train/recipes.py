@@ -25,6 +25,7 @@ from typing import Any, TypedDict, get_args, get_origin, get_type_hints
 
 import torch
 
+from tinyeval import schema
 from tinyeval.adapters import AdapterConfig
 from tinyeval.errors import TinyevalError
 from tinyeval.io import write_json
@@ -207,8 +208,6 @@ def saved_algo(out: str | Path) -> str | None:
 def _settings(out: Path, algo: str, loop: LoopConfig, objective: Any, resume: bool) -> tuple[LoopConfig, Any]:
     """The run's settings: on `resume` the saved ones (only the step budget may grow, so "train 20 more steps"
     works); otherwise the given ones, after checking that `out` holds no run yet."""
-    from tinyeval import schema
-
     path = out / "config.json"
     if not resume:
         if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
