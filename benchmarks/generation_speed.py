@@ -62,14 +62,13 @@ def hf_worker(dtype: str, texts: list[str], new_tokens: int) -> dict:
 
 
 def vllm_worker(dtype: str, texts: list[str], new_tokens: int) -> dict:
-    from vllm import LLM, SamplingParams
+    from vllm import SamplingParams
 
-    from tinyeval.eval.backends import vllm_cpu_settings
     from tinyeval.models import embedded_model_dir
+    from tinyeval.vllm import make_llm
 
     t0 = time.perf_counter()
-    llm = LLM(model=str(embedded_model_dir()), dtype=dtype, enforce_eager=True, seed=0,
-              **vllm_cpu_settings())  # as tinyeval eval
+    llm = make_llm(embedded_model_dir(), dtype, seed=0, eager=True)  # as tinyeval eval
     load_s = time.perf_counter() - t0
     params = SamplingParams(temperature=0.0, max_tokens=new_tokens, min_tokens=new_tokens, ignore_eos=True)
     llm.generate(texts[:1], SamplingParams(max_tokens=2), use_tqdm=False)  # warm-up

@@ -130,15 +130,14 @@ def collect(args) -> tuple[dict, dict]:
 def train_seed(args, seed: int) -> None:
     """One seed: GRPO for `args.steps` steps (resuming if the run exists), then held-out greedy accuracy."""
     from tinyeval.io import write_json
-    from tinyeval.train.config import build
-    from tinyeval.train.grpo import run_grpo
+    from tinyeval.train import recipes
 
-    loop, grpo = build("cpu", steps=args.steps, seed=seed, params=args.params, lr=args.lr,
+    loop, grpo = recipes.build("grpo", "cpu", steps=args.steps, seed=seed, params=args.params, lr=args.lr,
                        prompts_per_step=args.prompts_per_step, group_size=args.group_size,
                        max_new_tokens=args.max_new_tokens, temperature=args.temperature, dtype=args.dtype,
                        checkpoint_every=5, threads=1)
     out = Path(args.runs) / f"seed{seed}"
-    summary = run_grpo(loop, grpo, out, resume=(out / "checkpoints").is_dir(), progress=False)
+    summary = recipes.run("grpo", loop, grpo, out, resume=(out / "checkpoints").is_dir(), progress=False)
     result = held_out_after(out, args)
     write_json(out / "held_out_after.json", result)
     print(f"seed {seed}: {summary['steps']} steps, {summary['seconds']:.0f}s, held-out after: {result}", flush=True)
@@ -146,18 +145,12 @@ def train_seed(args, seed: int) -> None:
 
 def held_out_after(run_dir: Path, args) -> dict:
     """Greedy accuracy of the trained adapter, reloaded from the run's saved adapter directory."""
+    from tinyeval.adapters import load_adapter
     from tinyeval.models import load_model
-    from tinyeval.train.policy import load_trained
 
     model, tok = load_model("smollm2-135m", dtype=args.dtype)
-    model = load_trained(model, run_dir / "adapter")
+    model = load_adapter(model, run_dir / "adapter").model
     return held_out_accuracy(model, tok, args.eval_n, args.max_new_tokens)
-
-
-def _adapter_impl() -> str:
-    from tinyeval.train.policy import adapters_available
-
-    return "tinyeval.adapters" if adapters_available() else "peft TinyLoraConfig (fallback)"
 
 
 def slope_ci(runs: dict[int, list[dict]], key: str = "reward_mean", n_boot: int = 4000) -> dict:
@@ -209,7 +202,7 @@ def write_results(args, base: dict, runs: dict[int, list[dict]], after: dict, se
         # supplementary: trend over all steps (reward per step), for the reward and its two parts
         "slope_per_step": {key: slope_ci(runs, key) for key in ("reward_mean", "strict", "lenient", "response_len")},
         "base_held_out_greedy": base, "held_out_greedy_after": after, "per_seed": per_seed,
-        "config": {"task": "arith", "method": "tinylora", "adapters": _adapter_impl(), **{k2: v for k2, v in vars(args).items() if k2 != "runs"}},
+        "config": {"task": "arith", "method": "tinylora", "adapters": "tinyeval.adapters", **{k2: v for k2, v in vars(args).items() if k2 != "runs"}},
         "curves": {s: [{k2: r[k2] for k2 in ("step", "reward_mean", "strict", "lenient", "response_len", "step_s")}
                        for r in recs] for s, recs in runs.items()},
         "seconds": seconds, "command": ".venv/bin/python benchmarks/grpo_learning.py " + " ".join(a for a in sys.argv[1:] if a != "--analyse"),

@@ -56,12 +56,12 @@ def _rate(step_seconds: list[float]) -> float:
 
 
 def worker_tinyeval(engine: str, steps: int, out: Path) -> dict:
-    from tinyeval.train.config import build
-    from tinyeval.train.grpo import run_grpo
+    from tinyeval.train import recipes
 
-    loop, grpo = build("cpu", steps=steps, engine=engine, checkpoint_every=1000, threads=THREADS, **SETTINGS)
+    loop, grpo = recipes.build("grpo", "cpu", steps=steps, engine=engine, checkpoint_every=1000, threads=THREADS,
+                               **SETTINGS)
     cpu = _cpu_s()
-    run_grpo(loop, grpo, out, progress=False)  # includes model load and adapter setup, as TRL's run does
+    recipes.run("grpo", loop, grpo, out, progress=False)  # includes model load and adapter setup, as TRL's run does
     cpu = _cpu_s() - cpu
     recs = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
     return {"step_s": [r["step_s"] for r in recs], "cpu_s_per_step_incl_setup": cpu / steps, "sync_bytes_per_step": statistics.fmean(r["sync_bytes"] for r in recs),
@@ -76,9 +76,9 @@ def worker_trl(use_vllm: bool, steps: int, out: Path) -> dict:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from tinyeval.adapters import DEFAULT_TARGETS as ALL_LINEAR
     from tinyeval.grading import grade_gsm8k
     from tinyeval.models import load_model
-    from tinyeval.train.policy import ALL_LINEAR
     from tinyeval.train.tasks import get_task
 
     torch.set_num_threads(THREADS)

@@ -41,13 +41,13 @@ def main() -> None:
     from tinyeval.audit.stats import paired_diff_ci
     from tinyeval.eval.run import EvalConfig, evaluate
     from tinyeval.io import write_json
-    from tinyeval.train import sft
+    from tinyeval.train import recipes
 
     work = Path(tempfile.mkdtemp(prefix="sft-learning-"))
     start = time.perf_counter()
-    loop, cfg = sft.build("cpu", steps=args.steps, eval_examples=args.heldout, eval_every=max(args.steps // 4, 1),
-                          seed=args.seed)
-    summary = sft.run_sft(loop, cfg, work / "train", progress=False)
+    loop, cfg = recipes.build("sft", "cpu", steps=args.steps, eval_examples=args.heldout,
+                              eval_every=max(args.steps // 4, 1), seed=args.seed)
+    summary = recipes.run("sft", loop, cfg, work / "train", progress=False)
     train_s = time.perf_counter() - start
 
     def accuracy(adapter: Path | None) -> dict:

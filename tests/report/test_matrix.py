@@ -75,10 +75,10 @@ def test_cells_run_then_cached_then_resumed(tiny_run, monkeypatch):
     (cell_dir / "cell.json").unlink()
     (cell_dir / "train" / "summary.json").unlink()
     resumed = []
-    from tinyeval.train import sft
+    from tinyeval.train import recipes
 
-    real = sft.run_sft
-    monkeypatch.setattr(sft, "run_sft", lambda *a, **k: resumed.append(k["resume"]) or real(*a, **k))
+    real = recipes.run
+    monkeypatch.setattr(recipes, "run", lambda *a, **k: resumed.append(k["resume"]) or real(*a, **k))
     cfg.train_overrides = {"steps": 3, "limit": 8}
     runner.run(cfg, sizes)
     assert resumed == [True]
@@ -98,3 +98,26 @@ def test_failed_cell_is_recorded_and_matrix_goes_on(tiny_run, monkeypatch):
     assert [c.status for c in results.cells] == ["done", "failed"]
     assert "simulated OOM" in results.cells[1].error
     assert "simulated OOM" in (cfg.out / "cells" / "tinylora-13-grpo" / "log.txt").read_text()
+
+
+def test_an_interrupted_cell_is_not_done(tiny_run, monkeypatch, tmp_path):
+    """A cell whose training was stopped by Ctrl-C (summary `interrupted`) resumes; a Ctrl-C stops the matrix."""
+    from tinyeval.train import recipes
+
+    cfg, _ = tiny_run
+    train_dir = tmp_path / "train"
+    (train_dir / "adapter").mkdir(parents=True)
+    (train_dir / "checkpoints" / "step-000001").mkdir(parents=True)
+    (train_dir / "summary.json").write_text(json.dumps({"interrupted": True, "steps": 1}))
+    calls = []
+
+    def fake_run(algo, loop, objective, out, resume=False, progress=True):
+        calls.append(resume)
+        return {"interrupted": len(calls) == 2, "steps": 2}
+
+    monkeypatch.setattr(recipes, "run", fake_run)
+    spec = cfg.cells[1]
+    assert runner._train(spec, cfg, train_dir) == train_dir / "adapter"
+    with pytest.raises(KeyboardInterrupt):
+        runner._train(spec, cfg, train_dir)
+    assert calls == [True, True]

@@ -12,37 +12,23 @@ import torch
 from tinyeval.errors import TinyevalError
 from tinyeval.grading import Grade
 from tinyeval.train import tasks as tasks_mod
-from tinyeval.train.config import build
 from tinyeval.train.loop import batch_indices
+from tinyeval.train.recipes import build, run
 from tinyeval.train.tasks import Task
-
-
-def _parity_rows(split, root):
-    return [(f"Say something about the number {i}.", str(i)) for i in range(12)]
-
-
-def _parity_grade(completion: str, gold) -> Grade:
-    """A reward a random model earns half the time: even character count (real advantages, real updates)."""
-    return Grade(len(completion) % 2 == 0, len(completion) % 3 == 0, None)
-
-
-@pytest.fixture
-def parity_task(monkeypatch):
-    monkeypatch.setitem(tasks_mod.TASKS, "parity", Task("parity", _parity_rows, _parity_grade))
 
 
 def _cfg(model_dir, **kw):
     base = dict(model=str(model_dir), method="lora", rank=2, task="parity", steps=4, prompts_per_step=2,
                 group_size=4, max_new_tokens=8, lr=5e-2, checkpoint_every=2, engine="hf", micro_batch=3,
                 dtype="float32", threads=1)
-    return build(None, **{**base, **kw})
+    return build("grpo", None, **{**base, **kw})
 
 
 def _trained(out) -> list[torch.Tensor]:
-    """The trainable tensors of the run's last checkpoint (whatever the adapter implementation)."""
-    from tinyeval.train.loop import latest_checkpoint
+    """The trainable tensors of the run's last checkpoint (whatever the adapter implementation), on the CPU."""
+    from tinyeval.train.loop import latest_checkpoint, read_checkpoint
 
-    return torch.load(latest_checkpoint(out), weights_only=False)["params"]
+    return read_checkpoint(latest_checkpoint(out))["params"]
 
 
 def test_data_order_is_a_function_of_seed_and_step():
@@ -53,13 +39,11 @@ def test_data_order_is_a_function_of_seed_and_step():
 
 
 def test_resume_reproduces_the_same_weights(tiny_llama_dir, parity_task, tmp_path):
-    from tinyeval.train.grpo import run_grpo
-
     straight, split = tmp_path / "straight", tmp_path / "split"
-    run_grpo(*_cfg(tiny_llama_dir), straight, progress=False)
-    run_grpo(*_cfg(tiny_llama_dir, steps=2), split, progress=False)
-    run_grpo(*_cfg(tiny_llama_dir, steps=4), split, resume=True, progress=False)
-    a, b = _trained(straight), _trained(split)
+    run("grpo", *_cfg(tiny_llama_dir), straight, progress=False)
+    run("grpo", *_cfg(tiny_llama_dir, steps=2), split, progress=False)
+    run("grpo", *_cfg(tiny_llama_dir, steps=4), split, resume=True, progress=False)
+    a, b = _trained(straight), _trained(split)  # both on the CPU: torch.equal across devices is never true
     assert len(a) == len(b) > 0
     assert any(not torch.equal(x, y) for x, y in zip(a, _trained_at_start(tiny_llama_dir)))  # it did train
     for x, y in zip(a, b):
@@ -76,26 +60,23 @@ def test_resume_reproduces_the_same_weights(tiny_llama_dir, parity_task, tmp_pat
 def _trained_at_start(model_dir) -> list[torch.Tensor]:
     from transformers import AutoModelForCausalLM
 
-    from tinyeval.train.policy import attach_adapter
+    from tinyeval.adapters import AdapterConfig, attach
 
     torch.manual_seed(0)
-    handle = attach_adapter(AutoModelForCausalLM.from_pretrained(model_dir), "lora", 13, 2, 0)
-    return [p.detach().clone() for p in handle.trainable_parameters()]
+    handle = attach(AutoModelForCausalLM.from_pretrained(model_dir), AdapterConfig(method="lora", params=13, rank=2))
+    return [p.detach().cpu().clone() for p in handle.trainable_parameters()]
 
 
 def test_existing_run_needs_resume(tiny_llama_dir, parity_task, tmp_path):
-    from tinyeval.train.grpo import run_grpo
-
-    run_grpo(*_cfg(tiny_llama_dir, steps=1, checkpoint_every=1), tmp_path / "r", progress=False)
+    run("grpo", *_cfg(tiny_llama_dir, steps=1, checkpoint_every=1), tmp_path / "r", progress=False)
     with pytest.raises(TinyevalError, match="--resume"):
-        run_grpo(*_cfg(tiny_llama_dir, steps=1), tmp_path / "r", progress=False)
+        run("grpo", *_cfg(tiny_llama_dir, steps=1), tmp_path / "r", progress=False)
     with pytest.raises(TinyevalError, match="no checkpoint|not found"):
-        run_grpo(*_cfg(tiny_llama_dir), tmp_path / "fresh", resume=True, progress=False)
+        run("grpo", *_cfg(tiny_llama_dir), tmp_path / "fresh", resume=True, progress=False)
 
 
 def test_ctrl_c_leaves_a_checkpoint(tiny_llama_dir, parity_task, tmp_path, monkeypatch):
     from tinyeval.train import grpo as grpo_mod
-    from tinyeval.train.grpo import run_grpo
 
     prepare = grpo_mod.GRPO.prepare
 
@@ -105,14 +86,13 @@ def test_ctrl_c_leaves_a_checkpoint(tiny_llama_dir, parity_task, tmp_path, monke
 
     monkeypatch.setattr(grpo_mod.GRPO, "prepare", interrupted)
     out = tmp_path / "run"
-    summary = run_grpo(*_cfg(tiny_llama_dir, steps=4, checkpoint_every=100), out, progress=False)
+    summary = run("grpo", *_cfg(tiny_llama_dir, steps=4, checkpoint_every=100), out, progress=False)
     assert summary["steps"] == 1  # finished the step in flight, then stopped
-    assert (out / "checkpoints" / "step-000001.pt").is_file() and (out / "adapter").is_dir()
+    assert summary["interrupted"] and summary["total_steps"] == 4
+    assert (out / "checkpoints" / "step-000001").is_dir() and (out / "adapter").is_dir()
 
 
 def test_nan_reward_empty_completion_and_long_prompt_warn(tiny_llama_dir, tmp_path, monkeypatch):
-    from tinyeval.train.grpo import run_grpo
-
     def rows(split, root):
         return [("short prompt", "1"), ("long " * 400, "2"), ("another short one", "3")]
 
@@ -123,8 +103,8 @@ def test_nan_reward_empty_completion_and_long_prompt_warn(tiny_llama_dir, tmp_pa
 
     monkeypatch.setitem(tasks_mod.TASKS, "edgy", Task("edgy", rows, grade))
     with pytest.warns(RuntimeWarning) as caught:
-        summary = run_grpo(*_cfg(tiny_llama_dir, task="edgy", steps=2, max_prompt_tokens=64), tmp_path / "e",
-                           progress=False)
+        summary = run("grpo", *_cfg(tiny_llama_dir, task="edgy", steps=2, max_prompt_tokens=64), tmp_path / "e",
+                      progress=False)
     messages = " ".join(str(w.message) for w in caught)
     assert "longer than max_prompt_tokens" in messages and "NaN" in messages
     assert summary["steps"] == 2 and summary["final"]["invalid_rewards"] > 0
@@ -133,7 +113,7 @@ def test_nan_reward_empty_completion_and_long_prompt_warn(tiny_llama_dir, tmp_pa
 def test_empty_completion_collates_with_a_warning(smollm2_dir):
     from transformers import AutoTokenizer
 
-    from tinyeval.train.rollout import collate
+    from tinyeval.train.rollout.tokens import collate
 
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
     with pytest.warns(RuntimeWarning, match="empty completion"):
@@ -159,12 +139,12 @@ def test_cli_train_runs_and_rejects_bad_options(tiny_llama_dir, parity_task, tmp
 
 
 def test_presets_validate_and_flags_override():
-    loop, grpo = build("paper-gsm8k")
+    loop, grpo = build("grpo", "paper-gsm8k")
     assert (loop.prompts_per_step, grpo.group_size, grpo.max_new_tokens, grpo.kl_coef) == (64, 4, 4096, 0.0)
     assert 2e-4 in loop.lr_sweep and grpo.eps_high == 0.4
-    loop, grpo = build("paper-math", group_size=16)
+    loop, grpo = build("grpo", "paper-math", group_size=16)
     assert (grpo.group_size, grpo.kl_coef, grpo.max_prompt_tokens, grpo.max_new_tokens) == (16, 0.001, 1024, 3072)
     with pytest.raises(TinyevalError):
-        build("nope")
+        build("grpo", "nope")
     with pytest.raises(TinyevalError):
-        build("cpu", group_size=1)
+        build("grpo", "cpu", group_size=1)

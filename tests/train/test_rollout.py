@@ -19,7 +19,7 @@ def tiny(tiny_llama_dir):
 
 
 def test_hf_engine_batches_and_masks(tiny):
-    from tinyeval.train.rollout import HFEngine
+    from tinyeval.train.rollout.hf import HFEngine
 
     model, tok = tiny
     torch.manual_seed(0)
@@ -35,12 +35,12 @@ def test_hf_engine_batches_and_masks(tiny):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_hf_engine_generates_merged_and_restores_base_bits(tiny, dtype):
     """Rollouts see the adapter (greedy tokens = the unmerged model's), and the base weights come back bit for bit."""
-    from tinyeval.train.policy import attach_adapter
-    from tinyeval.train.rollout import HFEngine
+    from tinyeval.adapters import AdapterConfig, attach
+    from tinyeval.train.rollout.hf import HFEngine
 
     model, tok = tiny
     model = model.to(dtype)
-    handle = attach_adapter(model, "tinylora", 3, 2, 0)
+    handle = attach(model, AdapterConfig(method="tinylora", params=3, rank=2))
     with torch.no_grad():
         handle.state.v.copy_(torch.tensor([[40.0], [-60.0], [30.0]]))
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -66,18 +66,6 @@ def test_hf_engine_generates_merged_and_restores_base_bits(tiny, dtype):
         assert got.tolist() == ref[i, enc["input_ids"].shape[1]:][: len(got)].tolist()
 
 
-def test_hf_engine_takes_the_peft_fallback_handle(tiny):
-    """The PEFT fallback handles speak the same interface: rollouts run with them, adapter left unmerged."""
-    from tinyeval.train.policy import PeftTinyLoraHandle
-    from tinyeval.train.rollout import HFEngine
-
-    model, tok = tiny
-    handle = PeftTinyLoraHandle(model, 3, 2, 0)
-    ro = HFEngine(handle.model, tok, batch_size=2, handle=handle).generate(["a b c", "d"], max_new_tokens=3,
-                                                                            temperature=0.0)
-    assert len(ro.texts) == 2 and int(ro.completion_mask.sum()) == ro.tokens > 0
-
-
 def test_trainer_logprobs_match_generate_scores(tiny):
     """token_logprobs (one forward, left padding, position ids from the mask) == generate's own scores."""
     from tinyeval.train.grpo import token_logprobs
@@ -94,16 +82,15 @@ def test_trainer_logprobs_match_generate_scores(tiny):
     torch.testing.assert_close(got, expect, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("impl", ["seam", "peft-fallback"])
-def test_exported_lora_reproduces_the_adapter(tiny, tiny_llama_dir, tmp_path, impl):
+def test_exported_lora_reproduces_the_adapter(tiny, tiny_llama_dir, tmp_path):
     """What the vLLM engine is sent (a rank-r PEFT LoRA) computes the same function as the trained adapter."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from tinyeval.train.policy import PeftTinyLoraHandle, attach_adapter
+    from tinyeval.adapters import AdapterConfig, attach
 
     model, _ = tiny
-    handle = attach_adapter(model, "tinylora", 3, 2, 0) if impl == "seam" else PeftTinyLoraHandle(model, 3, 2, 0)
+    handle = attach(model, AdapterConfig(method="tinylora", params=3, rank=2))
     with torch.no_grad():
         for p in handle.trainable_parameters():
             p.normal_(0, 0.5)
@@ -118,17 +105,36 @@ def test_exported_lora_reproduces_the_adapter(tiny, tiny_llama_dir, tmp_path, im
     torch.testing.assert_close(served, trained, atol=1e-4, rtol=1e-4)
 
 
+def test_engine_choice_follows_what_the_adapter_can_export(tiny, tiny_llama_dir):
+    """vLLM is sized from the rank of the LoRA the handle exports; a handle without a LoRA form (full fine-tuning)
+    gets HF generate with a warning, decided by the handle's own refusal, not by its method's name."""
+    from transformers import AutoModelForCausalLM
+
+    from tinyeval.adapters import AdapterConfig, attach
+    from tinyeval.train.config import GRPOConfig
+    from tinyeval.train.rollout.engines import lora_rank, make_engine
+    from tinyeval.train.rollout.hf import HFEngine
+
+    model, tok = tiny
+    assert lora_rank(attach(model, AdapterConfig(method="lora", rank=3))) == 3
+    full = attach(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), AdapterConfig(method="full"))
+    assert lora_rank(full) is None
+    with pytest.warns(RuntimeWarning, match="no LoRA form"):
+        engine = make_engine(GRPOConfig(engine="vllm"), full, tok, "unused: HF needs no model directory")
+    assert isinstance(engine, HFEngine)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm not installed")
 def test_vllm_engine_syncs_a_lora_each_step(tiny_llama_vllm_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tinyeval.train.policy import attach_adapter
-    from tinyeval.train.rollout_vllm import VLLMEngine
+    from tinyeval.adapters import AdapterConfig, attach
+    from tinyeval.train.rollout.vllm import VLLMEngine
 
     tok = AutoTokenizer.from_pretrained(tiny_llama_vllm_dir, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_vllm_dir, dtype=torch.float32)
-    handle = attach_adapter(model, "tinylora", 3, 2, 0)
+    handle = attach(model, AdapterConfig(method="tinylora", params=3, rank=2))
     engine = VLLMEngine(tiny_llama_vllm_dir, tok, rank=2, dtype="float32", max_model_len=128, sync="lora")
     try:
         sync = engine.sync(handle, 0)
@@ -148,13 +154,13 @@ def test_vllm_merge_sync_serves_the_trained_policy(tiny_llama_vllm_dir):
     adapter, and a later sync starts from the base weights again (nothing accumulates)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from tinyeval.adapters import AdapterConfig, attach
     from tinyeval.train.grpo import token_logprobs
-    from tinyeval.train.policy import attach_adapter
-    from tinyeval.train.rollout_vllm import VLLMEngine
+    from tinyeval.train.rollout.vllm import VLLMEngine
 
     tok = AutoTokenizer.from_pretrained(tiny_llama_vllm_dir, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_vllm_dir, dtype=torch.float32)
-    handle = attach_adapter(model, "tinylora", 3, 2, 0)
+    handle = attach(model, AdapterConfig(method="tinylora", params=3, rank=2))
     engine = VLLMEngine(tiny_llama_vllm_dir, tok, rank=2, dtype="float32", max_model_len=128, sync="merge")
 
     def gap(ro) -> float:
@@ -186,7 +192,7 @@ def test_vllm_merge_sync_serves_the_trained_policy(tiny_llama_vllm_dir):
 
 def test_merge_layout_stacks_modules_as_the_engine_does():
     """q/k/v land in one qkv_proj, gate/up in gate_up_proj (in that order); other modules stand alone."""
-    from tinyeval.train.vllm_merge import engine_layout
+    from tinyeval.train.rollout.vllm_merge import engine_layout
 
     packed = {"qkv_proj": ["q_proj", "k_proj", "v_proj"], "gate_up_proj": ["gate_proj", "up_proj"]}
     layout = engine_layout(["model.layers.0.self_attn.v_proj", "model.layers.0.mlp.down_proj",
@@ -204,7 +210,7 @@ def test_merge_reads_peft_scaling(tmp_path, rslora, scale):
 
     from safetensors.torch import save_file
 
-    from tinyeval.train.vllm_merge import read_lora
+    from tinyeval.train.rollout.vllm_merge import read_lora
 
     (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 4, "lora_alpha": 8, "use_rslora": rslora}))
     a, b = torch.randn(4, 6), torch.randn(5, 4)

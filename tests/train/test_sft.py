@@ -5,6 +5,7 @@ import torch
 
 from tinyeval.errors import TinyevalError
 from tinyeval.train import sft
+from tinyeval.train.recipes import build, run
 
 
 @pytest.fixture(scope="module")
@@ -71,16 +72,18 @@ def test_unknown_sft_task(tokenizer):
 
 
 def _final_params(out):
-    return torch.load(sorted((out / "checkpoints").glob("step-*.pt"))[-1], weights_only=False)["params"]
+    from tinyeval.train.loop import latest_checkpoint, read_checkpoint
+
+    return read_checkpoint(latest_checkpoint(out))["params"]
 
 
 def test_resume_reproduces_the_same_adapter(tiny_llama_dir, tmp_path, data_root):
     opts = dict(model=str(tiny_llama_dir), task="gsm8k", method="lora", rank=1, limit=12, prompts_per_step=3,
                 micro_batch=2, lr=1e-2, max_seq_tokens=256, eval_examples=0, checkpoint_every=1, dtype="float32")
     straight, split = tmp_path / "straight", tmp_path / "split"
-    sft.run_sft(*sft.build(steps=4, **opts), straight, progress=False)
-    sft.run_sft(*sft.build(steps=2, **opts), split, progress=False)
-    summary = sft.run_sft(*sft.build(steps=4, **opts), split, resume=True, progress=False)
+    run("sft", *build("sft", steps=4, **opts), straight, progress=False)
+    run("sft", *build("sft", steps=2, **opts), split, progress=False)
+    summary = run("sft", *build("sft", steps=4, **opts), split, resume=True, progress=False)
     assert summary["steps"] == 4
     for a, b in zip(_final_params(straight), _final_params(split)):
         assert torch.equal(a, b)

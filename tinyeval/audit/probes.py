@@ -19,7 +19,6 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -249,11 +248,12 @@ def load_probe_model(config: ProbeConfig) -> Model:
 
     served = model_dir(config.model)
     if config.adapter:
-        from tinyeval.eval.backends import merged_checkpoint
+        from tinyeval.vllm import merged_checkpoint
 
         scratch = tempfile.mkdtemp(prefix="tinyeval-probe-merged-")
         atexit.register(shutil.rmtree, scratch, True)
-        served = merged_checkpoint(config.model, Path(config.adapter), config.dtype, Path(scratch))
+        base, base_tok = load_model(config.model, dtype=config.dtype)
+        served = merged_checkpoint(load_adapter(base, config.adapter).merged_model(), base_tok, scratch)
     dtype = str(next(hf.parameters()).dtype).removeprefix("torch.")
     return Model(hf, tok, vllm_generate(served, dtype), "vllm")
 

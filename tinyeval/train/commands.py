@@ -1,4 +1,8 @@
-"""`tinyeval train`: every knob of the loop and of the objective, on top of a preset. Light on imports."""
+"""`tinyeval train`: every knob of the loop, the adapter and the objective, on top of a preset. Light on imports.
+
+The options are handed to `recipes.build` by name (click's parsed parameters, minus the run's own flags), which
+routes each to the dataclass that owns it and refuses names it does not know.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tinyeval.errors import TinyevalError
-
-ALGOS = ("grpo", "sft")  # one loop skeleton, two objectives
+RUN_FLAGS = ("out", "algo", "preset", "resume", "as_json")  # how to run, not what to train: not config fields
 
 
 def _opt(help: str, flag: str | None = None):
@@ -16,12 +18,16 @@ def _opt(help: str, flag: str | None = None):
 
 
 def train(
+    ctx: typer.Context,
     out: Annotated[str, _opt("Run directory: config.json, records.jsonl, checkpoints/, adapter/.")],
     model: Annotated[Optional[str], _opt("Model alias, hub id or directory (default smollm2-135m).")] = None,
-    method: Annotated[Optional[str], _opt("Adapter: tinylora | lora-xs | lora | full.")] = None,
+    method: Annotated[Optional[str], _opt("Adapter method, any name tinyeval.adapters registers (tinylora, lora, "
+                                          "...).")] = None,
     params: Annotated[Optional[int], _opt("TinyLoRA trainable-parameter budget (e.g. 13).")] = None,
     rank: Annotated[Optional[int], _opt("SVD rank (tinylora, lora-xs) or LoRA rank.")] = None,
-    algo: Annotated[str, _opt("Training objective: grpo | sft.")] = "grpo",
+    tying: Annotated[Optional[str], _opt("TinyLoRA: which modules share v: tiled | structured.")] = None,
+    algo: Annotated[Optional[str], _opt("Training objective: grpo | sft (train/recipes.py). Default: grpo, or on "
+                                        "--resume the run's own.")] = None,
     task: Annotated[Optional[str], _opt("gsm8k | math | arith | lsat_lr | lsat_rc | lsat_ar | legal_hearsay.")] = None,
     preset: Annotated[Optional[str], _opt("grpo: paper-gsm8k | paper-math | cpu; sft: paper-sft | cpu. "
                                           "Flags override it.")] = None,
@@ -66,20 +72,17 @@ def train(
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
     """Train an adapter with tinyeval's own GRPO (rollouts, verifiable rewards) or SFT (gold solutions)."""
-    if algo not in ALGOS:
-        raise TinyevalError(f"--algo must be one of {', '.join(ALGOS)}, got '{algo}'")
-    knobs = {k: v for k, v in locals().items() if k not in ("out", "algo", "preset", "resume", "as_json")}
-    from tinyeval.console import emit
+    from tinyeval.console import emit, err_console
+    from tinyeval.train import recipes
 
-    if algo == "sft":
-        from tinyeval.train.sft import build as build_sft, run_sft
-
-        summary = run_sft(*build_sft(preset, **knobs), out, resume=resume, progress=not as_json)
-    else:
-        from tinyeval.train.config import build
-        from tinyeval.train.grpo import run_grpo
-
-        summary = run_grpo(*build(preset, **knobs), out, resume=resume, progress=not as_json)
+    options = {k: v for k, v in ctx.params.items() if k not in RUN_FLAGS}
+    algo = algo or (recipes.saved_algo(out) if resume else None) or "grpo"
+    summary = recipes.run(algo, *recipes.build(algo, preset, **options), out, resume=resume, progress=not as_json)
     final = summary.pop("final") or {}
-    row = {**summary, **{k: round(final[k], 4) for k in ("reward_mean", "strict", "lenient", "loss") if k in final}}
+    row = {**summary, **{k: round(final[k], 4) for k in ("reward_mean", "strict", "lenient", "loss")
+                         if isinstance(final.get(k), float)}}
     emit([row], "tinyeval train", as_json)
+    if summary["interrupted"]:
+        err_console.print(f"interrupted at step {summary['steps']} of {summary['total_steps']}; "
+                          f"`tinyeval train --out {out} --resume` continues")
+        raise typer.Exit(130)

@@ -1,20 +1,24 @@
-"""Training configuration: the loop's knobs, the GRPO objective's knobs, and named presets.
+"""Training configuration: the loop's knobs (with the adapter's), each objective's knobs, and named presets.
 
-Two dataclasses because the loop skeleton is shared by every objective (GRPO now, SFT next) while the
-objective's knobs are its own. A preset is a dict of field overrides; the CLI overrides on top of it, and
-`build` routes each key to whichever dataclass owns that field.
+One dataclass per concern, because the loop skeleton is shared by every objective (GRPO, SFT) while an
+objective's knobs are its own. `LoopConfig.adapter` is a `tinyeval.adapters.AdapterConfig` passed to the
+adapter layer unchanged (method, params, rank, tying, ...): the method is whatever the adapters registry knows,
+validated there, never listed here. A preset is a dict of field overrides; the CLI overrides on top of it, and
+`recipes.build` routes each key to the dataclass that owns the field.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
+from tinyeval.adapters import AdapterConfig
 from tinyeval.errors import TinyevalError
 from tinyeval.train.loss import ADVANTAGE_SCALES, AGGREGATIONS
-from tinyeval.train.policy import METHODS
 from tinyeval.train.rewards import REWARDS
 
 PAPER_LR_SWEEP = (1e-7, 5e-7, 1e-6, 5e-6, 1e-5, 1e-4, 2e-4)  # TinyLoRA paper, GSM8K: best LR per update size
+DEFAULT_ADAPTER = dict(method="tinylora", params=13, rank=2)  # the paper's headline: 13 trainable parameters
 
 
 @dataclass
@@ -22,9 +26,7 @@ class LoopConfig:
     """What every objective's training loop needs: model, adapter, data order, optimizer, records."""
 
     model: str = "smollm2-135m"  # alias, hub id or local directory
-    method: str = "tinylora"  # adapter: tinylora | lora-xs | lora | full
-    params: int | None = 13  # TinyLoRA trainable-parameter budget
-    rank: int = 2  # SVD rank (tinylora, lora-xs) or LoRA rank
+    adapter: AdapterConfig = field(default_factory=lambda: AdapterConfig(**DEFAULT_ADAPTER))  # seeded by `seed`
     task: str = "gsm8k"  # a name in tasks.TASKS
     steps: int | None = None  # optimizer-loop steps (None: `epochs` passes over the training prompts)
     epochs: float = 1.0  # used only when `steps` is None
@@ -43,9 +45,9 @@ class LoopConfig:
     data_root: str | None = None
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise TinyevalError(f"--method must be one of {', '.join(METHODS)}, got '{self.method}'")
-        positive = dict(prompts_per_step=self.prompts_per_step, micro_batch=self.micro_batch, rank=self.rank,
+        if self.adapter.seed != self.seed:  # one seed per run: adapter init, data order, sampling
+            self.adapter = dataclasses.replace(self.adapter, seed=self.seed)
+        positive = dict(prompts_per_step=self.prompts_per_step, micro_batch=self.micro_batch,
                         checkpoint_every=self.checkpoint_every, lr=self.lr, epochs=self.epochs)
         for name, value in positive.items():
             if value is None or value <= 0:
@@ -74,7 +76,7 @@ class GRPOConfig:
     kl_coef: float = 0.0  # k3 KL against the base model (adapter disabled)
     tis_cap: float = 2.0
     inner_epochs: int = 1  # mu: optimizer passes over each rollout batch
-    engine: str = "auto"  # hf | vllm | auto (vllm on a GPU, hf on CPU: see rollout.make_engine)
+    engine: str = "auto"  # hf | vllm | auto (vllm on a GPU, hf on CPU: see rollout.engines.make_engine)
     vllm_sync: str = "auto"  # lora (a new LoRARequest) | merge (into the engine's weights) | auto: merge on CPU
     gen_batch: int = 32  # HF generate batch size
 
@@ -91,7 +93,7 @@ class GRPOConfig:
             raise TinyevalError("--max-new-tokens, --inner-epochs and --tis-cap must be > 0, --temperature >= 0")
 
 
-PRESETS: dict[str, dict] = {
+GRPO_PRESETS: dict[str, dict] = {
     # The paper's GSM8K runs (verl fork settings): 64 prompts x 4 samples, 4,096 new tokens, no KL,
     # 3 epochs, clip 0.2 / 0.4, token-mean, TIS cap 2, warm-up 5%, temperature 1. Sweep `lr_sweep`.
     "paper-gsm8k": dict(task="gsm8k", prompts_per_step=64, group_size=4, max_new_tokens=4096, kl_coef=0.0,
@@ -111,9 +113,30 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def build(preset: str | None = None, **overrides) -> tuple[LoopConfig, GRPOConfig]:
-    """Preset values, then non-None `overrides`, each routed to the dataclass that owns the field."""
-    from tinyeval.train import recipe
+@dataclass
+class SFTConfig:
+    """The SFT objective's own knobs (the loop's are in `LoopConfig`)."""
 
-    cfgs = recipe.build({"loop": LoopConfig, "grpo": GRPOConfig}, PRESETS, preset, **overrides)
-    return cfgs["loop"], cfgs["grpo"]
+    max_seq_tokens: int = 1024  # prompt + target; longer examples are skipped and counted
+    keep_annotations: bool = False  # keep GSM8K's <<expr=value>> calculator annotations in the targets
+    eval_every: int = 0  # held-out loss every N steps (0: only at the end of the run)
+    eval_examples: int = 64  # held-out examples for that loss (the task's test split, first N)
+
+    def __post_init__(self) -> None:
+        if self.max_seq_tokens < 8:
+            raise TinyevalError(f"--max-seq-tokens must be >= 8, got {self.max_seq_tokens}")
+        if self.eval_every < 0 or self.eval_examples < 0:
+            raise TinyevalError("--eval-every and --eval-examples must be >= 0")
+
+
+SFT_PRESETS: dict[str, dict] = {
+    # The paper gives no SFT hyper-parameters beyond "same budgets as RL" (Fig. 2); these mirror its GSM8K
+    # GRPO runs: 64 examples per step, 3 epochs, the same learning-rate sweep, 5% warm-up.
+    "paper-sft": dict(task="gsm8k", prompts_per_step=64, epochs=3.0, lr=1e-5, lr_sweep=PAPER_LR_SWEEP,
+                      warmup_ratio=0.05, max_seq_tokens=2048),
+    # This CPU: SmolLM2 + LoRA r1 on GSM8K train, 16 steps of 8 examples (fp32: bf16 matmuls are slower on this
+    # CPU); meant to finish in <= 10 minutes with the held-out evaluations (see BENCHMARKS.md sft_learning).
+    "cpu": dict(model="smollm2-135m", task="gsm8k", method="lora", rank=1, prompts_per_step=8, micro_batch=8,
+                steps=16, lr=2e-3, max_seq_tokens=384, checkpoint_every=8, eval_every=8, eval_examples=16,
+                threads=2, dtype="float32"),
+}

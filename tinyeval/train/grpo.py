@@ -1,4 +1,4 @@
-"""GRPO as an objective for the shared loop, and `run_grpo`, the recipe that wires it up.
+"""GRPO as an objective for the shared loop (`recipes.py` wires it up: `tinyeval train --algo grpo`).
 
 Departures from the paper's verl fork, on purpose: rollouts default to HF generate on CPU (measured
 faster here than vLLM with a LoRA); with HF generate the old-policy log-probs are computed in the
@@ -12,16 +12,40 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import NotRequired
 
 import torch
 
 from tinyeval.errors import TinyevalError
 from tinyeval.train.config import GRPOConfig, LoopConfig
+from tinyeval.train.loop import StepRecord
 from tinyeval.train.loss import MICRO_WEIGHTS, LossConfig, advantages, grpo_loss
 from tinyeval.train.rewards import score
 from tinyeval.train.tasks import Task
 from tinyeval.train.types import Example, Trajectory
+
+
+class GRPORecord(StepRecord):
+    """A GRPO step in records.jsonl: the loop's fields plus rollout, reward, loss and sync statistics."""
+
+    reward_mean: float  # over the step's valid rewards
+    reward_std: float
+    strict: float  # fraction graded right in the requested format
+    lenient: float  # fraction with the right answer anywhere
+    invalid_rewards: int  # non-finite rewards, left out of the advantages
+    response_len: float  # mean completion tokens
+    truncated_frac: float  # completions that hit max_new_tokens
+    gen_tokens: int
+    gen_s: float
+    gen_tok_per_s: float
+    ref_s: float  # old-policy / reference log-prob passes
+    clip_frac: float
+    is_ratio_mean: float
+    is_ratio_max: float
+    is_capped_frac: float
+    kl: NotRequired[float]  # only with --kl-coef > 0
+    sync_bytes: int  # what the weight sync shipped to the rollout engine
+    sync_s: float
 
 
 def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_completion: int,
@@ -132,7 +156,7 @@ class GRPO:
         return {"sync_bytes": sync.bytes, "sync_s": sync.seconds}
 
 
-# ---- the recipe ---------------------------------------------------------------------------------------
+# ---- data ---------------------------------------------------------------------------------------------
 
 def load_examples(task: Task, tokenizer, loop: LoopConfig, max_prompt_tokens: int) -> list[Example]:
     """The task's training prompts, minus (with a warning) those longer than `max_prompt_tokens`."""
@@ -147,38 +171,3 @@ def load_examples(task: Task, tokenizer, loop: LoopConfig, max_prompt_tokens: in
         raise TinyevalError(f"task '{task.name}': every prompt is longer than --max-prompt-tokens {max_prompt_tokens}")
     return keep
 
-
-def run_grpo(loop: LoopConfig, grpo: GRPOConfig, out: str | Path, resume: bool = False,
-             progress: bool = True) -> dict:
-    """Load the model, attach the adapter, train with GRPO, save the adapter; returns the run summary."""
-    from tinyeval.io import write_json
-    from tinyeval.models import default_device, load_model
-    from tinyeval.train import recipe
-    from tinyeval.train.loop import run_loop
-    from tinyeval.train.policy import attach_adapter
-    from tinyeval.train.rollout import make_engine
-    from tinyeval.train.tasks import get_task
-
-    out = Path(out)
-    saved = recipe.prepare_out(out, {"loop": loop, "grpo": grpo}, resume)
-    loop, grpo = saved["loop"], saved["grpo"]
-    if loop.threads:
-        torch.set_num_threads(loop.threads)
-    task = get_task(loop.task)
-    model, tokenizer = load_model(loop.model, dtype=loop.dtype, device=default_device())
-    torch.manual_seed(loop.seed)  # adapter init (e.g. LoRA's A) is a function of the seed, not of RNG history
-    handle = attach_adapter(model, loop.method, loop.params, loop.rank, loop.seed)
-    examples = load_examples(task, tokenizer, loop, grpo.max_prompt_tokens)
-    engine = make_engine(grpo, handle, tokenizer, loop.model)
-    objective = GRPO(handle, tokenizer, engine, task, grpo, loop.micro_batch)
-    start = time.perf_counter()
-    try:
-        records = run_loop(objective, handle.trainable_parameters(), examples, loop, out, resume, progress)
-    finally:
-        getattr(engine, "close", lambda: None)()
-    handle.save(out / "adapter")
-    summary = {"out": str(out), "steps": records[-1]["step"] if records else 0, "engine": engine.name,
-               "trainable": handle.num_trainable, "seconds": time.perf_counter() - start,
-               "final": records[-1] if records else None}
-    write_json(out / "summary.json", summary)
-    return summary

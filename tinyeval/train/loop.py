@@ -1,10 +1,14 @@
-"""The training loop skeleton shared by every objective (GRPO now; SFT plugs in the same way).
+"""The training loop skeleton shared by every objective (GRPO, SFT).
 
 An objective prepares a batch (GRPO: rollouts, rewards, advantages; SFT: tokenised targets) as a list of
 micro-batches, returns each micro-batch's already-weighted loss, and hears about every optimizer update
 (GRPO: weight sync to the rollout engine). The loop owns everything else: data order, optimizer and
 schedule, gradient accumulation and clipping, per-step JSONL records, a progress bar, checkpoints, a
-bit-for-bit `resume`, and a Ctrl-C that finishes the current step and leaves a usable checkpoint.
+bit-for-bit `resume`, and a Ctrl-C that finishes the current step, leaves a usable checkpoint and reports
+the run as interrupted.
+
+Checkpoints are safetensors (every tensor) plus JSON (everything else, RNG states included), never a pickle:
+a checkpoint directory handed to `--resume` is data, and loading it cannot run code.
 
 Data order is a pure function of (seed, step): step s takes positions s*B .. s*B+B-1 of an endless
 sequence of per-epoch permutations, so resuming needs no data-loader state, only the step.
@@ -15,20 +19,33 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import signal
 import time
+import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterator, NotRequired, Protocol, TypedDict
 
 import numpy as np
 import torch
 
 from tinyeval.errors import TinyevalError
-from tinyeval.io import atomic_path, write_jsonl
+from tinyeval.io import append_jsonl, atomic_dir, dumps_json, read_jsonl, write_jsonl
 from tinyeval.train.config import LoopConfig
+
+
+class StepRecord(TypedDict):
+    """One row of records.jsonl: what the loop records for every step; objectives extend it with their stats
+    (`grpo.GRPORecord`, `sft.SFTRecord`)."""
+
+    step: int  # steps completed, 1-based
+    lr: float  # the learning rate this step used
+    loss: float | None  # the step's loss (summed over micro-batches; null when not finite)
+    grad_norm: NotRequired[float | None]  # before clipping; absent when clipping is off
+    step_s: float
 
 
 class Objective(Protocol):
@@ -72,6 +89,8 @@ def total_steps(cfg: LoopConfig, n_examples: int) -> int:
 
 # ---- checkpoints --------------------------------------------------------------------------------------
 
+CHECKPOINT_FORMAT = 1  # state.json's "format": raise it when the layout changes
+
 @dataclass
 class TrainState:
     params: list[torch.nn.Parameter]
@@ -82,7 +101,11 @@ class TrainState:
 
 
 def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    """Every RNG the run draws from; numpy's and Python's as JSON values, torch's as uint8 tensors."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {"torch": torch.get_rng_state(), "python": [version, list(internal), gauss_next],
+             "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(gauss)]}
     if torch.cuda.is_available():  # HF generate samples on the model's device
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -92,30 +115,93 @@ def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+
+
+def _split(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """`obj` as JSON values, its tensors moved to `tensors` and named; dict keys and tuples keep their types
+    (an optimizer's state is keyed by int, AdamW's betas are a tuple)."""
+    if isinstance(obj, torch.Tensor):
+        name = f"t{len(tensors)}"
+        tensors[name] = obj.detach().cpu().contiguous()
+        return {"tensor": name}
+    if isinstance(obj, dict):
+        return {"dict": [[k, _split(v, tensors)] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"tuple": [_split(v, tensors) for v in obj]}
+    if isinstance(obj, list):
+        return [_split(v, tensors) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"a checkpoint holds tensors and JSON values, not {type(obj).__name__}")
+
+
+def _join(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """The inverse of `_split`."""
+    if isinstance(obj, list):
+        return [_join(v, tensors) for v in obj]
+    if isinstance(obj, dict):
+        if "tensor" in obj:
+            return tensors[obj["tensor"]]
+        if "tuple" in obj:
+            return tuple(_join(v, tensors) for v in obj["tuple"])
+        return {k: _join(v, tensors) for k, v in obj["dict"]}
+    return obj
 
 
 def save_checkpoint(out: Path, state: TrainState, keep: int = 2) -> Path:
-    """Everything a bit-for-bit resume needs, written atomically; keeps the newest `keep` checkpoints."""
-    path = out / "checkpoints" / f"step-{state.step:06d}.pt"
-    blob = {"step": state.step, "params": [p.detach().clone() for p in state.params],
-            "optimizer": state.optimizer.state_dict(), "scheduler": state.scheduler.state_dict(),
-            "rng": _rng_state()}
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
-    for old in sorted((out / "checkpoints").glob("step-*.pt"))[:-keep]:
-        old.unlink()
+    """Everything a bit-for-bit resume needs, written atomically; keeps the newest `keep` checkpoints.
+
+    checkpoints/step-NNNNNN/ holds tensors.safetensors and state.json (the structure, naming its tensors)."""
+    from safetensors.torch import save_file
+
+    path = out / "checkpoints" / f"step-{state.step:06d}"
+    tensors: dict[str, torch.Tensor] = {}
+    blob = _split({"step": state.step, "params": list(state.params), "optimizer": state.optimizer.state_dict(),
+                   "scheduler": state.scheduler.state_dict(), "rng": _rng_state()}, tensors)
+    with atomic_dir(path) as tmp:
+        save_file(tensors, str(tmp / "tensors.safetensors"))
+        (tmp / "state.json").write_text(dumps_json({"format": CHECKPOINT_FORMAT, "state": blob}, indent=None))
+    for old in _checkpoints(out)[:-keep]:
+        shutil.rmtree(old)
     return path
 
 
+def _checkpoints(out: Path) -> list[Path]:
+    folder = out / "checkpoints"
+    pickled = sorted(folder.glob("*.pt")) + sorted(folder.glob("*.pkl")) if folder.is_dir() else []
+    if pickled:
+        raise TinyevalError(f"{pickled[0]} is a pickled checkpoint (written by an older tinyeval, or planted): "
+                            "it is not loaded, since unpickling can run code; start a new run with another --out")
+    return sorted(p for p in folder.glob("step-*") if p.is_dir()) if folder.is_dir() else []
+
+
 def latest_checkpoint(out: Path) -> Path | None:
-    found = sorted((out / "checkpoints").glob("step-*.pt"))
+    found = _checkpoints(out)
     return found[-1] if found else None
 
 
+def read_checkpoint(path: Path) -> dict:
+    """A checkpoint's contents (step, params, optimizer, scheduler, rng); tensors on the CPU. Reads safetensors
+    and JSON only; anything else in their place is refused with a TinyevalError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        raw = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        if raw.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"unknown checkpoint format {raw.get('format')!r}")
+        return _join(raw["state"], load_file(str(path / "tensors.safetensors")))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError, SafetensorError) as e:
+        raise TinyevalError(f"checkpoint {path} is unreadable ({type(e).__name__}: {str(e)[:200]}); "
+                            "delete it to resume from an earlier one") from None
+
+
 def load_checkpoint(path: Path, state: TrainState) -> None:
-    blob = torch.load(path, weights_only=False)
+    blob = read_checkpoint(path)
     if len(blob["params"]) != len(state.params) or any(
             a.shape != b.shape for a, b in zip(blob["params"], state.params)):
         raise TinyevalError(f"checkpoint {path} does not match this adapter's trainable parameters")
@@ -164,16 +250,24 @@ def _mean_stats(rows: list[dict]) -> dict:
 
 
 def _records(out: Path, upto: int) -> list[dict]:
+    """The records of steps up to the checkpoint being resumed (a torn last line is dropped with a warning)."""
     path = out / "records.jsonl"
     if not path.is_file():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_jsonl(path, warn=lambda message: warnings.warn(message, RuntimeWarning, stacklevel=3))
     return [r for r in rows if r["step"] <= upto]
 
 
+@dataclass
+class LoopResult:
+    records: list[dict]  # this run's step records, resumed ones included
+    total_steps: int  # the steps the run is configured for
+    interrupted: bool  # Ctrl-C stopped it before `total_steps`
+
+
 def run_loop(objective: Objective, params: list[torch.nn.Parameter], examples: Sequence[Any], cfg: LoopConfig,
-             out: Path, resume: bool = False, progress: bool = True) -> list[dict]:
-    """Train until `cfg.steps` (or `cfg.epochs`); returns this run's step records (resumed ones included)."""
+             out: Path, resume: bool = False, progress: bool = True) -> LoopResult:
+    """Train until `cfg.steps` (or `cfg.epochs`) or a Ctrl-C; a checkpoint is written either way."""
     steps = total_steps(cfg, len(examples))
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, int(cfg.warmup_ratio * steps)) if cfg.warmup_ratio > 0 else 0
@@ -187,17 +281,15 @@ def run_loop(objective: Objective, params: list[torch.nn.Parameter], examples: S
         torch.manual_seed(cfg.seed), random.seed(cfg.seed), np.random.seed(cfg.seed)
     records = _records(out, state.step) if resume else []
     write_jsonl(out / "records.jsonl", records)  # drops records of steps after the checkpoint
-    with graceful_interrupt() as stop, _progress(progress, steps, state.step) as bar, \
-            open(out / "records.jsonl", "a", encoding="utf-8") as log:
+    with graceful_interrupt() as stop, _progress(progress, steps, state.step) as bar:
         while state.step < steps and not stop.requested:
             record = _one_step(objective, state, examples, cfg)
             records.append(record)
-            log.write(json.dumps(record) + "\n")
-            log.flush()
+            append_jsonl(out / "records.jsonl", record)  # one whole, flushed line per step
             bar(record)
             if state.step % cfg.checkpoint_every == 0 or state.step == steps or stop.requested:
                 save_checkpoint(out, state)
-    return records
+    return LoopResult(records, steps, state.step < steps)
 
 
 def _one_step(objective: Objective, state: TrainState, examples: Sequence[Any], cfg: LoopConfig) -> dict:

@@ -21,33 +21,25 @@ import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import NotRequired
 
 import torch
 
 from tinyeval import data
 from tinyeval.errors import TinyevalError
 from tinyeval.generation import chat_prompt
-from tinyeval.train.config import PAPER_LR_SWEEP
+from tinyeval.train.config import SFTConfig
+from tinyeval.train.loop import StepRecord
 from tinyeval.train.tasks import GSM8K_SUFFIX, MATH_SUFFIX
 
 IGNORE = -100  # label of tokens that carry no loss (prompt and padding), torch's cross-entropy default
 
 
-@dataclass
-class SFTConfig:
-    """The SFT objective's own knobs (the loop's are in `LoopConfig`)."""
+class SFTRecord(StepRecord):
+    """An SFT step in records.jsonl: the loop's fields plus the step's target tokens and held-out loss."""
 
-    max_seq_tokens: int = 1024  # prompt + target; longer examples are skipped and counted
-    keep_annotations: bool = False  # keep GSM8K's <<expr=value>> calculator annotations in the targets
-    eval_every: int = 0  # held-out loss every N steps (0: only at the end of the run)
-    eval_examples: int = 64  # held-out examples for that loss (the task's test split, first N)
-
-    def __post_init__(self) -> None:
-        if self.max_seq_tokens < 8:
-            raise TinyevalError(f"--max-seq-tokens must be >= 8, got {self.max_seq_tokens}")
-        if self.eval_every < 0 or self.eval_examples < 0:
-            raise TinyevalError("--eval-every and --eval-examples must be >= 0")
+    target_tokens: int
+    heldout_loss: NotRequired[float]  # every --eval-every steps
 
 
 # ---- targets: (user message, gold completion) per task -------------------------------------------------
@@ -202,62 +194,3 @@ class SFT:
             nll, n = completion_nll(self.handle.model, micro)
             total, tokens = total + float(nll) * n, tokens + n
         return total / max(tokens, 1)
-
-
-# ---- presets and the recipe ---------------------------------------------------------------------------
-
-SFT_PRESETS: dict[str, dict] = {
-    # The paper gives no SFT hyper-parameters beyond "same budgets as RL" (Fig. 2); these mirror its GSM8K
-    # GRPO runs: 64 examples per step, 3 epochs, the same learning-rate sweep, 5% warm-up.
-    "paper-sft": dict(task="gsm8k", prompts_per_step=64, epochs=3.0, lr=1e-5, lr_sweep=PAPER_LR_SWEEP,
-                      warmup_ratio=0.05, max_seq_tokens=2048),
-    # This CPU: SmolLM2 + LoRA r1 on GSM8K train, 16 steps of 8 examples (fp32: bf16 matmuls are slower on this
-    # CPU); meant to finish in <= 10 minutes with the held-out evaluations (see BENCHMARKS.md sft_learning).
-    "cpu": dict(model="smollm2-135m", task="gsm8k", method="lora", rank=1, prompts_per_step=8, micro_batch=8,
-                steps=16, lr=2e-3, max_seq_tokens=384, checkpoint_every=8, eval_every=8, eval_examples=16,
-                threads=2, dtype="float32"),
-}
-
-
-def build(preset: str | None = None, **overrides) -> tuple:
-    """(LoopConfig, SFTConfig) from an SFT preset and CLI overrides."""
-    from tinyeval.train import recipe
-    from tinyeval.train.config import LoopConfig
-
-    cfgs = recipe.build({"loop": LoopConfig, "sft": SFTConfig}, SFT_PRESETS, preset, **overrides)
-    return cfgs["loop"], cfgs["sft"]
-
-
-def run_sft(loop, cfg: SFTConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
-    """Load the model, attach the adapter, train on gold solutions, save the adapter; returns the summary."""
-    import time
-
-    from tinyeval.io import write_json
-    from tinyeval.models import default_device, load_model
-    from tinyeval.train import recipe
-    from tinyeval.train.loop import run_loop
-    from tinyeval.train.policy import attach_adapter
-
-    out = Path(out)
-    saved = recipe.prepare_out(out, {"loop": loop, "sft": cfg}, resume)
-    loop, cfg = saved["loop"], saved["sft"]
-    if loop.threads:
-        torch.set_num_threads(loop.threads)
-    model, tokenizer = load_model(loop.model, dtype=loop.dtype, device=default_device())
-    torch.manual_seed(loop.seed)  # adapter init (LoRA's A) must not depend on what ran before in this process
-    handle = attach_adapter(model, loop.method, loop.params, loop.rank, loop.seed)
-    train, counts = load_sft_examples(loop.task, tokenizer, "train", cfg, loop.data_root, loop.limit)
-    heldout = load_sft_examples(loop.task, tokenizer, "test", cfg, loop.data_root, cfg.eval_examples)[0] \
-        if cfg.eval_examples else []
-    objective = SFT(handle, tokenizer, loop.micro_batch, heldout, cfg.eval_every)
-    start = time.perf_counter()
-    before = objective.heldout_loss() if heldout and not resume else None  # the base model's loss
-    records = run_loop(objective, handle.trainable_parameters(), train, loop, out, resume, progress)
-    after = objective.heldout_loss() if heldout else None
-    handle.save(out / "adapter")
-    summary = {"out": str(out), "algo": "sft", "steps": records[-1]["step"] if records else 0,
-               "trainable": handle.num_trainable, "seconds": time.perf_counter() - start, **counts,
-               "heldout_loss_before": before, "heldout_loss_after": after,
-               "final": records[-1] if records else None}
-    write_json(out / "summary.json", summary)
-    return summary

@@ -1,4 +1,5 @@
-"""Typed containers passed between rollout, reward, loss and loop: one GRPO batch as tensors.
+"""Typed containers passed between rollout, reward, loss and loop: one GRPO batch as tensors, and the rollout
+engine's interface.
 
 Shapes use N = prompts × G completions (N rows, prompt-major: rows g*G .. g*G+G-1 are one group),
 P = padded prompt length (left-padded), T = padded completion length (right-padded).
@@ -6,7 +7,9 @@ P = padded prompt length (left-padded), T = padded completion length (right-padd
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
@@ -50,3 +53,26 @@ class Trajectory:
     @property
     def prompt_len(self) -> int:
         return self.input_ids.shape[1] - self.completion_mask.shape[1]
+
+
+@dataclass
+class SyncStats:
+    """What one weight sync cost: bytes shipped to the engine and wall seconds."""
+
+    bytes: int
+    seconds: float
+
+
+class RolloutEngine(Protocol):
+    """Samples completions for a list of prompts; after each optimizer step it is told about the new policy."""
+
+    name: str
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int, temperature: float, top_p: float) -> Rollouts:
+        ...
+
+    def sync(self, handle, step: int) -> SyncStats:
+        ...
+
+    def close(self) -> None:
+        ...

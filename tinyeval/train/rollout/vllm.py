@@ -9,10 +9,9 @@ LoRA path decodes several times slower, that is the default. vLLM reports the sa
 itself; the trainer's own log-probs differ slightly (kernels, bf16), and truncated importance sampling
 corrects that.
 
-Full fine-tuning has no LoRA form; CPU vLLM repacks linear weights after loading and cannot reload them in
-place, so a full-FT run falls back to HF generate (with a warning). Sampling uses the engine's seed, not a
-per-request seed (per-request seeds crash CPU sampling), so a vLLM run is reproducible from its start but
-a `--resume` is not bit-for-bit (the engine's RNG state cannot be saved); HF generate's is.
+Sampling uses the engine's seed, not a per-request seed (per-request seeds crash CPU sampling), so a vLLM run is
+reproducible from its start but a `--resume` is not bit-for-bit (the engine's RNG state cannot be saved); HF
+generate's is. Which adapters can be served this way is decided in `engines.py`.
 """
 
 from __future__ import annotations
@@ -20,20 +19,19 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from tinyeval.train.rollout import HFEngine, SyncStats, collate, cut_at_eos
-from tinyeval.train.types import Rollouts
+from tinyeval.train.rollout.tokens import collate, cut_at_eos
+from tinyeval.train.types import Rollouts, SyncStats
 
 
 def resolve_sync(sync: str) -> str:
     """"auto": merge on CPU (vLLM's CPU LoRA path is the slow part of a step), a LoRARequest on GPUs."""
-    import torch
+    from tinyeval.vllm import on_cpu
 
     if sync == "auto":
-        return "lora" if torch.cuda.is_available() else "merge"
+        return "merge" if on_cpu() else "lora"
     return sync
 
 
@@ -42,40 +40,21 @@ class VLLMEngine:
 
     def __init__(self, model_dir: str | Path, tokenizer, rank: int, seed: int = 0, dtype: str = "bfloat16",
                  max_model_len: int = 2048, sync: str = "auto", **llm_kwargs) -> None:
-        from vllm import LLM
-
-        from tinyeval.eval.backends import vllm_cpu_settings, vllm_lora_rank
+        from tinyeval.vllm import make_llm, vllm_lora_rank
 
         self.mode = resolve_sync(sync)
         if self.mode == "lora":
             llm_kwargs.update(enable_lora=True, max_lora_rank=vllm_lora_rank(rank), max_loras=1, max_cpu_loras=2)
         else:
-            llm_kwargs["worker_extension_cls"] = "tinyeval.train.vllm_merge.MergeLoRA"
+            llm_kwargs["worker_extension_cls"] = "tinyeval.train.rollout.vllm_merge.MergeLoRA"
         self.tokenizer = tokenizer
         self.model_dir = str(model_dir)
-        self.llm = LLM(model=self.model_dir, tokenizer=self.model_dir, enforce_eager=True, dtype=dtype, seed=seed,
-                       max_model_len=max_model_len, logprobs_mode="processed_logprobs",
-                       **vllm_cpu_settings(), **llm_kwargs)
+        self.llm = make_llm(self.model_dir, dtype, seed=seed, eager=True, tokenizer=self.model_dir,
+                            max_model_len=max_model_len, logprobs_mode="processed_logprobs", **llm_kwargs)
         self.eos = {tokenizer.eos_token_id}
         self.lora = None
         self._dir = Path(tempfile.mkdtemp(prefix="tinyeval-lora-"))
         self._last: Path | None = None
-
-    @classmethod
-    def for_handle(cls, handle, tokenizer, model_name: str, cfg):
-        """An engine serving `handle`'s base model with its adapter (HF generate for full fine-tuning)."""
-        from tinyeval.models import default_dtype, model_dir
-
-        adapter_cfg = getattr(handle, "config", None)
-        if getattr(adapter_cfg, "method", None) == "full":
-            warnings.warn("full fine-tuning cannot sync weights into CPU vLLM in place; using HF generate",
-                          RuntimeWarning, stacklevel=2)
-            return HFEngine(handle.model, tokenizer, cfg.gen_batch, handle)
-        rank = getattr(adapter_cfg, "rank", None) or getattr(handle, "rank", 2)
-        engine = cls(model_dir(model_name), tokenizer, rank, dtype=default_dtype(),
-                     max_model_len=cfg.max_prompt_tokens + cfg.max_new_tokens, sync=cfg.vllm_sync)
-        engine.sync(handle, 0)
-        return engine
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int, temperature: float = 1.0,
                  top_p: float = 1.0) -> Rollouts:

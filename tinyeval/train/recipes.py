@@ -1,0 +1,266 @@
+"""Training recipes: `RECIPES` holds what differs per algorithm, `run` does everything around the loop, once.
+
+    tinyeval train --algo sft --preset cpu --out runs/sft      # = run("sft", *build("sft", "cpu"), "runs/sft")
+
+A recipe names its objective's config dataclass, its presets, a `setup` that builds the objective and its
+training examples from the loaded model, and the schemas of its step records and summary. `run` does the rest,
+the same for every algorithm: read the settings (on `--resume` from the run's config.json, so a resumed run
+continues with exactly the settings it started with), load the model, attach the adapter, load the data, and
+only then create the run directory (a run refused for a bad model or data root leaves nothing behind), run the
+loop, save the adapter and summary.json.
+
+Run directory: config.json (`config_schema`), records.jsonl (one `Recipe.record` per step), checkpoints/,
+adapter/ (`handle.save`), summary.json (`Recipe.summary`; `interrupted` is true after a Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict, get_args, get_origin, get_type_hints
+
+import torch
+
+from tinyeval import schema
+from tinyeval.adapters import AdapterConfig
+from tinyeval.errors import TinyevalError
+from tinyeval.io import write_json
+from tinyeval.train.config import (
+    DEFAULT_ADAPTER,
+    GRPO_PRESETS,
+    SFT_PRESETS,
+    GRPOConfig,
+    LoopConfig,
+    SFTConfig,
+)
+from tinyeval.train.grpo import GRPORecord
+from tinyeval.train.loop import Objective
+from tinyeval.train.sft import SFTRecord
+
+# ---- what a recipe provides ---------------------------------------------------------------------------
+
+@dataclass
+class Context:
+    """What a recipe's setup is handed: the settings, the model with its adapter attached, the tokenizer."""
+
+    loop: LoopConfig
+    objective: Any  # the recipe's config dataclass (GRPOConfig, SFTConfig)
+    handle: Any  # the attached adapter (`tinyeval.adapters.AdapterHandle`); handle.model is the model
+    tokenizer: Any
+    resume: bool
+
+
+@dataclass
+class Prepared:
+    """A recipe's objective and training examples, plus its own summary fields and clean-up."""
+
+    objective: Objective
+    examples: Sequence[Any]
+    finish: Callable[[], dict] = dict  # summary fields of this recipe, computed once training stopped
+    close: Callable[[], None] = lambda: None
+
+
+class Summary(TypedDict):
+    """summary.json: written when a run stops, finished or interrupted."""
+
+    out: str
+    algo: str
+    steps: int  # steps completed
+    total_steps: int  # steps the run is configured for
+    interrupted: bool  # stopped by Ctrl-C before total_steps: `--resume` continues it
+    trainable: int  # trainable parameters, counted as the paper counts them
+    seconds: float  # the training loop's wall time in this process
+    final: dict[str, Any] | None  # the last records.jsonl row (the recipe's `record` schema)
+
+
+class GRPOSummary(Summary):
+    engine: str  # the rollout engine that ran (hf | vllm)
+
+
+class SFTSummary(Summary):
+    examples: int  # training examples read
+    skipped_empty: int
+    skipped_too_long: int
+    heldout_loss_before: float | None  # the base model's held-out loss (null on --resume or without held-out)
+    heldout_loss_after: float | None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    config: type  # the objective's config dataclass; its section in config.json is the recipe's name
+    presets: dict[str, dict]
+    setup: Callable[[Context], Prepared]
+    record: type  # TypedDict of a records.jsonl row
+    summary: type  # TypedDict of summary.json
+
+
+def _grpo(ctx: Context) -> Prepared:
+    from tinyeval.train.grpo import GRPO, load_examples
+    from tinyeval.train.rollout.engines import make_engine
+    from tinyeval.train.tasks import get_task
+
+    task = get_task(ctx.loop.task)
+    examples = load_examples(task, ctx.tokenizer, ctx.loop, ctx.objective.max_prompt_tokens)
+    engine = make_engine(ctx.objective, ctx.handle, ctx.tokenizer, ctx.loop.model)
+    objective = GRPO(ctx.handle, ctx.tokenizer, engine, task, ctx.objective, ctx.loop.micro_batch)
+    return Prepared(objective, examples, lambda: {"engine": engine.name}, engine.close)
+
+
+def _sft(ctx: Context) -> Prepared:
+    from tinyeval.train.sft import SFT, load_sft_examples
+
+    loop, cfg = ctx.loop, ctx.objective
+    train, counts = load_sft_examples(loop.task, ctx.tokenizer, "train", cfg, loop.data_root, loop.limit)
+    heldout = load_sft_examples(loop.task, ctx.tokenizer, "test", cfg, loop.data_root, cfg.eval_examples)[0] \
+        if cfg.eval_examples else []
+    objective = SFT(ctx.handle, ctx.tokenizer, loop.micro_batch, heldout, cfg.eval_every)
+    before = objective.heldout_loss() if heldout and not ctx.resume else None  # the base model's loss
+
+    def finish() -> dict:
+        return {**counts, "heldout_loss_before": before,
+                "heldout_loss_after": objective.heldout_loss() if heldout else None}
+
+    return Prepared(objective, train, finish)
+
+
+RECIPES: dict[str, Recipe] = {
+    "grpo": Recipe(GRPOConfig, GRPO_PRESETS, _grpo, GRPORecord, GRPOSummary),
+    "sft": Recipe(SFTConfig, SFT_PRESETS, _sft, SFTRecord, SFTSummary),
+}
+
+
+def recipe(algo: str) -> Recipe:
+    if algo not in RECIPES:
+        raise TinyevalError(f"--algo must be one of {', '.join(RECIPES)}, got '{algo}'")
+    return RECIPES[algo]
+
+
+# ---- settings: options -> dataclasses -> config.json and back ------------------------------------------
+
+def build(algo: str, preset: str | None = None, **options) -> tuple[LoopConfig, Any]:
+    """(LoopConfig, the recipe's config): preset values, then the non-None `options`, each routed to the
+    dataclass that owns the field; adapter fields (method, params, rank, tying, ...) go to `LoopConfig.adapter`
+    unchanged, and are validated there."""
+    r = recipe(algo)
+    if preset is not None and preset not in r.presets:
+        raise TinyevalError(f"unknown {algo} preset '{preset}'; known: {', '.join(r.presets)}")
+    values = {**(r.presets[preset] if preset else {}), **{k: v for k, v in options.items() if v is not None}}
+    owners = {f.name: "adapter" for f in dataclasses.fields(AdapterConfig) if f.name not in ("seed", "extra")}
+    owners |= {f.name: "loop" for f in dataclasses.fields(LoopConfig) if f.name != "adapter"}
+    owners |= {f.name: "objective" for f in dataclasses.fields(r.config)}
+    unknown = set(values) - set(owners)
+    if unknown:
+        raise TinyevalError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    routed: dict[str, dict] = {"adapter": {}, "loop": {}, "objective": {}}
+    for key, value in values.items():
+        routed[owners[key]][key] = value
+    adapter = AdapterConfig(**{**DEFAULT_ADAPTER, **routed["adapter"]})
+    return LoopConfig(**routed["loop"], adapter=adapter), r.config(**routed["objective"])
+
+
+def json_schema(cls: type) -> type:
+    """The TypedDict of config dataclass `cls` as config.json holds it (`dataclasses.asdict`, then JSON): tuples
+    become lists, a nested dataclass its own schema. Derived, so it cannot drift from the dataclass."""
+    def as_json(tp: Any) -> Any:
+        if dataclasses.is_dataclass(tp):
+            return json_schema(tp)
+        return list[get_args(tp)[0]] if get_origin(tp) is tuple else tp
+
+    hints = get_type_hints(cls)
+    return TypedDict(f"{cls.__name__}JSON", {f.name: as_json(hints[f.name]) for f in dataclasses.fields(cls)})
+
+
+def config_schema(algo: str) -> type:
+    """The TypedDict of a run's config.json: {"algo", "loop": LoopConfig, <algo>: the recipe's config}."""
+    return TypedDict("ConfigFile", {"algo": str, "loop": json_schema(LoopConfig), algo: json_schema(recipe(algo).config)})
+
+
+def _from_json(cls: type, raw: dict) -> Any:
+    """Rebuild config dataclass `cls` from its JSON form (the inverse of `dataclasses.asdict` + JSON)."""
+    hints = get_type_hints(cls)
+
+    def value(name: str, v: Any) -> Any:
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            return _from_json(tp, v)
+        return tuple(v) if get_origin(tp) is tuple else v
+
+    return cls(**{k: value(k, v) for k, v in raw.items()})
+
+
+def _config_json(algo: str, loop: LoopConfig, objective: Any) -> dict:
+    return {"algo": algo, "loop": dataclasses.asdict(loop), algo: dataclasses.asdict(objective)}
+
+
+def saved_algo(out: str | Path) -> str | None:
+    """The algorithm of the run in `out` (its config.json's "algo"), or None when there is none to read."""
+    try:
+        raw = json.loads((Path(out) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return raw.get("algo") if isinstance(raw, dict) and isinstance(raw.get("algo"), str) else None
+
+
+def _settings(out: Path, algo: str, loop: LoopConfig, objective: Any, resume: bool) -> tuple[LoopConfig, Any]:
+    """The run's settings: on `resume` the saved ones (only the step budget may grow, so "train 20 more steps"
+    works); otherwise the given ones, after checking that `out` holds no run yet."""
+    path = out / "config.json"
+    if not resume:
+        if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
+            raise TinyevalError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+        return loop, objective
+    if not path.is_file():
+        raise TinyevalError(f"--resume: {path} not found; start a run with --out {out} first")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(raw, dict) and raw.get("algo") not in (None, algo):
+            raise TinyevalError(f"--resume: the run in {out} trains with --algo {raw['algo']}, not {algo}")
+        schema.check(raw, config_schema(algo))
+        saved = _from_json(LoopConfig, raw["loop"]), _from_json(recipe(algo).config, raw[algo])
+    except (OSError, ValueError) as e:  # JSONDecodeError and SchemaError are ValueErrors
+        raise TinyevalError(f"--resume: {path} is not a tinyeval {algo} config ({str(e)[:200]})") from None
+    if loop.steps and loop.steps != saved[0].steps:
+        saved[0].steps = loop.steps
+    return saved
+
+
+# ---- the run ------------------------------------------------------------------------------------------
+
+def run(algo: str, loop: LoopConfig, objective: Any, out: str | Path, resume: bool = False,
+        progress: bool = True) -> dict:
+    """Train with recipe `algo` into `out` (or continue the run there); returns the run summary."""
+    from tinyeval.adapters import attach
+    from tinyeval.models import default_device, load_model
+    from tinyeval.train.loop import run_loop
+
+    r, out = recipe(algo), Path(out)
+    if not isinstance(objective, r.config):
+        raise TypeError(f"recipe '{algo}' takes a {r.config.__name__}, got {type(objective).__name__}")
+    loop, objective = _settings(out, algo, loop, objective, resume)
+    if loop.threads:
+        torch.set_num_threads(loop.threads)
+    model, tokenizer = load_model(loop.model, dtype=loop.dtype, device=default_device())
+    torch.manual_seed(loop.seed)  # adapter init (e.g. LoRA's A) is a function of the seed, not of RNG history
+    handle = attach(model, loop.adapter)
+    prepared = r.setup(Context(loop, objective, handle, tokenizer, resume))
+    try:
+        write_json(out / "config.json", _config_json(algo, loop, objective))  # the run directory starts here
+        start = time.perf_counter()
+        result = run_loop(prepared.objective, handle.trainable_parameters(), prepared.examples, loop, out, resume,
+                          progress)
+        seconds = time.perf_counter() - start
+        extra = prepared.finish()
+    finally:
+        prepared.close()
+    handle.save(out / "adapter")
+    records = result.records
+    summary = {"out": str(out), "algo": algo, "steps": records[-1]["step"] if records else 0,
+               "total_steps": result.total_steps, "interrupted": result.interrupted,
+               "trainable": handle.num_trainable, "seconds": seconds, **extra,
+               "final": records[-1] if records else None}
+    write_json(out / "summary.json", summary)
+    return summary
