@@ -152,7 +152,7 @@ class _BranchLinear(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = (g @ W).addmm_(g @ hi, A_lp).view(*grad.shape[:-1], W.shape[1])  # (..., in)
         if ctx.needs_input_grad[4]:
-            grad_br = (g.t() @ h).float()  # (out, r)
+            grad_br = (h.t() @ g).t().float()  # (out, r); (r, N) @ (N, out) packs less than gᵀ h
         return grad_x, None, None, None, grad_br
 
 
