@@ -49,6 +49,18 @@ def test_exported_lora_matches_tinylora_on_smollm2(smollm2_dir, tmp_path):
     adapted = logits(h.model, tokens)
     assert (adapted - base).abs().max() > 0.5  # the adapter really moves the model
     exported = peft_logits(load(), h.export_lora(tmp_path / "lora"), tokens)
-    torch.testing.assert_close(exported, adapted)  # bf16 tolerances: rtol 1.6e-2, atol 1e-5
-    print(f"max |exported - tinylora| = {(exported - adapted).abs().max().item():.4f}, "
+    # The two add the same delta with different bf16 arithmetic (PEFT: fp32 copies of the activations; tinyeval:
+    # bf16 GEMMs, one rounding of base + delta), and 30 layers amplify single-ulp differences. So each is held to
+    # the fp32 truth (mean |error| over all logits; measured: PEFT 1.33x, tinyeval 1.19x the bf16 base model's own
+    # error), and their gap must be small against what the adapter moves (measured 0.21 vs 1.20).
+    h32 = attach(load().float(), AdapterConfig(params=13))
+    h32.state.load_state_dict(h.state.state_dict())
+    truth = logits(h32.model, tokens)
+    with h32.disabled():
+        noise = (base - logits(h32.model, tokens)).abs().mean()
+    for out in (exported, adapted):
+        assert (out - truth).abs().mean() <= 2 * noise
+    assert (exported - adapted).abs().mean() < 0.25 * (adapted - base).abs().mean()
+    print(f"mean |error| vs fp32: exported {(exported - truth).abs().mean().item():.4f}, tinyeval "
+          f"{(adapted - truth).abs().mean().item():.4f}, bf16 base {noise.item():.4f}; "
           f"max |tinylora - base| = {(adapted - base).abs().max().item():.4f}")

@@ -118,12 +118,50 @@ class _FoldedLinear(torch.autograd.Function):
         return grad_x, None, None, None, grad_br
 
 
+class _BranchLinear(torch.autograd.Function):
+    """y = x Wᵀ + b + (x Aᵀ)(BR)ᵀ for a frozen bf16/fp16 W, rounded once, with gradients for x and BR only.
+
+    Every full-size (tokens × features) tensor stays in the model dtype and is allocated once, as in the base:
+    the input is projected to rank r in the model dtype (h = x Aᵀ, (N, r)), and the delta is added into the
+    base output by one in-place GEMM whose fp32 accumulator holds base + delta, so the sum is rounded once
+    (what the fp32 side branch, `(out + delta.float()).to(bf16)`, did with three fp32 copies of the activations).
+    BR enters that GEMM as a pair hi + lo of model-dtype matrices (K = 2r): ~16 mantissa bits, so the forward
+    follows small updates of v as the fp32 branch did instead of moving in steps of BR's bf16 ulp. Backward: the
+    base's x-gradient GEMM with (g BR) A added in place, and gᵀ h for BR (N-long sums in fp32, rounded once).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, W: torch.Tensor, bias: torch.Tensor | None, A: torch.Tensor,
+                BR: torch.Tensor) -> torch.Tensor:
+        lp = W.dtype
+        x2 = x.reshape(-1, x.shape[-1])  # (N, in)
+        A_lp, hi = A.to(lp), BR.to(lp)  # (r, in), (out, r)
+        lo = (BR - hi.float()).to(lp)  # BR ≈ hi + lo
+        h = x2 @ A_lp.t()  # (N, r)
+        out = F.linear(x2, W, bias)  # (N, out)
+        out.addmm_(torch.cat([h, h], 1), torch.cat([hi, lo], 1).t())  # base + delta, one rounding
+        ctx.save_for_backward(W, A_lp, hi, h)
+        return out.view(*x.shape[:-1], out.shape[-1])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        W, A_lp, hi, h = ctx.saved_tensors
+        g = grad.reshape(-1, grad.shape[-1])  # (N, out)
+        grad_x = grad_br = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (g @ W).addmm_(g @ hi, A_lp).view(*grad.shape[:-1], W.shape[1])  # (..., in)
+        if ctx.needs_input_grad[4]:
+            grad_br = (h.t() @ g).t().float()  # (out, r); (r, N) @ (N, out) packs less than gᵀ h
+        return grad_x, None, None, None, grad_br
+
+
 class _DeltaForward:
     """Replaces forward of adapted module i while attached: base linear plus the delta, active and unmerged.
 
-    fp32 weights take the folded path (`_FoldedLinear`). Other dtypes add the delta as a separate fp32 branch
-    like PEFT's LoRA forward (input cast to the adapter dtype, one rounding of base + delta), so the exported LoRA
-    reproduces it and a bf16 model does not round tiny updates of v away.
+    Frozen fp32 weights take the folded path (`_FoldedLinear`), frozen bf16/fp16 weights the in-place branch
+    (`_BranchLinear`: one rounding of base + delta, no fp32 copy of the activations, so a bf16 model does not round
+    tiny updates of v away and the exported LoRA reproduces it). Anything else (fp64, trainable base weights, an
+    input in another dtype) adds the delta as a separate fp32 branch through autograd, like PEFT's LoRA forward.
     """
 
     def __init__(self, module: nn.Linear, state: LowRankState, i: int):
@@ -136,8 +174,10 @@ class _DeltaForward:
         f = s.factors[self.i]
         BR = f.B @ s.core(self.i)  # (out, r), differentiable in v
         frozen = not m.weight.requires_grad and (m.bias is None or not m.bias.requires_grad)
-        if m.weight.dtype == torch.float32 and x.dtype == torch.float32 and frozen:
+        if frozen and x.dtype == m.weight.dtype == torch.float32:
             return _FoldedLinear.apply(x, m.weight, m.bias, f.A, BR)
+        if frozen and x.dtype == m.weight.dtype and m.weight.dtype in (torch.bfloat16, torch.float16):
+            return _BranchLinear.apply(x, m.weight, m.bias, f.A, BR)
         out = F.linear(x, m.weight, m.bias)
         return (out + F.linear(F.linear(x.float(), f.A), BR)).to(out.dtype)  # (..., r) -> (..., out)
 
