@@ -80,7 +80,7 @@ def test_adapter_saved_on_the_device_loads_onto_a_cpu_model(tiny_llama_dir, tmp_
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_checkpoint_restores_every_rng_stream_and_the_params_on_their_device(tmp_path, device):
-    from tinyeval.train.loop import TrainState, load_checkpoint, save_checkpoint
+    from tinyeval.train.loop import TrainState, load_checkpoint, read_checkpoint, save_checkpoint
 
     param = torch.nn.Parameter(torch.ones(3, device=device))
     optimizer = torch.optim.AdamW([param], lr=0.1)
@@ -102,7 +102,7 @@ def test_checkpoint_restores_every_rng_stream_and_the_params_on_their_device(tmp
     assert torch.equal(first[0], second[0]) and first[2:] == second[2:]
     if torch.cuda.is_available():
         assert torch.equal(first[1], second[1])  # HF generate samples from CUDA's generator on a GPU
-    assert ("cuda" in torch.load(path, weights_only=False)["rng"]) == torch.cuda.is_available()
+    assert ("cuda" in read_checkpoint(path)["rng"]) == torch.cuda.is_available()
     assert param.device.type == device and torch.equal(param.detach().cpu(), torch.ones(3))
 
 
@@ -110,7 +110,7 @@ def test_checkpoint_restores_every_rng_stream_and_the_params_on_their_device(tmp
 def test_trainer_inputs_built_on_the_cpu_meet_the_model_on_its_device(tiny_llama_dir, device):
     """Rollouts come back as CPU tensors whatever the model's device; log-probs are computed on the model's."""
     from tinyeval.train.grpo import token_logprobs
-    from tinyeval.train.rollout import HFEngine
+    from tinyeval.train.rollout.hf import HFEngine
 
     model, tok = load_model(str(tiny_llama_dir), dtype="float32", device=device)
     h = attach(model, AdapterConfig(params=13))
