@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from machine import describe
 
-from tinyeval.audit.probe_membership import MIN_K, score_texts
-from tinyeval.audit.probes import ProbeConfig, load_probe_model, markdown, run_probes
+from tinyeval.audit.probes.membership import MIN_K, score_texts
+from tinyeval.audit.probes.run import ProbeConfig, load_probe_model, markdown, run_probes
 from tinyeval.data import load
 from tinyeval.io import write_json
 

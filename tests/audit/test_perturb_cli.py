@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from tinyeval.audit.probe_chain import final_answer, verify_chain
+from tinyeval.audit.perturb.chain import final_answer, verify_chain
 from tinyeval.cli import app
 from tinyeval.data import read_jsonl
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinyeval.audit.probe_membership import TokenStats, scores, token_stats
-from tinyeval.audit.probes import Model, ProbeConfig, markdown, run_probes, split_prefix
+from tinyeval.audit.probes.membership import TokenStats, scores, token_stats
+from tinyeval.audit.probes.run import Model, ProbeConfig, markdown, run_probes, split_prefix
 from tinyeval.errors import TinyevalError
 
 

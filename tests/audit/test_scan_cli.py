@@ -83,7 +83,7 @@ def test_no_corpus_is_one_line_exit_2(tmp_path):
     ({"workers": 0}, "--workers must be >= 1"),
 ])
 def test_user_mistakes_raise_clear_errors(kw, needle, tmp_path):
-    from tinyeval.audit.run import AuditOptions, run_audit
+    from tinyeval.audit.scan.run import AuditOptions, run_audit
     from tinyeval.errors import TinyevalError
 
     with pytest.raises(TinyevalError, match=needle):
@@ -100,7 +100,7 @@ def test_model_probes_on_an_unsupported_benchmark_fail_before_the_scan(tmp_path)
 
 
 def test_add_section_extends_both_reports(corpus, tmp_path):
-    from tinyeval.audit import report
+    from tinyeval.audit.scan import report
 
     assert audit("--corpus", str(corpus), "--out", str(tmp_path)).exit_code == 0
     report.add_section(tmp_path, "probes", {"verdict": "none", "auroc": 0.51})

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tinyeval.audit import labelled
-from tinyeval.audit.run import AuditOptions, run_audit
+from tinyeval.audit.scan import labelled
+from tinyeval.audit.scan.run import AuditOptions, run_audit
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tinyeval.audit.readers import ShardTask, Stats, plan_tasks, read_batches
+from tinyeval.audit.scan.readers.jsonl import ShardTask, Stats, plan_tasks, read_batches
 from tinyeval.errors import TinyevalError
 
 

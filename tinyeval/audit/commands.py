@@ -1,9 +1,9 @@
 """CLI commands of the audit area (kept light: the scan's modules load inside the function bodies).
 
 Model probes plug into `audit --model M [--adapter DIR]`: after the corpus scan it runs
-`tinyeval.audit.probes.run_probes(ProbeConfig(...))` (the probes area's defaults; the config is built
+`tinyeval.audit.probes.run.run_probes(ProbeConfig(...))` (the probes area's defaults; the config is built
 first, so a benchmark the probes do not support fails before the scan) and files the returned dict as the
-report's "probes" section (`tinyeval.audit.report.add_section`).
+report's "probes" section (`tinyeval.audit.scan.report.add_section`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from tinyeval.errors import TinyevalError
 
 def _probe_config(bench: str, model: str, adapter: str | None, data_root: str | None):
     """The model-probe run for `--model`, built (and validated) before the scan starts."""
-    from tinyeval.audit.config import load_recipe
-    from tinyeval.audit.probes import ProbeConfig
+    from tinyeval.audit.probes.run import ProbeConfig
+    from tinyeval.audit.scan.config import load_recipe
 
     return ProbeConfig(model=model, benchmark=load_recipe(bench).dataset, adapter=adapter, data_root=data_root)
 
@@ -45,8 +45,8 @@ def audit(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Scan corpora for a benchmark's items (hashed n-grams, fuzzy-confirmed); write report.json/.md."""
-    from tinyeval.audit import report
-    from tinyeval.audit.run import AuditOptions, run_audit
+    from tinyeval.audit.scan import report
+    from tinyeval.audit.scan.run import AuditOptions, run_audit
     from tinyeval.console import console, emit
 
     if fail_above is not None and not 0 <= fail_above <= 100:
@@ -57,7 +57,8 @@ def audit(
     outcome = run_audit(opts)
     verdict = None
     if probes is not None:
-        from tinyeval.audit.probes import markdown as probes_markdown, run_probes
+        from tinyeval.audit.probes.run import markdown as probes_markdown
+        from tinyeval.audit.probes.run import run_probes
         from tinyeval.io import write_text
 
         verdict = run_probes(probes)
@@ -96,7 +97,7 @@ def perturb(
     as_json: Annotated[bool, typer.Option("--json", help="Print coverage as JSON.")] = False,
 ) -> None:
     """Number-perturbed twins of GSM8K items, each verified by re-executing its chain; prints the coverage."""
-    from tinyeval.audit.perturb import PerturbConfig, perturb_benchmark
+    from tinyeval.audit.perturb.twins import PerturbConfig, perturb_benchmark
     from tinyeval.console import emit
 
     cov = perturb_benchmark(bench, PerturbConfig(seed=seed, names=names, objects=objects), n, out, split, data_root)

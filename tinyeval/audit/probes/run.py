@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyeval.audit.stats import Estimate, auroc_ci, diff_ci, mean_ci, paired_diff_ci
+from tinyeval.audit.probes.stats import Estimate, auroc_ci, diff_ci, mean_ci, paired_diff_ci
 from tinyeval.errors import TinyevalError
 
 GSM8K_PROMPT = '{question}\nLet\'s think step by step and output the final answer after "####".'  # = tasks/gsm8k
@@ -189,7 +189,7 @@ def membership_probe(model: Model, texts: list[str], twins: dict[int, str], cont
                      config: ProbeConfig, control_name: str) -> list[Signal]:
     """AUROC of Min-K% / Min-K%++: every benchmark item against the control set, and the items that have
     a twin (`twins`: position in `texts` -> twin text) against their own twins, paired."""
-    from tinyeval.audit.probe_membership import score_texts
+    from tinyeval.audit.probes.membership import score_texts
 
     def score(batch: list[str]) -> dict[str, np.ndarray]:
         return score_texts(model.hf, model.tokenizer, batch, config.k, max(1, config.batch_size // 4))
@@ -245,7 +245,7 @@ def load_probe_model(config: ProbeConfig) -> Model:
     if not use_vllm:
         return Model(hf, tok, lambda prompts, n: generate(hf, tok, prompts, max_new_tokens=n,
                                                           batch_size=config.batch_size), "hf")
-    from tinyeval.audit.probe_vllm import vllm_generate
+    from tinyeval.audit.probes.vllm_generate import vllm_generate
 
     served = model_dir(config.model)
     if config.adapter:
@@ -266,7 +266,7 @@ def _is_gpu() -> bool:
 
 def run_probes(config: ProbeConfig, model: Model | None = None) -> dict:
     """Run the configured probes; returns {"rows": verdict rows, "signals": details, "coverage", "config"}."""
-    from tinyeval.audit.perturb import PerturbConfig, perturb_rows
+    from tinyeval.audit.perturb.twins import PerturbConfig, perturb_rows
     from tinyeval.data import load
 
     field_name, control_set = BENCHMARKS[config.benchmark]

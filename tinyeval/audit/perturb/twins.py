@@ -27,7 +27,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
-from tinyeval.audit.perturb_link import (
+from tinyeval.audit.perturb.chain import (
+    NUMBER,
+    ChainError,
+    Step,
+    decimals,
+    evaluate,
+    final_answer,
+    format_number,
+    read_number,
+    verify_chain,
+    write_number,
+)
+from tinyeval.audit.perturb.link import (
     PCT_FORMS,
     Ref,
     Skip,
@@ -44,19 +56,7 @@ from tinyeval.audit.perturb_link import (
     summed_outside,
     tied_step,
 )
-from tinyeval.audit.perturb_prose import annotate_prose
-from tinyeval.audit.probe_chain import (
-    NUMBER,
-    ChainError,
-    Step,
-    decimals,
-    evaluate,
-    final_answer,
-    format_number,
-    read_number,
-    verify_chain,
-    write_number,
-)
+from tinyeval.audit.perturb.prose import annotate_prose
 from tinyeval.errors import TinyevalError
 
 F = Fraction
@@ -426,7 +426,7 @@ def verify_twin(plan: Plan, question: str, solution: str, values: dict, results:
 
 def perturb_item(question: str, solution: str, config: PerturbConfig, index: int = 0) -> Twin:
     """One verified twin of a GSM8K item; raises Skip with the reason when it cannot be made safely."""
-    from tinyeval.audit.probe_swaps import swap_entities
+    from tinyeval.audit.perturb.swaps import swap_entities
 
     rng = random.Random(f"{config.seed}:{index}")
     solution = annotate_prose(solution)

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tinyeval.audit import ngrams
-from tinyeval.audit.index import NgramIndex
-from tinyeval.audit.readers import Batch, ShardTask, Stats, read_batches
+from tinyeval.audit.scan import ngrams
+from tinyeval.audit.scan.index import NgramIndex
+from tinyeval.audit.scan.readers.jsonl import Batch, ShardTask, Stats, read_batches
 
 MAX_WINDOW = 20_000  # characters of matched document text kept per (item, document) pair
 

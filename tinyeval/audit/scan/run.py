@@ -38,7 +38,7 @@ class AuditOptions:
             raise TinyevalError(f"--limit must be >= 1, got {self.limit}")
         if self.workers is not None and self.workers < 1:
             raise TinyevalError(f"--workers must be >= 1, got {self.workers}")
-        from tinyeval.audit.engines import ENGINES
+        from tinyeval.audit.scan.engines import ENGINES
 
         if self.engine not in ENGINES:
             raise TinyevalError(f"unknown engine '{self.engine}'; known: {', '.join(ENGINES)}")
@@ -54,7 +54,7 @@ class AuditOutcome:
 def _recipe(opts: AuditOptions):
     from dataclasses import replace
 
-    from tinyeval.audit.config import load_recipe
+    from tinyeval.audit.scan.config import load_recipe
 
     recipe = load_recipe(opts.bench, n=opts.n, **opts.overrides)
     if opts.n is not None and recipe.min_n > opts.n:
@@ -66,9 +66,10 @@ def _recipe(opts: AuditOptions):
 
 def run_audit(opts: AuditOptions) -> AuditOutcome:
     from tinyeval import data
-    from tinyeval.audit import engines, readers, report
-    from tinyeval.audit.index import build_index
-    from tinyeval.audit.verdict import merge
+    from tinyeval.audit.scan import engines, report
+    from tinyeval.audit.scan.index import build_index
+    from tinyeval.audit.scan.readers import jsonl as readers
+    from tinyeval.audit.scan.verdict import merge
 
     recipe = _recipe(opts)
     tasks = readers.plan_tasks(list(opts.corpus), opts.text_field)
@@ -85,7 +86,7 @@ def run_audit(opts: AuditOptions) -> AuditOutcome:
            "scan_seconds": round(t2 - t1, 3), "confirm_seconds": round(time.perf_counter() - t2, 3),
            "mb_per_s": round(merged.stats.bytes / 1e6 / max(t2 - t1, 1e-9), 2)}
     if opts.decontaminate:
-        from tinyeval.audit.decontaminate import write_clean
+        from tinyeval.audit.scan.decontaminate import write_clean
 
         run["decontaminate"] = write_clean(tasks, merged.flagged, opts.decontaminate, opts.decontaminate_mode)
     from tinyeval.io import write_json

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tinyeval.audit import ngrams
-from tinyeval.audit.index import NgramIndex
-from tinyeval.audit.readers import Stats
-from tinyeval.audit.scan import PairHit, TaskResult
+from tinyeval.audit.scan import ngrams
+from tinyeval.audit.scan.index import NgramIndex
+from tinyeval.audit.scan.readers.jsonl import Stats
+from tinyeval.audit.scan.shard import PairHit, TaskResult
 
 SNIPPET_CHARS = 240
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyeval.audit import json_lines, kernels, ngrams
+from tinyeval.audit.scan import json_lines, kernels, ngrams
 from tinyeval.errors import TinyevalError
 
 SKIP_KINDS = ("malformed_json", "invalid_utf8", "missing_text", "empty_files", "truncated_files",

@@ -10,8 +10,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from tinyeval.audit.index import NgramIndex
-from tinyeval.audit.verdict import Merged, summary
+from tinyeval.audit.scan.index import NgramIndex
+from tinyeval.audit.scan.verdict import Merged, summary
 from tinyeval.io import write_json, write_text
 
 TOP_ITEMS_MD = 50

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinyeval.audit.readers import ShardTask, Stats, read_batches
+from tinyeval.audit.scan.readers.jsonl import ShardTask, Stats, read_batches
 from tinyeval.errors import TinyevalError
 from tinyeval.io import atomic_path
 

@@ -18,9 +18,9 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
-from tinyeval.audit.index import NgramIndex
-from tinyeval.audit.readers import ShardTask
-from tinyeval.audit.scan import TaskResult, scan_task
+from tinyeval.audit.scan.index import NgramIndex
+from tinyeval.audit.scan.readers.jsonl import ShardTask
+from tinyeval.audit.scan.shard import TaskResult, scan_task
 from tinyeval.errors import TinyevalError
 
 _WORKER: dict = {}  # the index and scan options of a worker process, set once by `_init`

@@ -1,0 +1,1 @@
+"""Corpus readers, one module per format (being split out of jsonl.py)."""
