@@ -35,7 +35,7 @@ from tinyeval import data
 from tinyeval.audit.scan import engines, labelled
 from tinyeval.audit.scan.config import load_recipe
 from tinyeval.audit.scan.index import build_index
-from tinyeval.audit.scan.readers.jsonl import plan_tasks
+from tinyeval.audit.scan.plan import plan_tasks
 from tinyeval.audit.scan.verdict import merge
 from tinyeval.io import write_json
 

@@ -11,7 +11,7 @@ from tinyeval.audit.scan import kernels, ngrams
 from tinyeval.audit.scan.config import Normalisation, Recipe, Thresholds
 from tinyeval.audit.scan.engines import run
 from tinyeval.audit.scan.index import build_index
-from tinyeval.audit.scan.readers.jsonl import plan_tasks
+from tinyeval.audit.scan.plan import plan_tasks
 from tinyeval.audit.scan.shard import scan_task
 from tinyeval.audit.scan.verdict import merge
 

@@ -103,6 +103,25 @@ def test_add_section_extends_both_reports(corpus, tmp_path):
     from tinyeval.audit.scan import report
 
     assert audit("--corpus", str(corpus), "--out", str(tmp_path)).exit_code == 0
-    report.add_section(tmp_path, "probes", {"verdict": "none", "auroc": 0.51})
-    assert json.loads((tmp_path / "report.json").read_text())["sections"]["probes"]["auroc"] == 0.51
-    assert "## probes" in (tmp_path / "report.md").read_text()
+    report.add_section(tmp_path, "extra", {"verdict": "none", "auroc": 0.51})  # a section it has no renderer for
+    assert json.loads((tmp_path / "report.json").read_text())["sections"]["extra"]["auroc"] == 0.51
+    assert "## extra" in (tmp_path / "report.md").read_text()
+
+
+def test_model_probes_become_one_rendered_section(corpus, tmp_path, monkeypatch):
+    """`--model` runs the probes inside the audit call; report.md renders their section once, from the data."""
+    from tinyeval.audit.probes import run as probes_run
+    from tinyeval.audit.probes.config import ProbeConfig
+
+    section = {"config": {"benchmark": "gsm8k", "model": "tiny"}, "backend": "hf", "coverage": None, "seconds": 0.1,
+               "rows": [{"probe": "prefix", "signal": "prefix exact match", "value": 0.0, "ci95": "[0.000, 0.000]",
+                         "n": 4, "suggests": "no evidence"}], "signals": []}
+    seen = []
+    monkeypatch.setattr(probes_run, "run_probes", lambda config: seen.append(config) or section)
+    result = audit("--corpus", str(corpus), "--out", str(tmp_path), "--model", "smollm2-135m")
+    assert result.exit_code == 0, result.output
+    assert seen == [ProbeConfig(model="smollm2-135m", benchmark="gsm8k")]
+    assert json.loads((tmp_path / "report.json").read_text())["sections"]["probes"] == section
+    md = (tmp_path / "report.md").read_text()
+    assert md.count("## Leakage probes: gsm8k on tiny") == 1 and "| prefix | prefix exact match |" in md
+    assert "leakage probes: gsm8k on smollm2-135m" in result.output

@@ -38,7 +38,7 @@ def test_ray_actors_are_reused_in_a_session_and_rebuilt_after_shutdown(tmp_path,
     from tinyeval.audit.scan import engines
     from tinyeval.audit.scan.config import load_recipe
     from tinyeval.audit.scan.index import build_index
-    from tinyeval.audit.scan.readers.jsonl import plan_tasks
+    from tinyeval.audit.scan.plan import plan_tasks
     from tinyeval.audit.scan.verdict import merge
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")

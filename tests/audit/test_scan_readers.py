@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from tinyeval.audit.scan.readers.jsonl import ShardTask, Stats, plan_tasks, read_batches
+from tinyeval.audit.scan.plan import plan_tasks
+from tinyeval.audit.scan.readers.registry import read_batches
+from tinyeval.audit.scan.readers.types import ShardTask, Stats
 from tinyeval.errors import TinyevalError
 
 

@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from typing import TypedDict
 
 from tinyeval.audit.perturb.chain import (
     NUMBER,
@@ -123,6 +124,22 @@ class Twin:
     changes: dict[str, str]  # old number -> new number, names and objects too
 
 
+class CoverageJSON(TypedDict):
+    """`Coverage.as_dict()`: how many items got a verified twin, and why the others were skipped."""
+
+    total: int
+    perturbed: int
+    coverage: float  # perturbed / total
+    skipped: dict[str, int]  # reason -> items, most common first
+
+
+class PerturbSummary(CoverageJSON):
+    """`tinyeval perturb --json`: the coverage, plus how many twins were written where."""
+
+    written: int
+    out: str | None
+
+
 @dataclass
 class Coverage:
     total: int = 0
@@ -133,9 +150,13 @@ class Coverage:
     def rate(self) -> float:
         return self.perturbed / self.total if self.total else 0.0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> CoverageJSON:
         return {"total": self.total, "perturbed": self.perturbed, "coverage": round(self.rate, 4),
                 "skipped": dict(self.skipped.most_common())}
+
+    def summary(self, n: int | None, out: str | None) -> PerturbSummary:
+        """What `perturb_benchmark(..., n, out)` wrote, for the terminal and `--json`."""
+        return {**self.as_dict(), "written": min(n or self.perturbed, self.perturbed) if out else 0, "out": out}
 
 
 

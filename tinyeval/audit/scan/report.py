@@ -1,27 +1,51 @@
-"""Audit reports: report.json (results only, so two engines give identical bytes), report.md, rich table.
+"""Audit reports: report.json (results only, so two engines give identical bytes), report.md, terminal rows.
 
-Run facts that differ between runs (engine, workers, seconds, throughput) go to run.json instead. Other
-audit steps (model probes) add their own section with `add_section`, which rewrites both files.
+report.md is rendered here, from report.json's data, and nowhere else: its sections (model probes, or any
+added with `add_section`) are rendered by `SECTION_MARKDOWN` (a JSON block for a section it does not know).
+Run facts that differ between runs (engine, workers, seconds, throughput) go to run.json instead.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any, NotRequired, TypedDict
 
+from tinyeval.audit.json_types import typed_dict
+from tinyeval.audit.scan.config import Recipe
 from tinyeval.audit.scan.index import NgramIndex
-from tinyeval.audit.scan.verdict import Merged, summary
-from tinyeval.io import write_json, write_text
+from tinyeval.audit.scan.verdict import ItemJSON, Merged, SummaryJSON, summary
+from tinyeval.io import dumps_json, write_json, write_text
 
 TOP_ITEMS_MD = 50
 
 
-def build(merged: Merged, index: NgramIndex, corpus: list[str]) -> dict:
-    recipe = asdict(index.recipe)
+class CorpusJSON(TypedDict):
+    """What was read: sources as given, documents and UTF-8 bytes scanned, and what was skipped."""
+
+    sources: list[str]
+    documents: int
+    bytes: int
+    skipped: dict[str, int]  # kind (readers.types.SKIP_KINDS) -> count
+    problems: list[str]  # "source: what happened" for damaged or unreadable sources
+
+
+class ReportJSON(TypedDict):
+    """report.json."""
+
+    recipe: typed_dict(Recipe)  # type: ignore[valid-type]
+    corpus: CorpusJSON
+    summary: SummaryJSON
+    items: list[ItemJSON]  # type: ignore[valid-type]  # items with any matched n-gram, most contaminated first
+    sections: NotRequired[dict[str, Any]]  # e.g. "probes": probes.run.ProbesReport
+
+
+def build(merged: Merged, index: NgramIndex, corpus: list[str]) -> ReportJSON:
     stats = merged.stats
     return {
-        "recipe": recipe,
+        "recipe": asdict(index.recipe),
         "corpus": {"sources": corpus, "documents": stats.docs, "bytes": stats.bytes,
                    "skipped": {k: int(v) for k, v in sorted(stats.skipped.items())},
                    "problems": sorted(stats.problems)},
@@ -34,7 +58,29 @@ def _doc(hit: dict) -> str:
     return f"{Path(hit['source']).name}@{hit['doc']}"
 
 
-def markdown(report: dict) -> str:
+def probes_markdown(section: dict) -> str:
+    """The model probes' section: the verdict table plus what was run."""
+    cfg = section["config"]
+    lines = [f"## Leakage probes: {cfg['benchmark']} on {cfg['model']}"
+             + (f" + {cfg['adapter']}" if cfg.get("adapter") else ""), "",
+             "| probe | signal | value | 95% CI | n | suggests |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['probe']} | {r['signal']} | {r['value']} | {r['ci95']} | {r['n']} | {r['suggests']} |"
+              for r in section["rows"]]
+    if section.get("coverage"):
+        c = section["coverage"]
+        lines += ["", f"Perturbation coverage: {c['perturbed']}/{c['total']} ({c['coverage']:.1%}) verified twins."]
+    lines += ["", f"Backend: {section['backend']}; {section['seconds']} s."]
+    return "\n".join(lines) + "\n"
+
+
+def _json_section(name: str, section: Any) -> str:
+    return "\n".join([f"## {name}", "", "```json", dumps_json(section), "```"]) + "\n"
+
+
+SECTION_MARKDOWN: dict[str, Callable[[dict], str]] = {"probes": probes_markdown}
+
+
+def markdown(report: ReportJSON) -> str:
     s, c, r = report["summary"], report["corpus"], report["recipe"]
     lines = [f"# Contamination audit: {r['name']} ({r['dataset']}/{r['split']})", "",
              (f"Corpus: {c['documents']:,} documents, {c['bytes'] / 1e6:,.1f} MB from "
@@ -56,26 +102,28 @@ def markdown(report: dict) -> str:
         flag = " **(contaminated)**" if v["contaminated"] else ""
         lines.append(f"| {v['id']}{flag} | {v['fraction']:.3f} | {v['span']} | {v['similarity']:.1f} | "
                      f"{_doc(hit) if hit else ''} | {snippet} |")
+    text = "\n".join(lines) + "\n"
     for name, section in report.get("sections", {}).items():
-        lines += ["", f"## {name}", "", "```json", json.dumps(section, indent=2, default=str), "```"]
-    return "\n".join(lines) + "\n"
+        render = SECTION_MARKDOWN.get(name)
+        text += "\n" + (render(section) if render else _json_section(name, section))
+    return text
 
 
-def write(report: dict, out: str | Path) -> None:
+def write(report: ReportJSON, out: str | Path) -> None:
     out = Path(out)
     write_json(out / "report.json", report)
     write_text(out / "report.md", markdown(report))
 
 
 def add_section(out: str | Path, name: str, data: dict) -> None:
-    """Add a named section (e.g. model probes) to an existing report.json and report.md."""
+    """Add a named section to an existing report.json and render report.md again from it."""
     path = Path(out) / "report.json"
     report = json.loads(path.read_text(encoding="utf-8"))
     report.setdefault("sections", {})[name] = data
     write(report, out)
 
 
-def rows(report: dict, limit: int = 20) -> list[dict]:
+def rows(report: ReportJSON, limit: int = 20) -> list[dict]:
     """Table rows for the terminal: the top items with their best document and snippet."""
     out = []
     for v in report["items"][:limit]:
@@ -86,9 +134,18 @@ def rows(report: dict, limit: int = 20) -> list[dict]:
     return out
 
 
-def summary_rows(report: dict) -> list[dict]:
+def summary_rows(report: ReportJSON) -> list[dict]:
     s = report["summary"]
     rows_ = [{"threshold": r["label"], "items": r["items"], "% of items": r["pct"]} for r in s["by_fraction"]]
     rows_.append({"threshold": "contaminated (recipe rule)", "items": s["contaminated"],
                   "% of items": s["contaminated_pct"]})
     return rows_
+
+
+def corpus_line(report: ReportJSON, run: dict) -> str:
+    """One line for the terminal: what was read, how fast, what was skipped, where the report is."""
+    c = report["corpus"]
+    skipped = {k: v for k, v in c["skipped"].items() if v}
+    shown = f"{c['bytes'] / 1e6:,.1f} MB" if c["bytes"] >= 1e5 else f"{c['bytes'] / 1e3:,.1f} kB"
+    return (f"{c['documents']:,} documents, {shown}, {run['mb_per_s']:,.1f} MB/s ({run['engine']})"
+            + (f"; skipped: {skipped}" if skipped else ""))

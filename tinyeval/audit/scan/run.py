@@ -6,10 +6,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
+from tinyeval.audit.scan.decontaminate import DecontaminateJSON
 from tinyeval.errors import TinyevalError
+
+if TYPE_CHECKING:
+    from tinyeval.audit.probes.config import ProbeConfig
+    from tinyeval.audit.scan.report import ReportJSON
 
 
 @dataclass(frozen=True)
@@ -44,10 +51,24 @@ class AuditOptions:
             raise TinyevalError(f"unknown engine '{self.engine}'; known: {', '.join(ENGINES)}")
 
 
+class RunJSON(TypedDict):
+    """run.json: facts of this run (not results; they differ between engines, machines and runs)."""
+
+    engine: str
+    workers: int | None
+    tasks: int
+    index_seconds: float
+    scan_seconds: float
+    confirm_seconds: float
+    mb_per_s: float
+    probe_seconds: NotRequired[float]
+    decontaminate: NotRequired[DecontaminateJSON]
+
+
 @dataclass
 class AuditOutcome:
-    report: dict
-    run: dict  # engine, workers, seconds, throughput: facts of this run, not results
+    report: ReportJSON
+    run: RunJSON
     out: Path
 
 
@@ -64,32 +85,48 @@ def _recipe(opts: AuditOptions):
     return recipe
 
 
-def run_audit(opts: AuditOptions) -> AuditOutcome:
+def run_audit(opts: AuditOptions, probes: ProbeConfig | None = None,
+              progress: Callable[[int, int], None] | None = None) -> AuditOutcome:
+    """Index, scan, merge and write the reports; `probes` also runs the model probes (their section is in
+    both reports); `progress(done_bytes, total_bytes)` follows the scan."""
     from tinyeval import data
-    from tinyeval.audit.scan import engines, report
+    from tinyeval.audit.scan import engines, plan, report
     from tinyeval.audit.scan.index import build_index
-    from tinyeval.audit.scan.readers import jsonl as readers
     from tinyeval.audit.scan.verdict import merge
+    from tinyeval.io import write_json
 
     recipe = _recipe(opts)
-    tasks = readers.plan_tasks(list(opts.corpus), opts.text_field)
+    tasks = plan.plan_tasks(list(opts.corpus), opts.text_field)
     rows = data.load(recipe.dataset, recipe.split, opts.data_root).rows[: opts.limit]
     t0 = time.perf_counter()
     index = build_index(rows, recipe)
     t1 = time.perf_counter()
-    results = engines.run(opts.engine, tasks, index, opts.workers, opts.address, spans=bool(opts.decontaminate))
+    total, done = sum(map(engines.task_bytes, tasks)), [0]
+
+    def advance(task) -> None:
+        done[0] += engines.task_bytes(task)
+        if progress is not None:
+            progress(done[0], total)
+
+    results = engines.run(opts.engine, tasks, index, opts.workers, opts.address, advance,
+                          spans=bool(opts.decontaminate))
     t2 = time.perf_counter()
     merged = merge(results, index)
     rep = report.build(merged, index, list(opts.corpus))
+    run: RunJSON = {"engine": opts.engine, "workers": opts.workers, "tasks": len(tasks),
+                    "index_seconds": round(t1 - t0, 3), "scan_seconds": round(t2 - t1, 3),
+                    "confirm_seconds": round(time.perf_counter() - t2, 3),
+                    "mb_per_s": round(merged.stats.bytes / 1e6 / max(t2 - t1, 1e-9), 2)}
+    if probes is not None:
+        from tinyeval.audit.probes.run import run_probes
+
+        t3 = time.perf_counter()
+        rep["sections"] = {"probes": run_probes(probes)}
+        run["probe_seconds"] = round(time.perf_counter() - t3, 3)
     report.write(rep, opts.out)
-    run = {"engine": opts.engine, "workers": opts.workers, "tasks": len(tasks), "index_seconds": round(t1 - t0, 3),
-           "scan_seconds": round(t2 - t1, 3), "confirm_seconds": round(time.perf_counter() - t2, 3),
-           "mb_per_s": round(merged.stats.bytes / 1e6 / max(t2 - t1, 1e-9), 2)}
     if opts.decontaminate:
         from tinyeval.audit.scan.decontaminate import write_clean
 
         run["decontaminate"] = write_clean(tasks, merged.flagged, opts.decontaminate, opts.decontaminate_mode)
-    from tinyeval.io import write_json
-
     write_json(Path(opts.out) / "run.json", run)
     return AuditOutcome(rep, run, Path(opts.out))

@@ -20,7 +20,8 @@ import numpy as np
 
 from tinyeval.audit.scan import ngrams
 from tinyeval.audit.scan.index import NgramIndex
-from tinyeval.audit.scan.readers.jsonl import Batch, ShardTask, Stats, read_batches
+from tinyeval.audit.scan.readers.registry import read_batches
+from tinyeval.audit.scan.readers.types import Batch, ShardTask, Stats
 
 MAX_WINDOW = 20_000  # characters of matched document text kept per (item, document) pair
 

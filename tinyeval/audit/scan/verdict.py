@@ -8,12 +8,14 @@ document window around its longest matched run and returns a 0-100 score and the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import numpy as np
 
+from tinyeval.audit.json_types import typed_dict
 from tinyeval.audit.scan import ngrams
 from tinyeval.audit.scan.index import NgramIndex
-from tinyeval.audit.scan.readers.jsonl import Stats
+from tinyeval.audit.scan.readers.types import Stats
 from tinyeval.audit.scan.shard import PairHit, TaskResult
 
 SNIPPET_CHARS = 240
@@ -86,11 +88,11 @@ def merge(results: list[TaskResult], index: NgramIndex, keep: int = 3) -> Merged
         pairs = sorted(by_item.get(i, []), key=lambda h: (-h.span, -h.hits, h.source, h.doc))[:keep]
         hits = [_confirm(index, h) for h in pairs]
         fraction = round(float(found[i]) / max(int(index.item_positions[i]), 1), 4)
-        coverage = round(index.items[i].field_coverage(key_pos[bounds[i]:bounds[i + 1]]), 4)
+        coverage = round(float(index.items[i].field_coverage(key_pos[bounds[i]:bounds[i + 1]])), 4)
         span = max((h.span for h in hits), default=0)
         similarity = max((h.similarity for h in hits), default=0.0)
         evidence = fraction >= thr.min_fraction or span >= thr.min_span or coverage >= thr.min_field_coverage
-        flagged = evidence and similarity >= thr.min_similarity
+        flagged = bool(evidence and similarity >= thr.min_similarity)  # a numpy bool would leak into JSON
         verdicts.append(ItemVerdict(index.items[i].id, fraction, coverage, span, similarity, flagged, hits))
     verdicts.sort(key=lambda v: (not v.contaminated, -v.fraction, -v.span, v.id))
     flagged_docs: dict[str, dict[int, list[tuple[int, int]]]] = {}
@@ -100,14 +102,35 @@ def merge(results: list[TaskResult], index: NgramIndex, keep: int = 3) -> Merged
     return Merged(stats, verdicts, flagged_docs)
 
 
-def summary(verdicts: list[ItemVerdict], index: NgramIndex) -> dict:
+class ByFraction(TypedDict):
+    min_fraction: float
+    label: str
+    items: int
+    pct: float
+
+
+class SummaryJSON(TypedDict):
+    """report.json's "summary" (and `tinyeval audit --json`): how many items are contaminated."""
+
+    items: int
+    indexed: int
+    too_short: int  # items with fewer words than the recipe's min_n: not indexed, never flagged
+    contaminated: int
+    contaminated_pct: float
+    by_fraction: list[ByFraction]
+
+
+ItemJSON = typed_dict(ItemVerdict)  # one entry of report.json's "items"
+
+
+def summary(verdicts: list[ItemVerdict], index: NgramIndex) -> SummaryJSON:
     """% of items contaminated under the recipe's rule, and at each matched-fraction cut-off."""
     total = len(index.items)
     pct = (lambda n: round(100.0 * n / total, 2)) if total else (lambda n: 0.0)
-    flagged = sum(v.contaminated for v in verdicts)
+    flagged = int(sum(v.contaminated for v in verdicts))
     rows = []
     for t in index.recipe.thresholds.report:
-        n = sum(v.fraction > 0 if t == 0 else v.fraction >= t for v in verdicts)
+        n = int(sum(v.fraction > 0 if t == 0 else v.fraction >= t for v in verdicts))
         label = f"any {index.recipe.n}-gram" if t == 0 else f">= {t:g} of n-grams"
         rows.append({"min_fraction": t, "label": label, "items": n, "pct": pct(n)})
     return {"items": total, "indexed": int(sum(1 for it in index.items if it.k)),
