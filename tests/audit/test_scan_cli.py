@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -69,11 +70,26 @@ def test_decontaminate_spans_cuts_gpt3_style(corpus, tmp_path):
     assert run["decontaminate"]["cut"] + run["decontaminate"]["removed"] == 3
 
 
-def test_no_corpus_is_one_line_exit_2(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tinyeval.cli", "audit", "gsm8k", "--out", str(tmp_path)],
-                          check=False, capture_output=True, text=True)
+def test_no_corpus_scans_the_sample_corpora_and_says_so(tmp_path, data_root):
+    """`tinyeval audit gsm8k` alone runs on the data root's sample corpora, labelled as a sample everywhere."""
+    proc = subprocess.run([sys.executable, "-m", "tinyeval.cli", "audit", "gsm8k", "--limit", "50", "--workers", "1",
+                           "--out", str(tmp_path)], check=False, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    shown = " ".join(proc.stdout.split())  # rich wraps table titles to the table's width
+    assert "on SAMPLE corpora" in shown and "--corpus" in shown and "hf://" in shown
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["corpus"]["sample"] is True and report["corpus"]["documents"] > 1000
+    assert all(src.startswith(str(data_root / "corpora")) for src in report["corpus"]["sources"])
+    assert "**Sample corpus.**" in (tmp_path / "report.md").read_text()
+
+
+def test_no_corpus_and_no_sample_is_one_line_exit_2(tmp_path):
+    env = {**os.environ, "TINYEVAL_DATA": str(tmp_path)}  # a data root without corpora/
+    proc = subprocess.run([sys.executable, "-m", "tinyeval.cli", "audit", "gsm8k", "--out", str(tmp_path / "o")],
+                          check=False, capture_output=True, text=True, env=env)
     assert proc.returncode == 2, proc.stderr
     assert "no corpus given" in proc.stderr and "Traceback" not in proc.stderr
+    assert "--corpus" in proc.stderr and "hf://" in proc.stderr and ".jsonl" in proc.stderr
 
 
 @pytest.mark.parametrize("kw,needle", [

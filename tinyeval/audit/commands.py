@@ -26,6 +26,7 @@ def audit(
     n: Annotated[int | None, typer.Option("--n", help="n-gram length in words (default: the recipe's, 13).")] = None,
     min_span: Annotated[int | None, typer.Option("--min-span", help="Flag items with a matched run of at least this many words (recipe default 30).")] = None,
     fail_above: Annotated[float | None, typer.Option("--fail-above", help="Exit 1 if more than PCT% of items are contaminated.")] = None,
+    max_skipped: Annotated[float, typer.Option("--max-skipped", help="The verdict is incomplete (exit 1) when more than PCT% of the input bytes were skipped (unreadable lines, rows or files); it always is when no document was read.")] = 1.0,
     decontaminate: Annotated[str | None, typer.Option("--decontaminate", help="Write the corpus without contaminated documents here.")] = None,
     decontaminate_mode: Annotated[str, typer.Option("--decontaminate-mode", help="docs (drop documents) or spans (GPT-3 cut).")] = "docs",
     limit: Annotated[int | None, typer.Option("--limit", help="Index only the first N items.")] = None,
@@ -34,17 +35,19 @@ def audit(
     adapter: Annotated[str | None, typer.Option("--adapter", help="Adapter directory for --model.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Scan corpora for a benchmark's items (hashed n-grams, fuzzy-confirmed); write report.json/.md."""
+    """Scan corpora for a benchmark's items (hashed n-grams, fuzzy-confirmed); write report.json/.md.
+
+    Without --corpus it scans the data root's small sample corpora, and says so."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-    from tinyeval.audit.scan import report
+    from tinyeval.audit.scan import gate
     from tinyeval.audit.scan.run import AuditOptions, run_audit
-    from tinyeval.console import console, emit, err_console
+    from tinyeval.console import err_console
 
     if fail_above is not None and not 0 <= fail_above <= 100:
         raise TinyevalError(f"--fail-above is a percentage in [0, 100], got {fail_above}")
     opts = AuditOptions(bench, tuple(corpus or ()), out, engine, workers, address, text_field, n, min_span,
-                        decontaminate, decontaminate_mode, data_root, limit)
+                        decontaminate, decontaminate_mode, data_root, limit, max_skipped)
     probes = None
     if model is not None:  # built (and validated) before the scan starts
         from tinyeval.audit.probes.config import ProbeConfig
@@ -55,19 +58,34 @@ def audit(
                   transient=True, disable=not err_console.is_terminal) as bar:
         job = bar.add_task("scan", total=None)
         outcome = run_audit(opts, probes, lambda done, total: bar.update(job, completed=done, total=total))
+    _render(outcome, bench, model, as_json)
+    failures = gate.failures(outcome.report, fail_above)
+    for line in failures:
+        err_console.print(f"[bold red]audit failed:[/] {line}", highlight=False, soft_wrap=True)
+    if failures:
+        raise typer.Exit(1)
+
+
+def _render(outcome, bench: str, model: str | None, as_json: bool) -> None:
+    """The terminal: tables (or the summary as JSON), skipped sources named on stderr."""
+    from tinyeval.audit.scan import report
+    from tinyeval.console import console, emit, err_console
+
     rep = outcome.report
+    for line in report.skipped_lines(rep):
+        err_console.print(line, highlight=False, markup=False, soft_wrap=True)
     if as_json:
         emit([rep["summary"]], "summary", True)
-    else:
-        if rep["items"]:
-            emit(report.rows(rep), f"tinyeval audit {bench}: top items", False)
-        emit(report.summary_rows(rep), f"{bench}: items with matched n-grams", False)
-        if probes is not None:
-            emit(rep["sections"]["probes"]["rows"], f"leakage probes: {bench} on {model}", False)
-        console.print(report.corpus_line(rep, outcome.run) + f"; report: {outcome.out}/report.md")
-    if fail_above is not None and rep["summary"]["contaminated_pct"] > fail_above:
-        console.print(f"[bold red]{rep['summary']['contaminated_pct']}% of items contaminated > {fail_above}%[/]")
-        raise typer.Exit(1)
+        return
+    sample = " (on SAMPLE corpora, not your data: see below)" if rep["corpus"]["sample"] else ""
+    if rep["items"]:
+        emit(report.rows(rep), f"tinyeval audit {bench}: top items{sample}", False)
+    emit(report.summary_rows(rep), f"{bench}: items with matched n-grams{sample}", False)
+    if "probes" in rep.get("sections", {}):
+        emit(rep["sections"]["probes"]["rows"], f"leakage probes: {bench} on {model}", False)
+    console.print(report.corpus_line(rep, outcome.run) + f"; report: {outcome.out}/report.md")
+    if rep["corpus"]["sample"]:
+        console.print(f"[bold yellow]This audit scanned {report.sample_note()}.[/]", highlight=False)
 
 
 def perturb(

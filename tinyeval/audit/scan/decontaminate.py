@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-from tinyeval.audit.scan.readers import registry
+from tinyeval.audit.scan.readers import registry, skipped
 from tinyeval.audit.scan.readers.types import ShardTask, Stats
 from tinyeval.errors import TinyevalError
 from tinyeval.io import atomic_path
@@ -81,6 +81,8 @@ def write_clean(tasks: list[ShardTask], flagged: dict[str, dict[int, list[tuple[
     counts: DecontaminateJSON = {"kept": 0, "removed": 0, "cut": 0, "pieces_written": 0}
     out = Path(out)
     for i, task in enumerate(tasks):
+        if task.fmt in skipped.NAMES:  # a file no reader takes: nothing to rewrite (the report names it)
+            continue
         spans_of = flagged.get(task.source, {})
         with atomic_path(out / _name(i, task)) as tmp, open(tmp, "w", encoding="utf-8") as f:
             for batch in registry.read_batches(task, Stats(), keep_records=True):

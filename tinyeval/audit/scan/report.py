@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 from tinyeval.audit.json_types import typed_dict
+from tinyeval.audit.scan import gate
 from tinyeval.audit.scan.config import Recipe
 from tinyeval.audit.scan.index import NgramIndex
 from tinyeval.audit.scan.verdict import ItemJSON, Merged, SummaryJSON, summary
@@ -22,13 +23,25 @@ from tinyeval.io import dumps_json, write_json, write_text
 TOP_ITEMS_MD = 50
 
 
+class SkippedFile(TypedDict):
+    """A source of which something was skipped (the whole file, or some lines or rows), and why."""
+
+    source: str
+    skipped_bytes: int
+    skipped: dict[str, int]  # kind -> count
+
+
 class CorpusJSON(TypedDict):
     """What was read: sources as given, documents and UTF-8 bytes scanned, and what was skipped."""
 
     sources: list[str]
+    sample: bool  # True: no --corpus was given and the data root's sample corpora were scanned
     documents: int
     bytes: int
     skipped: dict[str, int]  # kind (readers.types.SKIP_KINDS) -> count
+    skipped_bytes: int  # input bytes not scanned (see scan.gate)
+    skipped_pct: float  # of scanned + skipped bytes
+    skipped_files: list[SkippedFile]
     problems: list[str]  # "source: what happened" for damaged or unreadable sources
 
 
@@ -42,16 +55,25 @@ class ReportJSON(TypedDict):
     sections: NotRequired[dict[str, Any]]  # e.g. "probes": probes.run.ProbesReport
 
 
-def build(merged: Merged, index: NgramIndex, corpus: list[str]) -> ReportJSON:
+def build(merged: Merged, index: NgramIndex, corpus: list[str], max_skipped: float = gate.MAX_SKIPPED_PCT,
+          sample: bool = False) -> ReportJSON:
     stats = merged.stats
+    files: list[SkippedFile] = [{"source": src, "skipped_bytes": st.skipped_bytes,
+                                 "skipped": {k: int(v) for k, v in sorted(st.skipped.items())}}
+                                for src, st in sorted(merged.skipped.items())]
     return {
         "recipe": asdict(index.recipe),
-        "corpus": {"sources": corpus, "documents": stats.docs, "bytes": stats.bytes,
+        "corpus": {"sources": corpus, "sample": sample, "documents": stats.docs, "bytes": stats.bytes,
                    "skipped": {k: int(v) for k, v in sorted(stats.skipped.items())},
-                   "problems": sorted(stats.problems)},
-        "summary": summary(merged.verdicts, index),
+                   "skipped_bytes": stats.skipped_bytes, "skipped_pct": gate.skipped_pct(stats),
+                   "skipped_files": files, "problems": sorted(stats.problems)},
+        "summary": summary(merged.verdicts, index, gate.incomplete(stats, merged.skipped, max_skipped)),
         "items": [asdict(v) for v in merged.verdicts],
     }
+
+
+def _kinds(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items() if v)
 
 
 def _doc(hit: dict) -> str:
@@ -80,20 +102,36 @@ def _json_section(name: str, section: Any) -> str:
 SECTION_MARKDOWN: dict[str, Callable[[dict], str]] = {"probes": probes_markdown}
 
 
+SAMPLE_NOTE = ("a sample: the data root's small clean corpora, not your training data; point the audit at "
+               "yours with --corpus (local files, folders or globs: {suffixes}; hub datasets: "
+               "hf://dataset[:config[:split]]; repeatable)")
+
+
+def sample_note() -> str:
+    from tinyeval.audit.scan.readers import registry
+
+    return SAMPLE_NOTE.format(suffixes=" ".join(registry.suffixes()))
+
+
 def markdown(report: ReportJSON) -> str:
     s, c, r = report["summary"], report["corpus"], report["recipe"]
-    lines = [f"# Contamination audit: {r['name']} ({r['dataset']}/{r['split']})", "",
-             (f"Corpus: {c['documents']:,} documents, {c['bytes'] / 1e6:,.1f} MB from "
-              f"{len(c['sources'])} source(s). n = {r['n']} words."), "",
-             (f"**{s['contaminated']} of {s['items']} items contaminated ({s['contaminated_pct']}%)** "
-              f"(matched fraction >= {r['thresholds']['min_fraction']} or span >= "
-              f"{r['thresholds']['min_span']} words, confirmed at similarity >= "
-              f"{r['thresholds']['min_similarity']})."), "",
-             "| matched n-grams | items | % |", "|---|---:|---:|"]
+    lines = [f"# Contamination audit: {r['name']} ({r['dataset']}/{r['split']})", ""]
+    if c["sample"]:
+        lines += [f"> **Sample corpus.** This is {sample_note()}.", ""]
+    lines += [f"> **Verdict incomplete:** {why}." for why in s["incomplete"]] + ([""] if s["incomplete"] else [])
+    lines += [(f"Corpus: {c['documents']:,} documents, {c['bytes'] / 1e6:,.1f} MB from "
+               f"{len(c['sources'])} source(s). n = {r['n']} words."), "",
+              (f"**{s['contaminated']} of {s['items']} items contaminated ({s['contaminated_pct']}%)** "
+               f"(matched fraction >= {r['thresholds']['min_fraction']} or span >= "
+               f"{r['thresholds']['min_span']} words, confirmed at similarity >= "
+               f"{r['thresholds']['min_similarity']})."), "",
+              "| matched n-grams | items | % |", "|---|---:|---:|"]
     lines += [f"| {row['label']} | {row['items']} | {row['pct']} |" for row in s["by_fraction"]]
-    skipped = {k: v for k, v in c["skipped"].items() if v}
-    if skipped:
-        lines += ["", "Skipped input: " + ", ".join(f"{k} {v}" for k, v in skipped.items())]
+    if c["skipped_files"]:
+        lines += ["", f"Skipped input: {c['skipped_bytes']:,} bytes ({c['skipped_pct']}%), "
+                  + ", ".join(f"{k} {v}" for k, v in c["skipped"].items() if v), "",
+                  "| source | skipped bytes | what |", "|---|---:|---|"]
+        lines += [f"| {f['source']} | {f['skipped_bytes']:,} | {_kinds(f['skipped'])} |" for f in c["skipped_files"]]
         lines += [f"- {p}" for p in c["problems"]]
     lines += ["", "| item | fraction | span | similarity | document | snippet |", "|---|---:|---:|---:|---|---|"]
     for v in report["items"][:TOP_ITEMS_MD]:
@@ -143,9 +181,17 @@ def summary_rows(report: ReportJSON) -> list[dict]:
 
 
 def corpus_line(report: ReportJSON, run: dict) -> str:
-    """One line for the terminal: what was read, how fast, what was skipped, where the report is."""
+    """One line for the terminal: what was read, how fast, how much was skipped."""
     c = report["corpus"]
-    skipped = {k: v for k, v in c["skipped"].items() if v}
     shown = f"{c['bytes'] / 1e6:,.1f} MB" if c["bytes"] >= 1e5 else f"{c['bytes'] / 1e3:,.1f} kB"
-    return (f"{c['documents']:,} documents, {shown}, {run['mb_per_s']:,.1f} MB/s ({run['engine']})"
-            + (f"; skipped: {skipped}" if skipped else ""))
+    skipped = f"; skipped {c['skipped_bytes']:,} bytes ({c['skipped_pct']}%)" if c["skipped_files"] else ""
+    return f"{c['documents']:,} documents, {shown}, {run['mb_per_s']:,.1f} MB/s ({run['engine']}){skipped}"
+
+
+def skipped_lines(report: ReportJSON, limit: int = 20) -> list[str]:
+    """One line per source with something skipped (for stderr), the rest summed up."""
+    files = report["corpus"]["skipped_files"]
+    out = [f"skipped: {f['source']}: {_kinds(f['skipped'])} ({f['skipped_bytes']:,} bytes)" for f in files[:limit]]
+    if len(files) > limit:
+        out.append(f"skipped: ... and {len(files) - limit} more sources (report.json: corpus.skipped_files)")
+    return out

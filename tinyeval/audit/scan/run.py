@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 from tinyeval.audit.scan.decontaminate import DecontaminateJSON
+from tinyeval.audit.scan.gate import MAX_SKIPPED_PCT
 from tinyeval.errors import TinyevalError
 
 if TYPE_CHECKING:
@@ -24,7 +25,8 @@ class AuditOptions:
     """Everything one scan needs; the CLI fills it from flags."""
 
     bench: str  # recipe name in audits/ or a recipe .yaml path
-    corpus: tuple[str, ...]  # paths, globs, directories or hf://dataset[:config[:split]]
+    corpus: tuple[str, ...]  # paths, globs, directories or hf://dataset[:config[:split]]; () = the data
+    # root's sample corpora (plan.sample_corpus), reported as a sample
     out: str  # output directory: report.json, report.md, run.json
     engine: str = "local"  # local | ray
     workers: int | None = None  # default: all cores
@@ -36,15 +38,16 @@ class AuditOptions:
     decontaminate_mode: str = "docs"  # docs | spans
     data_root: str | None = None
     limit: int | None = None  # index only the first N benchmark items (smoke runs)
+    max_skipped: float = MAX_SKIPPED_PCT  # % of input bytes that may be skipped before the verdict is incomplete
     overrides: dict = field(default_factory=dict)  # extra recipe overrides (tests, benchmarks)
 
     def __post_init__(self) -> None:
-        if not self.corpus:
-            raise TinyevalError("no corpus given: pass --corpus PATH|GLOB|hf://dataset[:config[:split]]")
         if self.limit is not None and self.limit < 1:
             raise TinyevalError(f"--limit must be >= 1, got {self.limit}")
         if self.workers is not None and self.workers < 1:
             raise TinyevalError(f"--workers must be >= 1, got {self.workers}")
+        if not 0 <= self.max_skipped <= 100:
+            raise TinyevalError(f"--max-skipped is a percentage in [0, 100], got {self.max_skipped}")
         from tinyeval.audit.scan.engines import ENGINES
 
         if self.engine not in ENGINES:
@@ -95,8 +98,9 @@ def run_audit(opts: AuditOptions, probes: ProbeConfig | None = None,
     from tinyeval.audit.scan.verdict import merge
     from tinyeval.io import write_json
 
+    corpus = list(opts.corpus or plan.sample_corpus(opts.data_root))
     recipe = _recipe(opts)
-    tasks = plan.plan_tasks(list(opts.corpus), opts.text_field)
+    tasks = plan.plan_tasks(corpus, opts.text_field)
     rows = data.load(recipe.dataset, recipe.split, opts.data_root).rows[: opts.limit]
     t0 = time.perf_counter()
     index = build_index(rows, recipe)
@@ -112,7 +116,7 @@ def run_audit(opts: AuditOptions, probes: ProbeConfig | None = None,
                           spans=bool(opts.decontaminate))
     t2 = time.perf_counter()
     merged = merge(results, index)
-    rep = report.build(merged, index, list(opts.corpus))
+    rep = report.build(merged, index, corpus, opts.max_skipped, sample=not opts.corpus)
     run: RunJSON = {"engine": opts.engine, "workers": opts.workers, "tasks": len(tasks),
                     "index_seconds": round(t1 - t0, 3), "scan_seconds": round(t2 - t1, 3),
                     "confirm_seconds": round(time.perf_counter() - t2, 3),

@@ -53,6 +53,7 @@ class Merged:
     stats: Stats
     verdicts: list[ItemVerdict]  # items with any match, most contaminated first
     flagged: dict[str, dict[int, list[tuple[int, int]]]]  # source -> doc -> matched char ranges
+    skipped: dict[str, Stats] = field(default_factory=dict)  # source -> its counts, for sources with skips
 
 
 def _confirm(index: NgramIndex, h: PairHit) -> Hit:
@@ -70,9 +71,11 @@ def _confirm(index: NgramIndex, h: PairHit) -> Hit:
 
 def merge(results: list[TaskResult], index: NgramIndex, keep: int = 3) -> Merged:
     """Combine task results (in task order) into verdicts; the output depends only on the results."""
-    stats = Stats()
+    stats, skipped = Stats(), {}
     for r in results:
         stats.add(r.stats)
+        if r.stats.skipped:
+            skipped.setdefault(r.task.source, Stats()).add(r.stats)
     keys = np.unique(np.concatenate([r.matched for r in results])) if results else np.zeros(0, np.uint64)
     key_item = (keys >> np.uint64(32)).astype(np.int64)
     key_pos = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
@@ -99,7 +102,7 @@ def merge(results: list[TaskResult], index: NgramIndex, keep: int = 3) -> Merged
     for r in results:
         if r.flagged:
             flagged_docs.setdefault(r.task.source, {}).update(r.flagged)
-    return Merged(stats, verdicts, flagged_docs)
+    return Merged(stats, verdicts, flagged_docs, skipped)
 
 
 class ByFraction(TypedDict):
@@ -118,12 +121,13 @@ class SummaryJSON(TypedDict):
     contaminated: int
     contaminated_pct: float
     by_fraction: list[ByFraction]
+    incomplete: list[str]  # why the verdict does not cover the corpus (scan.gate); [] when it does
 
 
 ItemJSON = typed_dict(ItemVerdict)  # one entry of report.json's "items"
 
 
-def summary(verdicts: list[ItemVerdict], index: NgramIndex) -> SummaryJSON:
+def summary(verdicts: list[ItemVerdict], index: NgramIndex, incomplete: list[str]) -> SummaryJSON:
     """% of items contaminated under the recipe's rule, and at each matched-fraction cut-off."""
     total = len(index.items)
     pct = (lambda n: round(100.0 * n / total, 2)) if total else (lambda n: 0.0)
@@ -135,4 +139,4 @@ def summary(verdicts: list[ItemVerdict], index: NgramIndex) -> SummaryJSON:
         rows.append({"min_fraction": t, "label": label, "items": n, "pct": pct(n)})
     return {"items": total, "indexed": int(sum(1 for it in index.items if it.k)),
             "too_short": int(sum(1 for it in index.items if not it.k)),
-            "contaminated": flagged, "contaminated_pct": pct(flagged), "by_fraction": rows}
+            "contaminated": flagged, "contaminated_pct": pct(flagged), "by_fraction": rows, "incomplete": incomplete}

@@ -39,13 +39,15 @@ def texts(block: bytes, text_field: str):
     return table.column(text_field).combine_chunks()
 
 
-def batch(column, positions: np.ndarray, stats: Stats) -> Batch:
-    """A batch straight from an Arrow string column: its UTF-8 data buffer and offsets, no Python strings."""
+def batch(column, positions: np.ndarray, lengths: np.ndarray, stats: Stats) -> Batch:
+    """A batch straight from an Arrow string column: its UTF-8 data buffer and offsets, no Python strings.
+    `lengths` are the lines' byte lengths (a line without text is counted as skipped with its bytes)."""
     import pyarrow.compute as pc
 
     if column.null_count:
         valid = np.asarray(column.is_valid())
         stats.skipped["missing_text"] += int(len(valid) - valid.sum())
+        stats.skipped_bytes += int(lengths[~valid].sum())
         column, positions = pc.filter(column, column.is_valid()), positions[valid]
     offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)[column.offset:column.offset + len(column) + 1]
     data = column.buffers()[2].to_pybytes() if len(column) else b""

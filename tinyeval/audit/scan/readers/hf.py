@@ -34,8 +34,8 @@ def docs(task: ShardTask, stats: Stats) -> Iterator[Doc]:
                 stats.skipped["missing_text"] += 1
             row += 1
     except Exception as e:  # noqa: BLE001 - the hub client raises many types (offline, auth, schema); count, don't crash
-        stats.skipped["unreadable_files"] += 1
-        stats.problems.append(f"{task.source}: {type(e).__name__}: {e}")
+        stats.skip("unreadable_files" if row == 0 else "truncated_files", 0,  # its size is unknown
+                   f"{task.source}: {type(e).__name__}: {e}")
 
 
 FORMATS = (Format("hf", docs, scheme="hf://", check=parse_hf),)

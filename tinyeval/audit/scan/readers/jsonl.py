@@ -14,25 +14,26 @@ from collections.abc import Iterator
 import numpy as np
 
 from tinyeval.audit.scan import json_lines, kernels
-from tinyeval.audit.scan.readers import arrow, streams
-from tinyeval.audit.scan.readers.types import Batch, Doc, Format, ShardTask, Stats
+from tinyeval.audit.scan.readers import arrow, long_lines, streams
+from tinyeval.audit.scan.readers.types import Batch, Doc, Format, ShardTask, Stats, Window
+from tinyeval.audit.scan.readers.windows import batched
 
 
 def parse_line(line: bytes, text_field: str, stats: Stats) -> tuple[str, dict] | None:
-    """One JSONL line -> (text, row), or None after counting why it was skipped."""
+    """One JSONL line -> (text, row), or None after counting why it was skipped (and its bytes)."""
     if not line.strip():
         return None
     try:
         row = json.loads(line)
     except UnicodeDecodeError:
-        stats.skipped["invalid_utf8"] += 1
+        stats.skip("invalid_utf8", len(line))
         return None
     except ValueError:
-        stats.skipped["malformed_json"] += 1
+        stats.skip("malformed_json", len(line))
         return None
     text = row.get(text_field) if isinstance(row, dict) else None
     if not isinstance(text, str):
-        stats.skipped["missing_text" if isinstance(row, dict) else "malformed_json"] += 1
+        stats.skip("missing_text" if isinstance(row, dict) else "malformed_json", len(line))
         return None
     return text, row
 
@@ -44,10 +45,15 @@ def docs(task: ShardTask, stats: Stats) -> Iterator[Doc]:
             yield Doc(pos, parsed[0], parsed[1])
 
 
-def batches(task: ShardTask, stats: Stats, batch_bytes: int) -> Iterator[Batch]:
+def batches(task: ShardTask, stats: Stats, batch_bytes: int, window: Window) -> Iterator[Batch]:
     """JSONL in blocks: the compiled path for lines of string fields, else pyarrow, else line by line
-    where a block holds damage (each gives the same documents; the later ones take more shapes)."""
+    where a block holds damage (each gives the same documents; the later ones take more shapes). A line
+    longer than a block is streamed (`long_lines`) and scanned in windows."""
     for offset, block in streams.blocks(task, stats, batch_bytes):
+        if isinstance(block, streams.LongLine):
+            yield from batched(long_lines.docs(offset, block, task.text_field, stats), stats, batch_bytes, False,
+                               window)
+            continue
         plain = json_lines.decode_block(block, task.text_field)
         if plain is not None:
             data, offsets, line_starts = plain
@@ -64,7 +70,7 @@ def batches(task: ShardTask, stats: Stats, batch_bytes: int) -> Iterator[Batch]:
         # pyarrow passes invalid UTF-8 inside strings through: such a block goes line by line, which counts it.
         column = arrow.texts(block, task.text_field) if arrow.is_utf8(block) else None
         if column is not None and len(column) == int(full.sum()):
-            batch = arrow.batch(column, offset + starts[full], stats)
+            batch = arrow.batch(column, offset + starts[full], (ends - starts)[full], stats)
         else:
             texts, pos = [], []
             for s, e in zip(starts.tolist(), ends.tolist()):

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from tinyeval.audit.scan.readers import streams
 from tinyeval.audit.scan.readers.types import Doc, Format, ShardTask, Stats
 
 
 def docs(task: ShardTask, stats: Stats) -> Iterator[Doc]:
+    """Rows with a string text; a row without one is skipped with its share of the file's bytes."""
     import pyarrow.parquet as pq
 
-    row = 0
+    row = missing = rows = 0
+    size = streams.file_size(task.source)
     try:
         pf = pq.ParquetFile(task.source)
-        if pf.metadata.num_rows == 0:
+        rows = pf.metadata.num_rows
+        if rows == 0:
             stats.skipped["empty_files"] += 1
             return
         if task.text_field not in pf.schema_arrow.names:
-            stats.skipped["missing_text"] += pf.metadata.num_rows
+            stats.skipped["missing_text"] += rows
+            stats.skipped_bytes += size
             stats.problems.append(f"{task.source}: no column '{task.text_field}'")
             return
         for batch in pf.iter_batches(batch_size=4096):
@@ -27,10 +32,12 @@ def docs(task: ShardTask, stats: Stats) -> Iterator[Doc]:
                     yield Doc(row, text, rec)
                 else:
                     stats.skipped["missing_text"] += 1
+                    missing += 1
                 row += 1
     except (OSError, ValueError) as e:  # pyarrow raises ArrowInvalid (a ValueError) on a corrupt file
-        stats.skipped["unreadable_files" if row == 0 else "truncated_files"] += 1
-        stats.problems.append(f"{task.source}: {type(e).__name__}: {e}")
+        stats.skip("unreadable_files" if row == 0 else "truncated_files", size - size * row // max(rows, 1),
+                   f"{task.source}: {type(e).__name__}: {e}")
+    stats.skipped_bytes += size * missing // max(row, 1)
 
 
 FORMATS = (Format("parquet", docs, (".parquet",)),)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tinyeval.audit.scan.readers import hf, jsonl, parquet, txt
-from tinyeval.audit.scan.readers.types import Batch, Doc, Format, ShardTask, Stats
+from tinyeval.audit.scan.readers import hf, jsonl, parquet, skipped, txt
+from tinyeval.audit.scan.readers.types import Batch, Format, ShardTask, Stats, Window
+from tinyeval.audit.scan.readers.windows import batched
 
 FORMATS: dict[str, Format] = {}
 
@@ -21,21 +22,25 @@ def register(fmt: Format) -> Format:
     return fmt
 
 
-for _module in (jsonl, txt, parquet, hf):  # one entry per reader module
+for _module in (jsonl, txt, parquet, hf, skipped):  # one entry per reader module
     for _fmt in _module.FORMATS:
         register(_fmt)
 
 
 def suffixes() -> list[str]:
-    """Every file suffix some format claims, longest first (the order they are matched in)."""
-    return sorted((s for f in FORMATS.values() for s in f.suffixes), key=lambda s: (-len(s), s))
+    """Every file suffix some format claims, in the order the formats were registered."""
+    return [s for f in FORMATS.values() for s in f.suffixes]
+
+
+def _longest_first() -> list[str]:
+    return sorted(suffixes(), key=len, reverse=True)
 
 
 def format_of(path: str) -> str | None:
     """The format claiming `path`'s name (longest suffix wins), or None."""
     name = path.lower()
     by_suffix = {s: f.name for f in FORMATS.values() for s in f.suffixes}
-    return next((by_suffix[s] for s in suffixes() if name.endswith(s)), None)
+    return next((by_suffix[s] for s in _longest_first() if name.endswith(s)), None)
 
 
 def scheme_of(source: str) -> Format | None:
@@ -47,34 +52,19 @@ def stem(source: str) -> str:
     """A source's file name without its scheme and format suffix (decontamination names its output so)."""
     fmt = scheme_of(source)
     name = (source.removeprefix(fmt.scheme) if fmt else source).rstrip("/").rsplit("/", 1)[-1]
-    suffix = next((s for s in suffixes() if name.lower().endswith(s)), "")
+    suffix = next((s for s in _longest_first() if name.lower().endswith(s)), "")
     return name[: len(name) - len(suffix)] if suffix else name
 
 
-def _batched(docs: Iterator[Doc], stats: Stats, batch_bytes: int, keep_records: bool) -> Iterator[Batch]:
-    texts: list[str] = []
-    positions: list[int] = []
-    records: list[dict | None] = []
-    size = 0
-    for pos, text, record in docs:
-        texts.append(text)
-        positions.append(pos)
-        if keep_records:
-            records.append(record)
-        size += len(text)
-        stats.docs += 1
-        if size >= batch_bytes:
-            yield Batch(texts, positions, records if keep_records else None)
-            texts, positions, records, size = [], [], [], 0
-    if texts:
-        yield Batch(texts, positions, records if keep_records else None)
+SCAN_WINDOW = Window()
 
 
-def read_batches(task: ShardTask, stats: Stats, batch_bytes: int = 1 << 20,
-                 keep_records: bool = False) -> Iterator[Batch]:
-    """Documents of one task in batches of about `batch_bytes` characters (rows kept if `keep_records`)."""
+def read_batches(task: ShardTask, stats: Stats, batch_bytes: int = 1 << 20, keep_records: bool = False,
+                 window: Window | None = SCAN_WINDOW) -> Iterator[Batch]:
+    """Documents of one task in batches of about `batch_bytes` characters. The scan reads a long document
+    in overlapping windows (`window`); with `keep_records` (decontamination) every document comes whole."""
     fmt = FORMATS[task.fmt]
     if fmt.batches is not None and not keep_records:
-        yield from fmt.batches(task, stats, batch_bytes)
+        yield from fmt.batches(task, stats, batch_bytes, window or Window(chars=1 << 62))
     else:
-        yield from _batched(fmt.docs(task, stats), stats, batch_bytes, keep_records)
+        yield from batched(fmt.docs(task, stats), stats, batch_bytes, keep_records, window)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import zlib
 from collections.abc import Iterator
 
@@ -22,17 +23,17 @@ def compression(fmt: str) -> str | None:
     return tail if tail in ("gz", "zst") else None
 
 
-def open_binary(path: str, fmt: str) -> io.BufferedIOBase:
+def open_binary(path: str, fmt: str) -> tuple[io.BufferedIOBase, io.BufferedIOBase]:
+    """(reader, raw): the decompressed stream and the file under it (its position says how much was read)."""
     kind = compression(fmt)
+    raw = open(path, "rb")  # noqa: SIM115 - closed with the reader (`_closing`)
     if kind == "gz":
-        return gzip.open(path, "rb")
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw
     if kind == "zst":
         import zstandard
 
-        raw = open(path, "rb")  # noqa: SIM115 - closed by the returned reader (closefd)
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True,
-                                                                            closefd=True))
-    return open(path, "rb")
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)), raw
+    return raw, raw
 
 
 _DAMAGE = (EOFError, zlib.error, gzip.BadGzipFile, OSError)
@@ -47,47 +48,95 @@ def damage_errors() -> tuple[type[BaseException], ...]:
         return _DAMAGE
 
 
-def open_counted(task: ShardTask, stats: Stats):
+def file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def open_counted(task: ShardTask, stats: Stats) -> tuple[io.BufferedIOBase, io.BufferedIOBase] | None:
     """The task's file opened for binary reading, or None with the failure counted (the scan goes on)."""
     try:
         return open_binary(task.source, task.fmt)
     except OSError as e:
-        stats.skipped["unreadable_files"] += 1
-        stats.problems.append(f"{task.source}: {e}")
+        stats.skip("unreadable_files", file_size(task.source), f"{task.source}: {e}")
         return None
 
 
-def lines(task: ShardTask, stats: Stats) -> Iterator[tuple[int, bytes]]:
-    """(offset, line) of every line whose first byte lies in the task's range; damage ends it, counted."""
-    f = open_counted(task, stats)
-    if f is None:
+def _damaged(task: ShardTask, stats: Stats, raw, at: int, e: BaseException) -> None:
+    """Count a damaged file; the compressed bytes after the damage were not read (a truncated file has none)."""
+    try:
+        rest = max(0, os.fstat(raw.fileno()).st_size - raw.tell())
+    except (OSError, ValueError):
+        rest = 0
+    stats.skip("truncated_files", rest, f"{task.source}: damaged after byte {at} ({type(e).__name__}: {e})")
+
+
+def _skip_partial_line(f, task: ShardTask) -> int:
+    """Position `f` at the first line starting in the task's range (a line starting before `start` belongs
+    to the previous range); read in bounded steps, as that line may be long. Returns the position."""
+    if task.start == 0:
+        return 0
+    f.seek(task.start - 1)
+    pos = task.start - 1
+    while True:
+        part = f.readline(1 << 20)
+        pos += len(part)
+        if not part or part.endswith(b"\n"):
+            return pos
+
+
+def lines(task: ShardTask, stats: Stats, limit: int = -1) -> Iterator[tuple[int, bytes]]:
+    """(offset, line) of every line whose first byte lies in the task's range; damage ends it, counted.
+
+    With a `limit`, a longer line comes in pieces of at most `limit` bytes (all but its last without "\n")."""
+    opened = open_counted(task, stats)
+    if opened is None:
         return
+    f, raw = opened
     pos = task.start
     seen = False
-    with f:
+    with f, raw:
         try:
-            if task.start > 0:  # a line starting before `start` belongs to the previous range
-                f.seek(task.start - 1)
-                pos = task.start - 1 + len(f.readline())
+            pos = _skip_partial_line(f, task)
             while task.end is None or pos < task.end:
-                line = f.readline()
+                line = f.readline(limit)
                 if not line:
                     break
                 seen = True
                 yield pos, line
                 pos += len(line)
         except damage_errors() as e:
-            stats.skipped["truncated_files"] += 1
-            stats.problems.append(f"{task.source}: damaged after byte {pos} ({type(e).__name__}: {e})")
+            _damaged(task, stats, raw, pos, e)
     if not seen and task.start == 0:
         stats.skipped["empty_files"] += 1
 
 
-def blocks(task: ShardTask, stats: Stats, size: int) -> Iterator[tuple[int, bytes]]:
-    """(offset, bytes) blocks of whole lines whose first byte lies in the task's range; damage is counted."""
-    f = open_counted(task, stats)
-    if f is None:
+class LongLine:
+    """A line longer than a block, streamed: iterate for its byte chunks (the last ends with its newline).
+
+    `blocks` yields it in place of a block of whole lines and drains whatever its consumer leaves unread."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self.chunks = chunks
+        self.length = 0  # bytes handed out so far
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.chunks:
+            self.length += len(chunk)
+            yield chunk
+
+
+def blocks(task: ShardTask, stats: Stats, size: int) -> Iterator[tuple[int, bytes | LongLine]]:
+    """(offset, bytes) blocks of whole lines whose first byte lies in the task's range; damage is counted.
+
+    A line that does not end within `size` bytes comes as a `LongLine` (streamed in chunks of `size`), so
+    no line is ever held whole."""
+    opened = open_counted(task, stats)
+    if opened is None:
         return
+    f, raw = opened
     read = f.read if compression(task.fmt) is None else f.read1
     pos, data, seen, eof = task.start, b"", False, False
     chunks: list[bytes] = []
@@ -101,11 +150,29 @@ def blocks(task: ShardTask, stats: Stats, size: int) -> Iterator[tuple[int, byte
         block, data = data[:end], data[end:]
         return block
 
-    with f:
+    def rest_of_line() -> Iterator[bytes]:  # the long line's chunks after `data`, up to its newline
+        nonlocal data, eof
+        head, data = data, b""
+        yield head
         try:
-            if task.start > 0:  # a line starting before `start` belongs to the previous range
-                f.seek(task.start - 1)
-                pos = task.start - 1 + len(f.readline())
+            while True:
+                chunk = read(size)
+                if not chunk:
+                    eof = True
+                    return
+                nl = chunk.find(b"\n")
+                if nl >= 0:
+                    data = chunk[nl + 1:]
+                    yield chunk[: nl + 1]
+                    return
+                yield chunk
+        except damage_errors() as e:
+            eof = True
+            _damaged(task, stats, raw, pos, e)
+
+    with f, raw:
+        try:
+            pos = _skip_partial_line(f, task)
             while not eof and (task.end is None or pos < task.end):
                 chunks, got = [], 0
                 while got < size:
@@ -121,13 +188,19 @@ def blocks(task: ShardTask, stats: Stats, size: int) -> Iterator[tuple[int, byte
                     seen = True
                     yield pos, block
                     pos += len(block)
+                elif len(data) >= size and not eof:  # no newline in a whole block: a long line, streamed
+                    seen = True
+                    line = LongLine(rest_of_line())
+                    yield pos, line
+                    for _ in line:  # what the consumer did not read
+                        pass
+                    pos += line.length
         except damage_errors() as e:
             data += b"".join(chunks)
             block = cut(False)  # the complete lines read before the damage
             if block:
                 seen = True
                 yield pos, block
-            stats.skipped["truncated_files"] += 1
-            stats.problems.append(f"{task.source}: damaged after byte {pos + len(block)} ({type(e).__name__}: {e})")
+            _damaged(task, stats, raw, pos + len(block), e)
     if not seen and task.start == 0:
         stats.skipped["empty_files"] += 1

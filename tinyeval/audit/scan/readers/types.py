@@ -16,7 +16,7 @@ import numpy as np
 from tinyeval.audit.scan import ngrams
 
 SKIP_KINDS = ("malformed_json", "invalid_utf8", "missing_text", "empty_files", "truncated_files",
-              "unreadable_files")
+              "unreadable_files", "unknown_format")
 
 
 @dataclass(frozen=True)
@@ -36,22 +36,45 @@ class Stats:
 
     docs: int = 0
     bytes: int = 0  # UTF-8 bytes of the documents' text (counted by the scan, which encodes them anyway)
-    skipped: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)  # kind (SKIP_KINDS) -> lines, rows or files
+    skipped_bytes: int = 0  # input bytes not scanned: skipped lines, rows and files, unread rests of damaged ones
     problems: list[str] = field(default_factory=list)  # "source: what happened" for damaged files
 
     def add(self, other: Stats) -> None:
         self.docs += other.docs
         self.bytes += other.bytes
         self.skipped.update(other.skipped)
+        self.skipped_bytes += other.skipped_bytes
         self.problems.extend(other.problems)
+
+    def skip(self, kind: str, size: int, problem: str | None = None) -> None:
+        """Count one skipped line, row or file of `size` input bytes, and why."""
+        self.skipped[kind] += 1
+        self.skipped_bytes += size
+        if problem:
+            self.problems.append(problem)
 
 
 class Doc(NamedTuple):
-    """One document as a reader yields it (the slow, general path: every format has it)."""
+    """One document as a reader yields it (the slow, general path: every format has it).
+
+    A reader may stream a long document as several pieces: the first with base 0, the rest with the same
+    `pos` and `base` = the character offset of the piece in the document (`windows.windowed` joins them).
+    """
 
     pos: int  # byte offset of its line / paragraph, or its row number
     text: str
     record: dict | None  # the parsed row (JSONL, parquet, hub) or None (text files)
+    base: int = 0  # character offset of `text` in the document
+
+
+@dataclass(frozen=True)
+class Window:
+    """How long documents are scanned: in windows of at most `chars` characters that overlap by the last
+    `overlap_words` words (n - 1 for n-grams, so every n-gram lies whole inside some window)."""
+
+    chars: int = 4 << 20
+    overlap_words: int = 12
 
 
 @dataclass
@@ -63,6 +86,7 @@ class Batch:
     records: list[dict | None] | None = None  # the parsed rows, only when asked for (decontamination)
     data: bytes | None = None  # documents back to back (compiled decoder or Arrow string column)
     offsets: np.ndarray | None = None  # (D + 1,) int64 document boundaries in `data`
+    bases: list[int] | None = None  # character offset of each entry in its document (windows); None: all 0
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -79,7 +103,7 @@ class Batch:
 
 
 DocReader = Callable[[ShardTask, Stats], Iterator[Doc]]
-BatchReader = Callable[[ShardTask, Stats, int], Iterator[Batch]]
+BatchReader = Callable[[ShardTask, Stats, int, Window], Iterator[Batch]]
 
 
 @dataclass(frozen=True)
@@ -94,7 +118,7 @@ class Format:
     name: str  # ShardTask.fmt, e.g. "jsonl.gz"; a ".gz" / ".zst" ending selects the decompressor (streams)
     docs: DocReader  # (task, stats) -> Doc per document, damage counted in stats
     suffixes: tuple[str, ...] = ()  # file name endings it claims, matched case-insensitively, longest first
-    batches: BatchReader | None = None  # (task, stats, batch_bytes) -> Batch: the scan's fast path, if any
+    batches: BatchReader | None = None  # (task, stats, batch_bytes, window) -> Batch: the scan's fast path
     splittable: bool = False  # line-based and uncompressed: a large file is split into byte ranges
     scheme: str | None = None  # sources named by a URL prefix ("hf://") instead of a file suffix
     check: Callable[[str], object] | None = None  # validates such a URL at planning time (raises TinyevalError)
