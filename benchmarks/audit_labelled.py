@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/audit_labelled.py          # builds benchmarks/work/audit_labelled once
 
-GSM8K and MATH500 items injected into the shared clean corpora with realistic edits (tinyeval.audit.labelled:
+GSM8K and MATH500 items injected into the shared clean corpora with realistic edits (tinyeval.audit.scan.labelled:
 verbatim, annotations removed, numbers reformatted, whitespace/punctuation/case, question only, answer
 only, half, sentence order) beside negatives (GSM1k items, MATH train problems). tinyeval reports items at its
 default recipe settings; the Janitor (Python mode, n = 13, its own normalisation) flags documents, and an
@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from audit_scan import REPO, clock, run_janitor
 
 from tinyeval import data
-from tinyeval.audit import labelled
-from tinyeval.audit.run import AuditOptions, run_audit
+from tinyeval.audit.scan import labelled
+from tinyeval.audit.scan.run import AuditOptions, run_audit
 from tinyeval.io import write_json
 
 WORK = REPO / "benchmarks" / "work" / "audit_labelled"

@@ -5,7 +5,7 @@
 
 One run, same corpus, same n (13 words), 13-grams of all 1,319 GSM8K test items, each tool with its own
 normalisation. The corpus is the shared clean corpora shuffled and repeated, with the labelled injections
-(tinyeval.audit.labelled) inside. tinyeval scans all of it; the anchors, ~100x slower, scan the first
+(tinyeval.audit.scan.labelled) inside. tinyeval scans all of it; the anchors, ~100x slower, scan the first
 `--anchor-mb` MB, and each tool's recall is over the GSM8K injections inside what it scanned (an item counts
 as found when the tool flags the document holding it). Anchors are timed on their matching loop only (no
 JSON reading), which favours them. Single-core numbers pin the process to one CPU; MB are UTF-8 bytes of
@@ -32,11 +32,11 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 from machine import describe
 
 from tinyeval import data
-from tinyeval.audit import engines, labelled
-from tinyeval.audit.config import load_recipe
-from tinyeval.audit.index import build_index
-from tinyeval.audit.readers import plan_tasks
-from tinyeval.audit.verdict import merge
+from tinyeval.audit.scan import engines, labelled
+from tinyeval.audit.scan.config import load_recipe
+from tinyeval.audit.scan.index import build_index
+from tinyeval.audit.scan.plan import plan_tasks
+from tinyeval.audit.scan.verdict import merge
 from tinyeval.io import write_json
 
 WORK = REPO / "benchmarks" / "work" / "audit_corpus"

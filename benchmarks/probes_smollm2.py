@@ -29,8 +29,10 @@ import numpy as np
 import torch
 from machine import describe
 
-from tinyeval.audit.probe_membership import MIN_K, score_texts
-from tinyeval.audit.probes import ProbeConfig, load_probe_model, markdown, run_probes
+from tinyeval.audit.probes.config import ProbeConfig
+from tinyeval.audit.probes.membership import MIN_K, score_texts
+from tinyeval.audit.probes.run import load_probe_model, run_probes
+from tinyeval.audit.scan.report import probes_markdown as markdown
 from tinyeval.data import load
 from tinyeval.io import write_json
 

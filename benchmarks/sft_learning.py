@@ -38,7 +38,7 @@ def main() -> None:
     args = ap.parse_args()
     machine = describe()  # taken before the run: the load it started under
 
-    from tinyeval.audit.stats import paired_diff_ci
+    from tinyeval.audit.probes.stats import paired_diff_ci
     from tinyeval.eval.run import EvalConfig, evaluate
     from tinyeval.io import write_json
     from tinyeval.train import recipes

@@ -1,7 +1,7 @@
 """Every vLLM concern of tinyeval in one place: CPU settings, the LoRA rank bucket, merged checkpoints, engines.
 
 Three parts of the toolkit run vLLM: evaluation (`eval/backends.py`, through lm-eval's vLLM model), the GRPO
-rollouts (`train/rollout/vllm.py`) and the audit probes (`audit/probe_vllm.py`). What they share lives here;
+rollouts (`train/rollout/vllm.py`) and the audit probes (`audit/probes/vllm_generate.py`). What they share lives here;
 each keeps only what is its own (lm-eval's wrapper, the weight sync, greedy probing).
 
 Pitfalls behind these settings (see DEVELOPERS.md): on CPU vLLM reserves 92% of the machine's RAM for its KV cache

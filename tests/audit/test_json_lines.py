@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.json as pj
 import pytest
 
-from tinyeval.audit import json_lines
+from tinyeval.audit.scan import json_lines
 
 
 def _arrow(block: bytes) -> tuple[bytes, list[int]]:

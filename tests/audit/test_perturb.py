@@ -8,7 +8,18 @@ from fractions import Fraction
 
 import pytest
 
-from tinyeval.audit.perturb import (
+from tinyeval.audit.perturb.chain import (
+    ChainError,
+    evaluate,
+    final_answer,
+    format_number,
+    parse_number,
+    verify_chain,
+)
+from tinyeval.audit.perturb.link import prose_echoes
+from tinyeval.audit.perturb.prose import annotate_prose
+from tinyeval.audit.perturb.swaps import swap_entities
+from tinyeval.audit.perturb.twins import (
     PerturbConfig,
     Skip,
     perturb_item,
@@ -17,17 +28,6 @@ from tinyeval.audit.perturb import (
     question_vars,
     verify_twin,
 )
-from tinyeval.audit.perturb_link import prose_echoes
-from tinyeval.audit.perturb_prose import annotate_prose
-from tinyeval.audit.probe_chain import (
-    ChainError,
-    evaluate,
-    final_answer,
-    format_number,
-    parse_number,
-    verify_chain,
-)
-from tinyeval.audit.probe_swaps import swap_entities
 
 # (question, solution, independent solver over the question's numbers in order) - real GSM8K test items.
 ITEMS = {
@@ -465,7 +465,7 @@ def test_gsm8k_test_coverage_and_every_twin_verifies(data_root):
 
 
 def test_perturb_benchmark_writes_gsm8k_format(tmp_path, data_root):
-    from tinyeval.audit.perturb import perturb_benchmark
+    from tinyeval.audit.perturb.twins import perturb_benchmark
     from tinyeval.data import read_jsonl
     from tinyeval.errors import TinyevalError
 

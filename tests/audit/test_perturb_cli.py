@@ -6,9 +6,11 @@ import json
 
 from typer.testing import CliRunner
 
-from tinyeval.audit.probe_chain import final_answer, verify_chain
+from tinyeval.audit.perturb.chain import final_answer, verify_chain
+from tinyeval.audit.perturb.twins import PerturbSummary
 from tinyeval.cli import app
 from tinyeval.data import read_jsonl
+from tinyeval.schema import check
 
 
 def test_perturb_command_writes_twins_and_coverage(tmp_path, data_root):
@@ -16,6 +18,7 @@ def test_perturb_command_writes_twins_and_coverage(tmp_path, data_root):
     result = CliRunner().invoke(app, ["perturb", "gsm8k", "--seed", "1", "--n", "7", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)[0]
+    check(summary, PerturbSummary)
     assert summary["total"] == 1319 and summary["written"] == 7 and summary["coverage"] > 0.7
     rows = read_jsonl(out)
     assert len(rows) == 7 and all(set(r) == {"question", "answer"} for r in rows)

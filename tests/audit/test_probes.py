@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from tinyeval.audit.probe_membership import TokenStats, scores, token_stats
-from tinyeval.audit.probes import Model, ProbeConfig, markdown, run_probes, split_prefix
+from tinyeval.audit.probes.config import Model, ProbeConfig
+from tinyeval.audit.probes.generation import split_prefix
+from tinyeval.audit.probes.membership import TokenStats, scores, token_stats
+from tinyeval.audit.probes.run import ProbesReport, run_probes
+from tinyeval.audit.scan.report import probes_markdown as markdown
 from tinyeval.errors import TinyevalError
+from tinyeval.io import dumps_json
+from tinyeval.schema import check
 
 
 def test_split_prefix_gives_sixty_percent_of_the_words():
@@ -65,6 +72,7 @@ def test_run_probes_on_a_tiny_model(tiny_llama_dir, data_root):
     model = Model(hf, tok, lambda prompts, n: generate(hf, tok, prompts, max_new_tokens=n, batch_size=8), "hf")
     report = run_probes(ProbeConfig(n_generate=4, n_membership=6, max_new_tokens=8, prefix_new_tokens=8,
                                     n_boot=50), model=model)
+    check(json.loads(dumps_json(report)), ProbesReport)  # report.json's "probes" section, as written
     signals = {r["signal"]: r for r in report["rows"]}
     assert {"accuracy original - twin (strict)", "prefix ROUGE-L benchmark - control",
             "Min-K%++ AUROC vs perturbed twins", "Min-K% AUROC vs gsm1k_public"} <= set(signals)

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from tinyeval.audit import kernels, ngrams
-from tinyeval.audit.config import Normalisation, Recipe, Thresholds
-from tinyeval.audit.engines import run
-from tinyeval.audit.index import build_index
-from tinyeval.audit.readers import plan_tasks
-from tinyeval.audit.scan import scan_task
-from tinyeval.audit.verdict import merge
+from tinyeval.audit.scan import kernels, ngrams
+from tinyeval.audit.scan.config import Normalisation, Recipe, Thresholds
+from tinyeval.audit.scan.engines import run
+from tinyeval.audit.scan.index import build_index
+from tinyeval.audit.scan.plan import plan_tasks
+from tinyeval.audit.scan.shard import scan_task
+from tinyeval.audit.scan.verdict import merge
 
 GSM = Normalisation(strip_annotations=True, numbers=True)
 ROWS = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -69,11 +70,26 @@ def test_decontaminate_spans_cuts_gpt3_style(corpus, tmp_path):
     assert run["decontaminate"]["cut"] + run["decontaminate"]["removed"] == 3
 
 
-def test_no_corpus_is_one_line_exit_2(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tinyeval.cli", "audit", "gsm8k", "--out", str(tmp_path)],
-                          check=False, capture_output=True, text=True)
+def test_no_corpus_scans_the_sample_corpora_and_says_so(tmp_path, data_root):
+    """`tinyeval audit gsm8k` alone runs on the data root's sample corpora, labelled as a sample everywhere."""
+    proc = subprocess.run([sys.executable, "-m", "tinyeval.cli", "audit", "gsm8k", "--limit", "50", "--workers", "1",
+                           "--out", str(tmp_path)], check=False, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    shown = " ".join(proc.stdout.split())  # rich wraps table titles to the table's width
+    assert "on SAMPLE corpora" in shown and "--corpus" in shown and "hf://" in shown
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["corpus"]["sample"] is True and report["corpus"]["documents"] > 1000
+    assert all(src.startswith(str(data_root / "corpora")) for src in report["corpus"]["sources"])
+    assert "**Sample corpus.**" in (tmp_path / "report.md").read_text()
+
+
+def test_no_corpus_and_no_sample_is_one_line_exit_2(tmp_path):
+    env = {**os.environ, "TINYEVAL_DATA": str(tmp_path)}  # a data root without corpora/
+    proc = subprocess.run([sys.executable, "-m", "tinyeval.cli", "audit", "gsm8k", "--out", str(tmp_path / "o")],
+                          check=False, capture_output=True, text=True, env=env)
     assert proc.returncode == 2, proc.stderr
     assert "no corpus given" in proc.stderr and "Traceback" not in proc.stderr
+    assert "--corpus" in proc.stderr and "hf://" in proc.stderr and ".jsonl" in proc.stderr
 
 
 @pytest.mark.parametrize("kw,needle", [
@@ -83,7 +99,7 @@ def test_no_corpus_is_one_line_exit_2(tmp_path):
     ({"workers": 0}, "--workers must be >= 1"),
 ])
 def test_user_mistakes_raise_clear_errors(kw, needle, tmp_path):
-    from tinyeval.audit.run import AuditOptions, run_audit
+    from tinyeval.audit.scan.run import AuditOptions, run_audit
     from tinyeval.errors import TinyevalError
 
     with pytest.raises(TinyevalError, match=needle):
@@ -100,9 +116,28 @@ def test_model_probes_on_an_unsupported_benchmark_fail_before_the_scan(tmp_path)
 
 
 def test_add_section_extends_both_reports(corpus, tmp_path):
-    from tinyeval.audit import report
+    from tinyeval.audit.scan import report
 
     assert audit("--corpus", str(corpus), "--out", str(tmp_path)).exit_code == 0
-    report.add_section(tmp_path, "probes", {"verdict": "none", "auroc": 0.51})
-    assert json.loads((tmp_path / "report.json").read_text())["sections"]["probes"]["auroc"] == 0.51
-    assert "## probes" in (tmp_path / "report.md").read_text()
+    report.add_section(tmp_path, "extra", {"verdict": "none", "auroc": 0.51})  # a section it has no renderer for
+    assert json.loads((tmp_path / "report.json").read_text())["sections"]["extra"]["auroc"] == 0.51
+    assert "## extra" in (tmp_path / "report.md").read_text()
+
+
+def test_model_probes_become_one_rendered_section(corpus, tmp_path, monkeypatch):
+    """`--model` runs the probes inside the audit call; report.md renders their section once, from the data."""
+    from tinyeval.audit.probes import run as probes_run
+    from tinyeval.audit.probes.config import ProbeConfig
+
+    section = {"config": {"benchmark": "gsm8k", "model": "tiny"}, "backend": "hf", "coverage": None, "seconds": 0.1,
+               "rows": [{"probe": "prefix", "signal": "prefix exact match", "value": 0.0, "ci95": "[0.000, 0.000]",
+                         "n": 4, "suggests": "no evidence"}], "signals": []}
+    seen = []
+    monkeypatch.setattr(probes_run, "run_probes", lambda config: seen.append(config) or section)
+    result = audit("--corpus", str(corpus), "--out", str(tmp_path), "--model", "smollm2-135m")
+    assert result.exit_code == 0, result.output
+    assert seen == [ProbeConfig(model="smollm2-135m", benchmark="gsm8k")]
+    assert json.loads((tmp_path / "report.json").read_text())["sections"]["probes"] == section
+    md = (tmp_path / "report.md").read_text()
+    assert md.count("## Leakage probes: gsm8k on tiny") == 1 and "| prefix | prefix exact match |" in md
+    assert "leakage probes: gsm8k on smollm2-135m" in result.output

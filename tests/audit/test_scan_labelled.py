@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tinyeval.audit import labelled
-from tinyeval.audit.run import AuditOptions, run_audit
+from tinyeval.audit.scan import labelled
+from tinyeval.audit.scan.run import AuditOptions, run_audit
+from tinyeval.schema import check
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +23,7 @@ def test_builder_injects_every_kind_and_writes_labels(labelled_set):
     assert set(labels.injected["gsm8k"].values()) == set(labelled.EDITS)
     assert "no_annotations" not in labels.injected["math500"].values()
     assert labels.negatives == 250 and json.loads((out / "labels.json").read_text())["negatives"] == 250
+    check(json.loads((out / "labels.json").read_text()), labelled.LabelsJSON)
     text = "".join(Path(s).read_text() for s in labels.shards)
     assert text.count("<<") > 10  # verbatim GSM8K copies keep their calculator annotations
     item = next(i for i, k in labels.injected["gsm8k"].items() if k == "verbatim")

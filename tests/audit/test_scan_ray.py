@@ -8,7 +8,7 @@ import os
 import pytest
 
 from tinyeval import data
-from tinyeval.audit.run import AuditOptions, run_audit
+from tinyeval.audit.scan.run import AuditOptions, run_audit
 
 ray = pytest.importorskip("ray")
 
@@ -35,11 +35,11 @@ def test_ray_actors_are_reused_in_a_session_and_rebuilt_after_shutdown(tmp_path,
     """Later scans of a session reuse the scanner actors; a new session never gets the dead ones back."""
     from dataclasses import asdict
 
-    from tinyeval.audit import engines
-    from tinyeval.audit.config import load_recipe
-    from tinyeval.audit.index import build_index
-    from tinyeval.audit.readers import plan_tasks
-    from tinyeval.audit.verdict import merge
+    from tinyeval.audit.scan import engines
+    from tinyeval.audit.scan.config import load_recipe
+    from tinyeval.audit.scan.index import build_index
+    from tinyeval.audit.scan.plan import plan_tasks
+    from tinyeval.audit.scan.verdict import merge
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     rows = data.load("gsm8k", "test").rows[:20]

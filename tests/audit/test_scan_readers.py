@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from tinyeval.audit.readers import ShardTask, Stats, plan_tasks, read_batches
+from tinyeval.audit.scan.plan import plan_tasks
+from tinyeval.audit.scan.readers.registry import read_batches
+from tinyeval.audit.scan.readers.types import ShardTask, Stats
 from tinyeval.errors import TinyevalError
 
 
@@ -121,3 +123,35 @@ def test_hub_datasets_are_streamed_and_their_failures_counted(monkeypatch):
     assert calls == [("org/corpus", "en", "validation", True)]
     got, stats = docs_of(plan_tasks(["hf://org/broken"])[0])
     assert got == [] and stats.skipped["unreadable_files"] == 1 and "hub unreachable" in stats.problems[0]
+
+
+def test_long_lines_stream_to_the_same_documents_and_counts(tmp_path):
+    """A line longer than a block is parsed as it streams (`long_lines`): with 7-byte blocks every line takes
+    that path, and documents, positions and every skip count must equal the whole-line paths'."""
+    import random
+
+    rng = random.Random(0)
+    alphabet = ["a", "b", " ", "\n", "é", "😀", "\u2028", '"', "\\", "\t", "\x00", "\ud800", "ß", "Z"]
+    out = []
+    for i in range(400):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
+        kind = rng.randint(0, 9)
+        row = ({"id": i, "meta": {"a": [1, 2.5, None, True, {"x": "y"}]}, "text": text} if kind == 0 else
+               {"other": text} if kind == 1 else [text] if kind == 2 else {"text": 5} if kind == 3 else
+               {"text": text, "n": rng.random()})
+        line = json.dumps(row, ensure_ascii=rng.random() < 0.5).encode("utf-8", "surrogatepass")
+        line = {4: line[: len(line) // 2], 5: line.replace(b"a", b"\xff", 1), 6: line + b"  ",
+                7: b"  " + line.replace(b'": "', b'" :  "', 1)}.get(kind, line)
+        out.append(line)
+    (tmp_path / "x.jsonl").write_bytes(b"\n".join(out) + b"\n")
+    task = ShardTask(str(tmp_path / "x.jsonl"), "jsonl")
+
+    def read(batch_bytes):
+        stats = Stats()
+        docs = [(p, b.text(i)) for b in read_batches(task, stats, batch_bytes) for i, p in enumerate(b.positions)]
+        return docs, stats
+
+    (whole, s1), (streamed, s2) = read(1 << 20), read(7)
+    assert streamed == whole and len(whole) > 150
+    assert s2.skipped == s1.skipped and s2.skipped_bytes == s1.skipped_bytes and s2.docs == s1.docs
+    assert set(s1.skipped) == {"invalid_utf8", "malformed_json", "missing_text"}

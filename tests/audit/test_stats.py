@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tinyeval.audit.stats import auroc, auroc_ci, bootstrap_ci, mean_ci, paired_diff_ci
+from tinyeval.audit.probes.stats import auroc, auroc_ci, bootstrap_ci, mean_ci, paired_diff_ci
 
 
 def normal_cdf(x: float) -> float:

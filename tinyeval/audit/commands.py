@@ -1,27 +1,17 @@
-"""CLI commands of the audit area (kept light: the scan's modules load inside the function bodies).
+"""CLI commands of the audit area: parse flags, make one call, render the result (heavy imports inside).
 
-Model probes plug into `audit --model M [--adapter DIR]`: after the corpus scan it runs
-`tinyeval.audit.probes.run_probes(ProbeConfig(...))` (the probes area's defaults; the config is built
-first, so a benchmark the probes do not support fails before the scan) and files the returned dict as the
-report's "probes" section (`tinyeval.audit.report.add_section`).
+  audit    -> scan.run.run_audit (the corpus scan; with --model also probes.run.run_probes, whose verdicts
+              become a section of both reports)
+  perturb  -> perturb.twins.perturb_benchmark
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from tinyeval.errors import TinyevalError
-
-
-def _probe_config(bench: str, model: str, adapter: str | None, data_root: str | None):
-    """The model-probe run for `--model`, built (and validated) before the scan starts."""
-    from tinyeval.audit.config import load_recipe
-    from tinyeval.audit.probes import ProbeConfig
-
-    return ProbeConfig(model=model, benchmark=load_recipe(bench).dataset, adapter=adapter, data_root=data_root)
 
 
 def audit(
@@ -36,6 +26,7 @@ def audit(
     n: Annotated[int | None, typer.Option("--n", help="n-gram length in words (default: the recipe's, 13).")] = None,
     min_span: Annotated[int | None, typer.Option("--min-span", help="Flag items with a matched run of at least this many words (recipe default 30).")] = None,
     fail_above: Annotated[float | None, typer.Option("--fail-above", help="Exit 1 if more than PCT% of items are contaminated.")] = None,
+    max_skipped: Annotated[float, typer.Option("--max-skipped", help="The verdict is incomplete (exit 1) when more than PCT% of the input bytes were skipped (unreadable lines, rows or files); it always is when no document was read.")] = 1.0,
     decontaminate: Annotated[str | None, typer.Option("--decontaminate", help="Write the corpus without contaminated documents here.")] = None,
     decontaminate_mode: Annotated[str, typer.Option("--decontaminate-mode", help="docs (drop documents) or spans (GPT-3 cut).")] = "docs",
     limit: Annotated[int | None, typer.Option("--limit", help="Index only the first N items.")] = None,
@@ -44,44 +35,57 @@ def audit(
     adapter: Annotated[str | None, typer.Option("--adapter", help="Adapter directory for --model.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Scan corpora for a benchmark's items (hashed n-grams, fuzzy-confirmed); write report.json/.md."""
-    from tinyeval.audit import report
-    from tinyeval.audit.run import AuditOptions, run_audit
-    from tinyeval.console import console, emit
+    """Scan corpora for a benchmark's items (hashed n-grams, fuzzy-confirmed); write report.json/.md.
+
+    Without --corpus it scans the data root's small sample corpora, and says so."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from tinyeval.audit.scan import gate
+    from tinyeval.audit.scan.run import AuditOptions, run_audit
+    from tinyeval.console import err_console
 
     if fail_above is not None and not 0 <= fail_above <= 100:
         raise TinyevalError(f"--fail-above is a percentage in [0, 100], got {fail_above}")
     opts = AuditOptions(bench, tuple(corpus or ()), out, engine, workers, address, text_field, n, min_span,
-                        decontaminate, decontaminate_mode, data_root, limit)
-    probes = _probe_config(bench, model, adapter, data_root) if model is not None else None
-    outcome = run_audit(opts)
-    verdict = None
-    if probes is not None:
-        from tinyeval.audit.probes import markdown as probes_markdown, run_probes
-        from tinyeval.io import write_text
+                        decontaminate, decontaminate_mode, data_root, limit, max_skipped)
+    probes = None
+    if model is not None:  # built (and validated) before the scan starts
+        from tinyeval.audit.probes.config import ProbeConfig
+        from tinyeval.audit.scan.config import load_recipe
 
-        verdict = run_probes(probes)
-        report.add_section(out, "probes", verdict)
-        md = Path(out) / "report.md"
-        write_text(md, md.read_text(encoding="utf-8") + "\n" + probes_markdown(verdict))
+        probes = ProbeConfig(model=model, benchmark=load_recipe(bench).dataset, adapter=adapter, data_root=data_root)
+    with Progress("scanning", BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=err_console,
+                  transient=True, disable=not err_console.is_terminal) as bar:
+        job = bar.add_task("scan", total=None)
+        outcome = run_audit(opts, probes, lambda done, total: bar.update(job, completed=done, total=total))
+    _render(outcome, bench, model, as_json)
+    failures = gate.failures(outcome.report, fail_above)
+    for line in failures:
+        err_console.print(f"[bold red]audit failed:[/] {line}", highlight=False, soft_wrap=True)
+    if failures:
+        raise typer.Exit(1)
+
+
+def _render(outcome, bench: str, model: str | None, as_json: bool) -> None:
+    """The terminal: tables (or the summary as JSON), skipped sources named on stderr."""
+    from tinyeval.audit.scan import report
+    from tinyeval.console import console, emit, err_console
+
     rep = outcome.report
+    for line in report.skipped_lines(rep):
+        err_console.print(line, highlight=False, markup=False, soft_wrap=True)
     if as_json:
         emit([rep["summary"]], "summary", True)
-    else:
-        if rep["items"]:
-            emit(report.rows(rep), f"tinyeval audit {bench}: top items", False)
-        emit(report.summary_rows(rep), f"{bench}: items with matched n-grams", False)
-        skipped = {k: v for k, v in rep["corpus"]["skipped"].items() if v}
-        size = rep["corpus"]["bytes"]
-        shown = f"{size / 1e6:,.1f} MB" if size >= 1e5 else f"{size / 1e3:,.1f} kB"
-        if verdict is not None:
-            emit(verdict["rows"], f"leakage probes: {bench} on {model}", False)
-        console.print(f"{rep['corpus']['documents']:,} documents, {shown}, "
-                      f"{outcome.run['mb_per_s']:,.1f} MB/s ({engine})"
-                      + (f"; skipped: {skipped}" if skipped else "") + f"; report: {outcome.out}/report.md")
-    if fail_above is not None and rep["summary"]["contaminated_pct"] > fail_above:
-        console.print(f"[bold red]{rep['summary']['contaminated_pct']}% of items contaminated > {fail_above}%[/]")
-        raise typer.Exit(1)
+        return
+    sample = " (on SAMPLE corpora, not your data: see below)" if rep["corpus"]["sample"] else ""
+    if rep["items"]:
+        emit(report.rows(rep), f"tinyeval audit {bench}: top items{sample}", False)
+    emit(report.summary_rows(rep), f"{bench}: items with matched n-grams{sample}", False)
+    if "probes" in rep.get("sections", {}):
+        emit(rep["sections"]["probes"]["rows"], f"leakage probes: {bench} on {model}", False)
+    console.print(report.corpus_line(rep, outcome.run) + f"; report: {outcome.out}/report.md")
+    if rep["corpus"]["sample"]:
+        console.print(f"[bold yellow]This audit scanned {report.sample_note()}.[/]", highlight=False)
 
 
 def perturb(
@@ -96,11 +100,11 @@ def perturb(
     as_json: Annotated[bool, typer.Option("--json", help="Print coverage as JSON.")] = False,
 ) -> None:
     """Number-perturbed twins of GSM8K items, each verified by re-executing its chain; prints the coverage."""
-    from tinyeval.audit.perturb import PerturbConfig, perturb_benchmark
+    from tinyeval.audit.perturb.twins import PerturbConfig, perturb_benchmark
     from tinyeval.console import emit
 
     cov = perturb_benchmark(bench, PerturbConfig(seed=seed, names=names, objects=objects), n, out, split, data_root)
-    summary = {**cov.as_dict(), "written": min(n or cov.perturbed, cov.perturbed) if out else 0, "out": out}
+    summary = cov.summary(n, out)
     if as_json:
         emit([summary], "perturb", True)
         return

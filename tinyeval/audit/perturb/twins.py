@@ -26,8 +26,21 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from typing import TypedDict
 
-from tinyeval.audit.perturb_link import (
+from tinyeval.audit.perturb.chain import (
+    NUMBER,
+    ChainError,
+    Step,
+    decimals,
+    evaluate,
+    final_answer,
+    format_number,
+    read_number,
+    verify_chain,
+    write_number,
+)
+from tinyeval.audit.perturb.link import (
     PCT_FORMS,
     Ref,
     Skip,
@@ -44,19 +57,7 @@ from tinyeval.audit.perturb_link import (
     summed_outside,
     tied_step,
 )
-from tinyeval.audit.perturb_prose import annotate_prose
-from tinyeval.audit.probe_chain import (
-    NUMBER,
-    ChainError,
-    Step,
-    decimals,
-    evaluate,
-    final_answer,
-    format_number,
-    read_number,
-    verify_chain,
-    write_number,
-)
+from tinyeval.audit.perturb.prose import annotate_prose
 from tinyeval.errors import TinyevalError
 
 F = Fraction
@@ -123,6 +124,22 @@ class Twin:
     changes: dict[str, str]  # old number -> new number, names and objects too
 
 
+class CoverageJSON(TypedDict):
+    """`Coverage.as_dict()`: how many items got a verified twin, and why the others were skipped."""
+
+    total: int
+    perturbed: int
+    coverage: float  # perturbed / total
+    skipped: dict[str, int]  # reason -> items, most common first
+
+
+class PerturbSummary(CoverageJSON):
+    """`tinyeval perturb --json`: the coverage, plus how many twins were written where."""
+
+    written: int
+    out: str | None
+
+
 @dataclass
 class Coverage:
     total: int = 0
@@ -133,9 +150,13 @@ class Coverage:
     def rate(self) -> float:
         return self.perturbed / self.total if self.total else 0.0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> CoverageJSON:
         return {"total": self.total, "perturbed": self.perturbed, "coverage": round(self.rate, 4),
                 "skipped": dict(self.skipped.most_common())}
+
+    def summary(self, n: int | None, out: str | None) -> PerturbSummary:
+        """What `perturb_benchmark(..., n, out)` wrote, for the terminal and `--json`."""
+        return {**self.as_dict(), "written": min(n or self.perturbed, self.perturbed) if out else 0, "out": out}
 
 
 
@@ -426,7 +447,7 @@ def verify_twin(plan: Plan, question: str, solution: str, values: dict, results:
 
 def perturb_item(question: str, solution: str, config: PerturbConfig, index: int = 0) -> Twin:
     """One verified twin of a GSM8K item; raises Skip with the reason when it cannot be made safely."""
-    from tinyeval.audit.probe_swaps import swap_entities
+    from tinyeval.audit.perturb.swaps import swap_entities
 
     rng = random.Random(f"{config.seed}:{index}")
     solution = annotate_prose(solution)

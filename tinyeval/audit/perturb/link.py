@@ -14,8 +14,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from fractions import Fraction
 
-from tinyeval.audit.perturb_prose import CALCULATION
-from tinyeval.audit.probe_chain import NUMBER, WORD_NUMBER, Step, parse_number, read_number, word_value
+from tinyeval.audit.perturb.chain import NUMBER, WORD_NUMBER, Step, parse_number, read_number, word_value
+from tinyeval.audit.perturb.prose import CALCULATION
 
 F = Fraction
 # Constants a solution may use without a number in the question: units and "twice"/"half"-style words.

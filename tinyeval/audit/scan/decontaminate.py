@@ -16,8 +16,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
-from tinyeval.audit.readers import ShardTask, Stats, read_batches
+from tinyeval.audit.scan.readers import registry, skipped
+from tinyeval.audit.scan.readers.types import ShardTask, Stats
 from tinyeval.errors import TinyevalError
 from tinyeval.io import atomic_path
 
@@ -57,23 +59,33 @@ MODES: dict[str, Callable[[str, list[tuple[int, int]]], list[str]]] = {"docs": _
 
 
 def _name(i: int, task: ShardTask) -> str:
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(task.source.removeprefix("hf://")).name)
-    base = re.sub(r"\.(jsonl|json|txt|parquet)(\.(gz|zst|zstd))?$", "", base)
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", registry.stem(task.source))
     return f"{i:05d}-{base}.jsonl"
 
 
+class DecontaminateJSON(TypedDict):
+    """run.json's "decontaminate": documents kept whole, removed, cut (spans mode), and rows written."""
+
+    kept: int
+    removed: int
+    cut: int
+    pieces_written: int
+
+
 def write_clean(tasks: list[ShardTask], flagged: dict[str, dict[int, list[tuple[int, int]]]],
-                out: str | Path, mode: str = "docs") -> dict:
+                out: str | Path, mode: str = "docs") -> DecontaminateJSON:
     """Re-read every task and write the clean corpus; returns counts of kept, removed and cut documents."""
     if mode not in MODES:
         raise TinyevalError(f"unknown decontamination mode '{mode}'; known: {', '.join(MODES)}")
     clean = MODES[mode]
-    counts = {"kept": 0, "removed": 0, "cut": 0, "pieces_written": 0}
+    counts: DecontaminateJSON = {"kept": 0, "removed": 0, "cut": 0, "pieces_written": 0}
     out = Path(out)
     for i, task in enumerate(tasks):
+        if task.fmt in skipped.NAMES:  # a file no reader takes: nothing to rewrite (the report names it)
+            continue
         spans_of = flagged.get(task.source, {})
         with atomic_path(out / _name(i, task)) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            for batch in read_batches(task, Stats(), keep_records=True):
+            for batch in registry.read_batches(task, Stats(), keep_records=True):
                 for text, pos, record in zip(batch.texts, batch.positions, batch.records or []):
                     spans = spans_of.get(pos)
                     pieces = [text] if spans is None else clean(text, spans)

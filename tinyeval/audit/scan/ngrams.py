@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinyeval.audit import kernels
-from tinyeval.audit.config import Normalisation
+from tinyeval.audit.scan import kernels
+from tinyeval.audit.scan.config import Normalisation
 
 U64 = np.uint64
 _P, _P_INV = kernels.P, kernels.P_INV

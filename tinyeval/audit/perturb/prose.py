@@ -24,7 +24,7 @@ import ast
 import re
 from fractions import Fraction
 
-from tinyeval.audit.probe_chain import ANNOTATION, NUMBER, ChainError, evaluate, parse_number
+from tinyeval.audit.perturb.chain import ANNOTATION, NUMBER, ChainError, evaluate, parse_number
 
 _NUM = r"\$?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)%?"
 _OP_WORDS = r"(?:x|times|plus|minus|divided|multiplied|by|equals?|is)"

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinyeval.audit import kernels, ngrams
-from tinyeval.audit.config import Recipe
+from tinyeval.audit.scan import kernels, ngrams
+from tinyeval.audit.scan.config import Recipe
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typing import Any
 
 from tinyeval.errors import TinyevalError
 
-AUDITS_DIR = Path(__file__).resolve().parents[2] / "audits"
+AUDITS_DIR = Path(__file__).resolve().parents[3] / "audits"
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tinyeval.audit import ngrams
-from tinyeval.audit.index import NgramIndex
-from tinyeval.audit.readers import Batch, ShardTask, Stats, read_batches
+from tinyeval.audit.scan import ngrams
+from tinyeval.audit.scan.index import NgramIndex
+from tinyeval.audit.scan.readers.registry import read_batches
+from tinyeval.audit.scan.readers.types import Batch, ShardTask, Stats, Window
 
 MAX_WINDOW = 20_000  # characters of matched document text kept per (item, document) pair
 
@@ -124,6 +125,7 @@ class _Pairs:
 
 def _pair_hit(p: _Pairs, j: int, batch: Batch, enc: ngrams.Encoded, source: str) -> PairHit:
     d = int(p.doc[j])
+    base = batch.bases[d] if batch.bases is not None else 0  # a window's offset in its document
     lo, hi = int(enc.doc_starts[d]), int(enc.doc_ends[d])
     doc_bytes = enc.raw[lo:hi]
     first, last = int(p.run_start[j]), int(p.run_start[j] + p.run_len[j] - 1)
@@ -137,7 +139,7 @@ def _pair_hit(p: _Pairs, j: int, batch: Batch, enc: ngrams.Encoded, source: str)
     exact = len(normalised) == len(original)
     text = original if exact else normalised
     return PairHit(int(p.item[j]), source, batch.positions[d], int(p.hits[j]), int(p.matched[j]),
-                   int(p.span[j]), start, end, text[w0:min(w1, w0 + MAX_WINDOW)], w0, exact)
+                   int(p.span[j]), base + start, base + end, text[w0:min(w1, w0 + MAX_WINDOW)], base + w0, exact)
 
 
 def _flag_docs(p: _Pairs, index: NgramIndex, batch: Batch, enc: ngrams.Encoded,
@@ -148,17 +150,18 @@ def _flag_docs(p: _Pairs, index: NgramIndex, batch: Batch, enc: ngrams.Encoded,
     pairs = np.flatnonzero((p.span >= thr.min_span) | (frac >= thr.min_fraction))
     for j in pairs.tolist():
         d = int(p.doc[j])
+        base = batch.bases[d] if batch.bases is not None else 0
         lo, hi = int(enc.doc_starts[d]), int(enc.doc_ends[d])
         doc_bytes = enc.raw[lo:hi]
         original = batch.text(d)
         exact = len(doc_bytes.decode("utf-8", "replace")) == len(original)
         recs = np.arange(p.first[j], p.first[j + 1] if j + 1 < len(p.first) else len(p.r["item"]))
         spans = flagged.setdefault(batch.positions[d], [])
-        if not exact:  # offsets would not index the original text: mark the whole document
-            spans.append((0, len(original)))
+        if not exact:  # offsets would not index the original text: mark the whole document (window)
+            spans.append((base, base + len(original)))
             continue
-        spans += [(_char_offset(doc_bytes, int(p.r["s"][i]) - lo), _char_offset(doc_bytes, int(p.r["e"][i]) - lo))
-                  for i in recs.tolist()]
+        spans += [(base + _char_offset(doc_bytes, int(p.r["s"][i]) - lo),
+                   base + _char_offset(doc_bytes, int(p.r["e"][i]) - lo)) for i in recs.tolist()]
 
 
 def _top(p: _Pairs, keep: int) -> np.ndarray:
@@ -187,15 +190,18 @@ def _keep_freed_memory() -> bool:
 
 
 def scan_task(task: ShardTask, index: NgramIndex, keep: int = 3, batch_bytes: int = 4 << 20,
-              spans: bool = False) -> TaskResult:
-    """Scan one shard task against the index; `spans` also collects flagged documents' matched ranges."""
+              spans: bool = False, window_chars: int = Window.chars) -> TaskResult:
+    """Scan one shard task against the index; `spans` also collects flagged documents' matched ranges.
+
+    A document longer than `window_chars` is scanned in windows overlapping by n - 1 words (`Window`)."""
     _keep_freed_memory()
     stats = Stats()
     keys: list[np.ndarray] = []
     pairs: list[PairHit] = []
     flagged: dict[int, list[tuple[int, int]]] = {}
     norm = index.recipe.normalisation
-    for batch in read_batches(task, stats, batch_bytes):
+    window = Window(window_chars, max(index.lengths, default=1) - 1)
+    for batch in read_batches(task, stats, batch_bytes, window=window):
         enc = batch.encode(norm)
         stats.bytes += int((enc.doc_ends - enc.doc_starts).sum())
         r = _records(enc, index)
@@ -208,8 +214,10 @@ def scan_task(task: ShardTask, index: NgramIndex, keep: int = 3, batch_bytes: in
             _flag_docs(p, index, batch, enc, flagged)
     pairs.sort(key=lambda h: (h.item, -h.span, -h.hits, h.doc))
     best: list[PairHit] = []
+    seen: set[tuple[int, int]] = set()  # (item, document): windows of one document give one pair
     for h in pairs:
-        if len(best) < keep or best[-keep].item != h.item:
+        if (h.item, h.doc) not in seen and (len(best) < keep or best[-keep].item != h.item):
             best.append(h)
+            seen.add((h.item, h.doc))
     matched = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.uint64)
     return TaskResult(task, stats, matched, best, flagged)

@@ -1,4 +1,4 @@
-"""Membership scores from one forward pass: mean log-prob, Min-K% and Min-K%++.
+"""The membership probe: mean log-prob, Min-K% and Min-K%++ from one forward pass, as AUROCs.
 
 Min-K% (Shi et al. 2024) averages the k% least likely tokens of a text: a memorised text has few surprising
 tokens. Min-K%++ (Zhang et al. 2024) first normalises each token's log-prob by what the model expected at
@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from tinyeval.audit.probes.config import Model, ProbeConfig, ProbeData, Signal, sample
+from tinyeval.audit.probes.stats import auroc_ci
 
 MIN_K = 0.2  # the papers' default share of lowest-scoring tokens
 
@@ -80,3 +83,32 @@ def score_texts(model, tokenizer, texts: Sequence[str], k: float = MIN_K, batch_
     """Each score for each text: {"logprob": (N,), "min_k": (N,), "min_k_pp": (N,)}."""
     rows = [scores(s, k) for s in token_stats(model, tokenizer, texts, batch_size)]
     return {name: np.array([r[name] for r in rows]) for name in ("logprob", "min_k", "min_k_pp")}
+
+
+def probe(model: Model, data: ProbeData, config: ProbeConfig) -> list[Signal]:
+    """AUROC of Min-K% / Min-K%++: sampled benchmark items against the control set, and the sampled items
+    that have a twin against their own twins, paired."""
+    picked = sample(range(len(data.rows)), config.n_membership, config.seed)
+    twin_of = {t.index: t.question for t in data.twins}
+    twins = {k: twin_of[i] for k, i in enumerate(picked) if i in twin_of}  # position in `picked` -> twin text
+
+    def score(batch: list[str]) -> dict[str, np.ndarray]:
+        return score_texts(model.hf, model.tokenizer, batch, config.k, max(1, config.batch_size // 4))
+
+    bench, ctrl = score([data.rows[i][data.field] for i in picked]), score(data.control)
+    paired = sorted(twins)
+    twin = score([twins[i] for i in paired]) if paired else None
+    signals = []
+    for name, label in (("min_k", "Min-K%"), ("min_k_pp", "Min-K%++")):
+        detail = {"bench_mean": float(bench[name].mean()), "control_mean": float(ctrl[name].mean()),
+                  "logprob_auroc_control": str(auroc_ci(bench["logprob"], ctrl["logprob"], n_boot=config.n_boot))}
+        if twin is not None:
+            detail["logprob_auroc_twins"] = str(auroc_ci(bench["logprob"][paired], twin["logprob"], paired=True,
+                                                         n_boot=config.n_boot))
+            signals.append(Signal("membership", f"{label} AUROC vs perturbed twins",
+                                  auroc_ci(bench[name][paired], twin[name], paired=True, n_boot=config.n_boot),
+                                  0.5, "benchmark items more familiar than the same items with new numbers", detail))
+        signals.append(Signal("membership", f"{label} AUROC vs {data.control_name}",
+                              auroc_ci(bench[name], ctrl[name], n_boot=config.n_boot), 0.5,
+                              f"benchmark items more familiar than {data.control_name} items", detail))
+    return signals

@@ -1,4 +1,4 @@
-"""Engines run the same shard function (`scan.scan_task`) over every task and return results in task order.
+"""Engines run the same shard function (`shard.scan_task`) over every task and return results in task order.
 
   local  worker processes on this machine (fork: the index is inherited, not pickled); 1 worker runs
          in-process. Large tasks are submitted first so a long shard does not finish last alone.
@@ -13,16 +13,18 @@ Because results are merged in task order, both engines give byte-identical repor
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
-from tinyeval.audit.index import NgramIndex
-from tinyeval.audit.readers import ShardTask
-from tinyeval.audit.scan import TaskResult, scan_task
+from tinyeval.audit.scan.index import NgramIndex
+from tinyeval.audit.scan.readers.types import ShardTask
+from tinyeval.audit.scan.shard import TaskResult, scan_task
 from tinyeval.errors import TinyevalError
 
+Progress = Callable[[ShardTask], None]  # called with each task as it finishes
 _WORKER: dict = {}  # the index and scan options of a worker process, set once by `_init`
 
 
@@ -34,7 +36,8 @@ def _run(task: ShardTask) -> TaskResult:
     return scan_task(task, _WORKER["index"], **_WORKER["scan_kw"])
 
 
-def _size(task: ShardTask) -> int:
+def task_bytes(task: ShardTask) -> int:
+    """Input bytes of a task (its range, or its file's size on disk; 0 for a hub dataset): progress is counted in these."""
     if task.end is not None:
         return task.end - task.start
     try:
@@ -44,17 +47,24 @@ def _size(task: ShardTask) -> int:
 
 
 def run_local(tasks: list[ShardTask], index: NgramIndex, workers: int, address: str | None,
-              scan_kw: dict) -> list[TaskResult]:
+              scan_kw: dict, done: Progress) -> list[TaskResult]:
     """Scan with `workers` processes (1 = in this process)."""
     workers = max(1, min(workers, len(tasks)))
     if workers == 1:
-        return [scan_task(t, index, **scan_kw) for t in tasks]
+        results = []
+        for t in tasks:
+            results.append(scan_task(t, index, **scan_kw))
+            done(t)
+        return results
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     with ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_init,
                              initargs=(index, scan_kw)) as pool:
-        order = sorted(range(len(tasks)), key=lambda i: -_size(tasks[i]))
-        futures = {i: pool.submit(_run, tasks[i]) for i in order}
-        return [futures[i].result() for i in range(len(tasks))]
+        order = sorted(range(len(tasks)), key=lambda i: -task_bytes(tasks[i]))
+        futures = {pool.submit(_run, tasks[i]): i for i in order}
+        for future in as_completed(futures):
+            done(tasks[futures[future]])
+        by_task = {i: future.result() for future, i in futures.items()}
+        return [by_task[i] for i in range(len(tasks))]
 
 
 class _Scanner:
@@ -85,7 +95,7 @@ def _scanners(ray, index: NgramIndex, workers: int, scan_kw: dict) -> list:
 
 
 def run_ray(tasks: list[ShardTask], index: NgramIndex, workers: int, address: str | None,
-            scan_kw: dict) -> list[TaskResult]:
+            scan_kw: dict, done: Progress) -> list[TaskResult]:
     """Scan with Ray actors: a local Ray with `workers` CPUs, or `workers` actors on the cluster at `address`."""
     try:
         import ray
@@ -97,31 +107,35 @@ def run_ray(tasks: list[ShardTask], index: NgramIndex, workers: int, address: st
         _RAY_POOL.clear()  # handles from an earlier (shut down) session are dead, whatever its job id was
         local = address is None
         ray.init(address=address, num_cpus=workers if local else None, include_dashboard=False,
-                 log_to_driver=False, ignore_reinit_error=True, configure_logging=False)
+                 log_to_driver=False, ignore_reinit_error=True, configure_logging=False,
+                 logging_level=logging.WARNING)
     workers = max(1, min(workers, len(tasks), int(ray.cluster_resources().get("CPU", 1))))
     pool = ActorPool(_scanners(ray, index, workers, scan_kw))
-    order = sorted(range(len(tasks)), key=lambda i: -_size(tasks[i]))
+    order = sorted(range(len(tasks)), key=lambda i: -task_bytes(tasks[i]))
     results: list[TaskResult | None] = [None] * len(tasks)
     try:
         for i, result in pool.map_unordered(lambda actor, i: actor.scan.remote(i, tasks[i]), order):
             results[i] = result
+            done(tasks[i])
     except Exception:
         _RAY_POOL.clear()  # an actor may have died (max_restarts=0): the next scan starts fresh ones
         raise
     return results
 
 
-ENGINES: dict[str, Callable[[list[ShardTask], NgramIndex, int, str | None, dict], list[TaskResult]]] = {
+ENGINES: dict[str, Callable[[list[ShardTask], NgramIndex, int, str | None, dict, Progress], list[TaskResult]]] = {
     "local": run_local,
     "ray": run_ray,
 }
 
 
 def run(engine: str, tasks: list[ShardTask], index: NgramIndex, workers: int | None = None,
-        address: str | None = None, **scan_kw) -> list[TaskResult]:
-    """Scan every task with `engine`; `scan_kw` goes to `scan.scan_task` (e.g. spans=True)."""
+        address: str | None = None, progress: Progress | None = None, **scan_kw) -> list[TaskResult]:
+    """Scan every task with `engine`; `progress(task)` is called as each task finishes; `scan_kw` goes to
+    `shard.scan_task` (e.g. spans=True)."""
     if engine not in ENGINES:
         raise TinyevalError(f"unknown engine '{engine}'; known: {', '.join(ENGINES)}")
     if workers is not None and workers < 1:
         raise TinyevalError(f"--workers must be >= 1, got {workers}")
-    return ENGINES[engine](tasks, index, workers or os.cpu_count() or 1, address, scan_kw)
+    return ENGINES[engine](tasks, index, workers or os.cpu_count() or 1, address, scan_kw,
+                           progress or (lambda task: None))

@@ -29,10 +29,12 @@ import random
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 from tinyeval import data
+from tinyeval.audit.json_types import typed_dict
 from tinyeval.errors import TinyevalError
 from tinyeval.io import atomic_path, write_json
 
@@ -104,6 +106,18 @@ class Labels:
     bytes: int = 0
     texts: list[str] = field(default_factory=list)  # every injected text, positives and negatives
     hosts: dict[str, tuple[str, int]] = field(default_factory=dict)  # injection key -> (shard, byte offset)
+
+
+class LabelsJSON(TypedDict):
+    """labels.json: what `build` injected where."""
+
+    injected: dict[str, dict[str, str]]  # bench -> item id -> edit kind
+    negatives: int
+    shards: list[str]
+    bytes: int
+    spec: typed_dict(LabelledSpec)  # type: ignore[valid-type]
+    hosts: dict[str, list[str | int]]  # injection key -> [shard, byte offset of its document's line]
+    texts: list[str]
 
 
 def _background(spec: LabelledSpec, root: Path) -> list[str]:
@@ -186,9 +200,9 @@ def build(out: str | Path, spec: LabelledSpec = LabelledSpec(), root: str | Path
                 pending = next(docs, None)
         labels.shards.append(str(path))
         labels.bytes += size
-    write_json(out / "labels.json", {"injected": labels.injected, "negatives": labels.negatives,
-                                     "shards": labels.shards, "bytes": labels.bytes, "spec": spec.__dict__,
-                                     "hosts": labels.hosts, "texts": labels.texts})
+    written: LabelsJSON = {"injected": labels.injected, "negatives": labels.negatives, "shards": labels.shards,
+                           "bytes": labels.bytes, "spec": asdict(spec), "hosts": labels.hosts, "texts": labels.texts}
+    write_json(out / "labels.json", written)
     return labels
 
 
