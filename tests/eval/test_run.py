@@ -197,3 +197,21 @@ def test_cli_json_is_clean_and_third_party_output_goes_to_the_log(tiny_llama_dir
     assert proc.stderr.strip() == "", proc.stderr[-3000:]
     log = (out / "log.txt").read_text()
     assert "Running loglikelihood requests" in log and "Running generate_until requests" in log, log[:2000]
+
+
+def test_vllm_engines_are_shut_down_explicitly():
+    """An engine left to vLLM's exit-time finalizer ended pytest runs with a psutil.NoSuchProcess traceback."""
+    from types import SimpleNamespace
+
+    from tinyeval.eval.run import _release
+
+    calls = []
+
+    def engine():
+        core = SimpleNamespace(shutdown=lambda: calls.append("shutdown"))
+        return SimpleNamespace(model=SimpleNamespace(llm_engine=SimpleNamespace(engine_core=core)))
+
+    _release(engine())  # lm-eval's VLLM wrapper
+    _release(SimpleNamespace(generator=engine(), scorer=SimpleNamespace(model=object())))  # SplitLM on CPU
+    _release(SimpleNamespace(model=object()))  # HFLM: nothing to do
+    assert calls == ["shutdown", "shutdown"]
