@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TypedDict
 
@@ -316,17 +316,6 @@ def meta_model(config):
         return AutoModelForCausalLM.from_config(config)
 
 
-class ModelRow(TypedDict):
-    """One row of `tinyeval models --json`."""
-
-    alias: str
-    source: str
-    parameters: int
-    layers: int
-    hidden_size: int
-    available_locally: bool
-
-
 @dataclass(frozen=True)
 class ModelInfo:
     alias: str
@@ -338,6 +327,10 @@ class ModelInfo:
 
     def row(self) -> ModelRow:
         return ModelRow(**asdict(self))
+
+
+# One row of `tinyeval models --json`: the fields of `ModelInfo`, as a JSON schema for `tinyeval.schema.check`.
+ModelRow = TypedDict("ModelRow", {f.name: f.type for f in fields(ModelInfo)})
 
 
 def describe(name: str) -> ModelInfo:

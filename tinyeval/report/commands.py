@@ -123,12 +123,15 @@ def _run_with_board(cfg, verbose: bool, as_json: bool):
     from tinyeval.report import matrix, runner
     from tinyeval.report.board import Board, CellRow
 
+    def total_steps(cell) -> int | None:  # None: base, or the dataset size is unknown
+        if cell.algo is None:
+            return None
+        loop = matrix.train_configs(cfg.model, cfg.preset, cell)[0]
+        return cfg.train_overrides.get("steps") or matrix.train_steps(loop, cfg.data_root)
+
     sizes = matrix.plan_rows(load_config(cfg.model), cfg.cells)
-    steps = cfg.train_overrides.get("steps")
-    board = Board(f"tinyeval train-and-eval · {cfg.model} · preset {cfg.preset} · logs: {cfg.out / 'cells'}/*/log.txt",
-                  [CellRow(c.name, cfg.out / "cells" / c.name / "train", None if c.algo is None else steps or
-                           matrix.train_steps(matrix.train_configs(cfg.model, cfg.preset, c)[0], cfg.data_root))
-                   for c in cfg.cells])
+    title = f"tinyeval train-and-eval · {cfg.model} · preset {cfg.preset} · logs: {cfg.out / 'cells'}/*/log.txt"
+    board = Board(title, [CellRow(c.name, cfg.out / "cells" / c.name / "train", total_steps(c)) for c in cfg.cells])
 
     def on_state(name: str, state: str) -> None:
         board.update(name, state)

@@ -204,7 +204,8 @@ def _train_cost(cell: CellSpec, model: str, preset: str, data_root: str | None,
 
 
 def dry_run(model: str, preset: str, cells: list[CellSpec], tasks: list[str], eval_limit: int | None,
-            data_root: str | None = None, cost: CostModel = CostModel(), max_gen_toks: int | None = None) -> list[PlanRow]:
+            data_root: str | None = None, cost: CostModel = CostModel(),
+            max_gen_toks: int | None = None) -> list[PlanRow]:
     """The plan as table rows: per cell, trainable parameters, bytes, tokens to generate, GPU-hours."""
     from tinyeval.models import load_config, meta_model
 

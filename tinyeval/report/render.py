@@ -36,8 +36,8 @@ def _bytes(n: int) -> str:
 
 
 ReportRow = TypedDict("ReportRow", {"cell": str, "algo": str, "trainable": str, "bytes (bf16)": str, "status": str})
-ReportRow.__doc__ = """One row of `tinyeval report --json` and `tinyeval train-and-eval --json`: display text, plus per task
-of the run a "<task>" score and a "Δ <task>" versus base (strings too), hence `__extra__`."""
+ReportRow.__doc__ = """One row of `tinyeval report --json` and `tinyeval train-and-eval --json`: display text, plus
+per task of the run a "<task>" score and a "Δ <task>" versus base (strings too), hence `__extra__`."""
 ReportRow.__extra__ = True
 
 
