@@ -48,3 +48,14 @@ def test_streams_are_restored_after_an_error(tmp_path, capfd):
     assert (sys.stdout, sys.stderr, console._file) == (stdout, stderr, file)
     print("back on the terminal")
     assert "back on the terminal" in capfd.readouterr().out
+
+
+def test_an_empty_log_and_the_folder_made_for_it_are_removed(tmp_path):
+    with quiet.into(tmp_path / "run" / "log.txt"):
+        pass
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "log.txt").write_text("earlier run\n")
+    with quiet.into(tmp_path / "kept" / "log.txt"):
+        pass
+    assert (tmp_path / "kept" / "log.txt").read_text() == "earlier run\n"

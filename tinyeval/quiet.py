@@ -90,6 +90,7 @@ def into(log: Path, verbose: bool = False) -> Iterator[None]:
     if verbose:
         yield
         return
+    new_dir, new_log = not log.parent.exists(), not log.exists()
     log.parent.mkdir(parents=True, exist_ok=True)
     for stream in (sys.stdout, sys.stderr, console.file, err_console.file):
         stream.flush()
@@ -104,6 +105,10 @@ def into(log: Path, verbose: bool = False) -> Iterator[None]:
             sys.stdout.flush(), sys.stderr.flush()
     finally:
         os.close(sink)
+        if new_log and log.stat().st_size == 0:  # a command refused before anything ran leaves nothing behind
+            log.unlink()
+            if new_dir and not any(log.parent.iterdir()):
+                log.parent.rmdir()
 
 
 @contextmanager

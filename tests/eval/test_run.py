@@ -200,18 +200,19 @@ def test_cli_json_is_clean_and_third_party_output_goes_to_the_log(tiny_llama_dir
 
 
 def test_vllm_engines_are_shut_down_explicitly():
-    """An engine left to vLLM's exit-time finalizer ended pytest runs with a psutil.NoSuchProcess traceback."""
+    """An engine left to vLLM's exit-time finalizer (5 s to tear down, then a racy force-kill) ended pytest runs
+    with a psutil.NoSuchProcess traceback: each is shut down gracefully right after its evaluation."""
     from types import SimpleNamespace
 
-    from tinyeval.eval.run import _release
+    from tinyeval.eval.run import ENGINE_SHUTDOWN_S, _release
 
     calls = []
 
     def engine():
-        core = SimpleNamespace(shutdown=lambda: calls.append("shutdown"))
+        core = SimpleNamespace(shutdown=lambda timeout: calls.append(timeout))
         return SimpleNamespace(model=SimpleNamespace(llm_engine=SimpleNamespace(engine_core=core)))
 
     _release(engine())  # lm-eval's VLLM wrapper
     _release(SimpleNamespace(generator=engine(), scorer=SimpleNamespace(model=object())))  # SplitLM on CPU
     _release(SimpleNamespace(model=object()))  # HFLM: nothing to do
-    assert calls == ["shutdown", "shutdown"]
+    assert calls == [ENGINE_SHUTDOWN_S, ENGINE_SHUTDOWN_S]
