@@ -42,6 +42,15 @@ def test_models_json_matches_its_schema():
     check(json.loads(result.stdout), list[ModelRow])
 
 
+@pytest.mark.parametrize("method", ["tinylora", "lora"])
+def test_plan_json_matches_its_schema(method):
+    from tinyeval.adapters.commands import PlanJson
+
+    result = runner.invoke(app, ["plan", "--model", "qwen2.5-7b", "--method", method, "--params", "13", "--json"])
+    assert result.exit_code == 0, result.output
+    check(json.loads(result.stdout), list[PlanJson])
+
+
 def test_data_json_matches_its_schema(data_root):
     result = runner.invoke(app, ["data", "gsm8k", "legal_hearsay", "--json"])
     assert result.exit_code == 0, result.output
