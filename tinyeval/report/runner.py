@@ -25,9 +25,9 @@ from pathlib import Path
 
 from tinyeval import quiet
 from tinyeval.errors import TinyevalError
-from tinyeval.io import write_json
+from tinyeval.io import read_jsonl, write_json
 from tinyeval.report.matrix import PRESETS, CellSpec
-from tinyeval.report.results import Cell, Results, TaskScore
+from tinyeval.report.results import Cell, CurvePoint, Results, TaskScore
 
 
 @dataclass
@@ -77,12 +77,13 @@ def _train(spec: CellSpec, cfg: RunConfig, train_dir: Path) -> Path:
     return adapter
 
 
-def _curve(train_dir: Path) -> list[dict]:
+def _curve(train_dir: Path) -> list[CurvePoint]:
     path = train_dir / "records.jsonl"
     if not path.is_file():
         return []
     keep = ("step", "reward_mean", "strict", "lenient", "loss", "heldout_loss")
-    return [{k: r[k] for k in keep if k in r} for r in map(json.loads, path.read_text().splitlines()) if r]
+    return [CurvePoint(**{k: r[k] for k in keep if k in r}) for r in read_jsonl(path, warn=lambda m: _log(
+        train_dir.parent, m)) if r]
 
 
 def _scores(record: dict) -> dict[str, TaskScore]:
