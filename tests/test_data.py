@@ -44,6 +44,24 @@ def test_corrupt_jsonl_names_file_and_line(tmp_path):
         data.load("gsm8k", "test", tmp_path)
 
 
+def test_jsonl_line_that_is_no_object_names_file_and_line(tmp_path):
+    (tmp_path / "gsm8k").mkdir()
+    (tmp_path / "gsm8k" / "test.jsonl").write_text('{"question": "a", "answer": "#### 1"}\n[1, 2]\n')
+    with pytest.raises(TinyevalError, match=r"test\.jsonl:2: expected a JSON object, got list"):
+        data.load("gsm8k", "test", tmp_path)
+
+
+def test_check_reads_every_split_and_names_the_bad_line(tmp_path):
+    (tmp_path / "gsm8k").mkdir()
+    (tmp_path / "gsm8k" / "test.jsonl").write_text('{"question": "a", "answer": "#### 1"}\n')
+    (tmp_path / "gsm8k" / "train.jsonl").write_text('{"question": "a", "answer": "#### 1"}\n' * 3 + "{oops\n")
+    with pytest.raises(TinyevalError, match=r"train\.jsonl:4: invalid JSON"):
+        data.check("gsm8k", tmp_path)
+    (tmp_path / "gsm8k" / "train.jsonl").unlink()
+    with pytest.raises(TinyevalError, match=r"gsm8k/train\.jsonl.*unreachable"):  # conftest: HF_HUB_OFFLINE=1
+        data.check("gsm8k", tmp_path)
+
+
 def test_missing_data_root_is_clear(tmp_path):
     with pytest.raises(TinyevalError, match="does not exist"):
         data.load("gsm8k", "test", tmp_path / "nope")

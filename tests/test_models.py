@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from tinyeval import models
@@ -41,3 +43,27 @@ def test_smollm2_loads_from_embedded_gguf_and_answers(data_root, smollm2_dir):
     question = data.load("gsm8k", "test").rows[0]["question"]
     [answer] = generate(model, tok, [chat_prompt(tok, question)], max_new_tokens=48)
     assert answer.strip()
+
+
+def test_broken_tokenizer_is_one_clear_error(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (tmp_path / "tokenizer_config.json").write_text("{not json")
+    with pytest.raises(TinyevalError, match=r"no usable tokenizer in .*JSONDecodeError"):
+        models.load_tokenizer(str(tmp_path))
+
+
+def test_truncated_or_junk_weights_are_named(tiny_llama_dir, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_llama_dir, model)
+    models.check_weights(str(model))  # intact: passes
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(TinyevalError, match=r"model\.safetensors is not a readable safetensors file .*incomplete"):
+        models.check_weights(str(model))
+    weights.write_bytes(b"\x00junk" * 50)
+    with pytest.raises(TinyevalError, match=r"model\.safetensors is not a readable safetensors file"):
+        models.check_weights(str(model))
+    with pytest.raises(TinyevalError, match=r"could not be loaded from .*SafetensorError"):
+        models.load_model(str(model))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from dataclasses import asdict
 from typing import Annotated, Optional
 
 import typer
@@ -36,7 +35,7 @@ def models(
     """List registered models: source, parameters, layers, hidden size, local availability."""
     from tinyeval import models as registry
 
-    rows = [asdict(registry.describe(name)) for name in (names or list(registry.ALIASES))]
+    rows = [registry.describe(name).row() for name in (names or list(registry.ALIASES))]
     emit(rows, "tinyeval models", as_json)
 
 
@@ -49,14 +48,7 @@ def data(
     """List datasets: split, rows, source (data-root file or hub) and a content hash of the rows."""
     from tinyeval import data as registry
 
-    wanted = [(n, s) for n, s in registry.all_splits() if not names or n in names]
-    for name in names or []:
-        registry.spec(name)
-    rows = []
-    for name, split in wanted:
-        loaded = registry.load(name, split, data_root)
-        rows.append({"dataset": name, "split": split, "rows": len(loaded.rows), "source": loaded.source,
-                     "hash": loaded.content_hash})
+    rows = registry.summary(names, data_root)
     emit(rows, "tinyeval data", as_json)
 
 

@@ -23,6 +23,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 from tinyeval.errors import TinyevalError
 from tinyeval.hub import hub_reachable
@@ -146,9 +147,12 @@ def read_jsonl(path: Path) -> list[dict]:
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise TinyevalError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise TinyevalError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
     return rows
 
 
@@ -221,6 +225,18 @@ def load(name: str, split: str = "test", root: str | os.PathLike | None = None) 
     return Loaded(name, split, _load_hub(src), f"hub:{src.repo}")
 
 
+def check(name: str, root: str | os.PathLike | None = None) -> None:
+    """Fail now, naming the file and line, when a split of `name` cannot be read: a corrupt data-root file, or
+    no data-root file and no reachable hub copy. Local files are read in full; a hub copy is not fetched."""
+    s = spec(name)
+    for split in s.files:
+        path = local_path(name, split, root)
+        if path is not None:
+            _READERS[path.suffix](path)
+        elif split not in s.hub or not hub_reachable():
+            load(name, split, root)  # raises the error that names the data-root path and the hub
+
+
 def math_train(levels: tuple[int, ...] | None = None, add_test_minus_math500: bool = False,
                root: str | os.PathLike | None = None) -> Loaded:
     """MATH training problems as SimpleRL builds them: optionally plus MATH test minus MATH500, by level.
@@ -263,3 +279,26 @@ def content_hash(rows: list[dict]) -> str:
 
 def all_splits() -> list[tuple[str, str]]:
     return [(name, split) for name, s in DATASETS.items() for split in s.files]
+
+
+class SplitRow(TypedDict):
+    """One row of `tinyeval data --json`."""
+
+    dataset: str
+    split: str
+    rows: int
+    source: str  # the data-root file, or "hub:<repo>"
+    hash: str  # `content_hash` of the rows
+
+
+def summary(names: list[str] | None = None, root: str | os.PathLike | None = None) -> list[SplitRow]:
+    """Every split of `names` (default: all datasets) with its row count, source and content hash."""
+    for name in names or []:
+        spec(name)
+    rows: list[SplitRow] = []
+    for name, split in all_splits():
+        if not names or name in names:
+            loaded = load(name, split, root)
+            rows.append(SplitRow(dataset=name, split=split, rows=len(loaded.rows), source=loaded.source,
+                                 hash=loaded.content_hash))
+    return rows

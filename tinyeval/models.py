@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import TypedDict
 
 from tinyeval.errors import TinyevalError
 from tinyeval.hub import hub_reachable
@@ -251,20 +252,54 @@ def default_dtype(device: str | None = None) -> str:
     return "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
 
 
+def _first_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: " + next(iter(str(e).strip().splitlines()), "")
+
+
+def load_tokenizer(name: str):
+    """The model's tokenizer; a missing or broken one is a `TinyevalError` naming the directory."""
+    from transformers import AutoTokenizer
+
+    where = model_dir(name)
+    try:
+        return AutoTokenizer.from_pretrained(where)
+    except Exception as e:  # json, tokenizers and sentencepiece each raise their own types for a broken file
+        raise TinyevalError(f"model '{name}': no usable tokenizer in {where} ({_first_line(e)})") from None
+
+
+def check_weights(name: str) -> None:
+    """Fail at once, naming the file, when a local model's safetensors are unreadable or truncated.
+
+    Reads each file's header only (safetensors checks that the header covers the whole file), so a 15 GB model
+    is checked in milliseconds. Hub ids and `.bin` checkpoints are left to the loader."""
+    from safetensors import SafetensorError, safe_open
+
+    where = model_dir(name)
+    if not isinstance(where, Path):
+        return
+    for path in sorted(where.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as e:
+            raise TinyevalError(f"model '{name}': {path} is not a readable safetensors file ({e})") from None
+
+
 def load_model(name: str, dtype: str = "auto", device: str = "cpu"):
     """Load (model, tokenizer) for inference or training; tokenizer pads on the left for generation.
 
     `dtype="auto"` is `default_dtype(device)`."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM
 
     dtype = default_dtype(device) if dtype == "auto" else dtype
+    tok = load_tokenizer(name)
     where = model_dir(name)
     try:
-        tok = AutoTokenizer.from_pretrained(where)
         model = AutoModelForCausalLM.from_pretrained(where, dtype=getattr(torch, dtype)).to(device)
-    except (OSError, ValueError) as e:
-        raise TinyevalError(f"model '{name}' could not be loaded from {where}: {str(e).splitlines()[0]}") from None
+    except (OSError, ValueError, SafetensorError) as e:
+        raise TinyevalError(f"model '{name}' could not be loaded from {where}: {_first_line(e)}") from None
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -289,6 +324,13 @@ class ModelInfo:
     layers: int
     hidden_size: int
     available_locally: bool
+
+    def row(self) -> ModelRow:
+        return ModelRow(**asdict(self))
+
+
+# One row of `tinyeval models --json`: the fields of `ModelInfo`, as a JSON schema for `tinyeval.schema.check`.
+ModelRow = TypedDict("ModelRow", {f.name: f.type for f in fields(ModelInfo)})
 
 
 def describe(name: str) -> ModelInfo:

@@ -109,3 +109,110 @@ def test_adapter_dir_that_is_no_adapter_is_a_clear_error(tiny_llama_dir, tmp_pat
         evaluate(EvalConfig(model=str(tiny_llama_dir), adapter=tmp_path / "not-an-adapter", tasks=["boolq"],
                             out=tmp_path / "run", **TINY))
     assert not (tmp_path / "run").exists()
+
+
+def test_results_and_samples_match_their_schemas(tiny_all_run):
+    from tinyeval.eval.run import EvalRecord, Sample
+    from tinyeval.schema import check, check_lines
+
+    out, record = tiny_all_run
+    on_disk = json.loads((out / "results.json").read_text())
+    check(on_disk, EvalRecord)
+    assert on_disk["settings"]["backend"] == "hf" and on_disk["settings"]["dtype"] == "float32"
+    for name in on_disk["tasks"]:
+        assert check_lines(_samples(out, name), Sample, name) >= 2  # one line per item and filter
+
+
+def test_data_root_is_passed_not_put_in_the_environment(tiny_llama_dir, tmp_path, data_root):
+    """The run's data root reaches lm-eval's dataset hook as task metadata; os.environ is left alone."""
+    import os
+    import shutil
+
+    root = tmp_path / "root"
+    (root / "gsm8k").mkdir(parents=True)
+    shutil.copy(data_root / "gsm8k" / "train.jsonl", root / "gsm8k" / "train.jsonl")
+    (root / "gsm8k" / "test.jsonl").write_text(
+        "".join(json.dumps({"question": f"Only here: {i} + 1?", "answer": f"#### {i + 1}"}) + "\n" for i in range(2)))
+    before = os.environ.get("TINYEVAL_DATA")  # the shared data root: the questions below are not in it
+    record = evaluate(EvalConfig(model=str(tiny_llama_dir), tasks=["gsm8k"], out=tmp_path / "run",
+                                 data_root=str(root), **TINY))
+    assert os.environ.get("TINYEVAL_DATA") == before
+    assert {s["doc"]["question"] for s in _samples(tmp_path / "run", "gsm8k")} == {"Only here: 0 + 1?",
+                                                                                   "Only here: 1 + 1?"}
+    assert record["settings"]["data_root"] == str(root.resolve())
+
+
+def _cli(*argv):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "tinyeval.cli", *argv], capture_output=True, text=True)
+
+
+def _one_line_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 3, proc.stderr[-2000:]
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("junk", ["weights", "tokenizer"])
+def test_model_dir_with_junk_files_is_one_line(tiny_llama_dir, tmp_path, junk):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_llama_dir, model)
+    target = "model.safetensors" if junk == "weights" else "tokenizer_config.json"
+    (model / target).write_bytes(b"\x00garbage" * 100)
+    proc = _cli("eval", "--model", str(model), "--tasks", "boolq", "--out", str(tmp_path / "run"), "--limit", "1")
+    _one_line_error(proc, "tokenizer" if junk == "tokenizer" else "model.safetensors")
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_corrupt_data_line_is_one_line_naming_file_and_line(tiny_llama_dir, tmp_path, data_root):
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(data_root / "gsm8k", root / "gsm8k")
+    lines = (root / "gsm8k" / "test.jsonl").read_text().splitlines(keepends=True)
+    lines[4] = '{"question": "cut off\n'
+    (root / "gsm8k" / "test.jsonl").write_text("".join(lines))
+    proc = _cli("eval", "--model", str(tiny_llama_dir), "--tasks", "gsm8k", "--out", str(tmp_path / "run"),
+                "--limit", "1", "--backend", "hf", "--data-root", str(root))
+    _one_line_error(proc, "test.jsonl:5", "invalid JSON")
+
+
+def test_cli_json_is_clean_and_third_party_output_goes_to_the_log(tiny_llama_dir, tmp_path, data_root):
+    """stdout holds the JSON rows and nothing else, stderr nothing; lm-eval's progress bars are in OUT/log.txt."""
+    from tinyeval.eval.results import TableRow
+    from tinyeval.schema import check
+
+    out = tmp_path / "run"
+    proc = _cli("eval", "--model", str(tiny_llama_dir), "--tasks", "gsm8k,boolq", "--out", str(out), "--limit", "2",
+                "--max-gen-toks", "8", "--dtype", "float32", "--backend", "hf", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(proc.stdout)
+    check(rows, list[TableRow])
+    assert {r["task"] for r in rows} == {"boolq", "gsm8k"}
+    assert proc.stderr.strip() == "", proc.stderr[-3000:]
+    log = (out / "log.txt").read_text()
+    assert "Running loglikelihood requests" in log and "Running generate_until requests" in log, log[:2000]
+
+
+def test_vllm_engines_are_shut_down_explicitly():
+    """An engine left to vLLM's exit-time finalizer (5 s to tear down, then a racy force-kill) ended pytest runs
+    with a psutil.NoSuchProcess traceback: each is shut down gracefully right after its evaluation."""
+    from types import SimpleNamespace
+
+    from tinyeval.eval.run import ENGINE_SHUTDOWN_S, _release
+
+    calls = []
+
+    def engine():
+        core = SimpleNamespace(shutdown=lambda timeout: calls.append(timeout))
+        return SimpleNamespace(model=SimpleNamespace(llm_engine=SimpleNamespace(engine_core=core)))
+
+    _release(engine())  # lm-eval's VLLM wrapper
+    _release(SimpleNamespace(generator=engine(), scorer=SimpleNamespace(model=object())))  # SplitLM on CPU
+    _release(SimpleNamespace(model=object()))  # HFLM: nothing to do
+    assert calls == [ENGINE_SHUTDOWN_S, ENGINE_SHUTDOWN_S]

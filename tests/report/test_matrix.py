@@ -121,3 +121,80 @@ def test_an_interrupted_cell_is_not_done(tiny_run, monkeypatch, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         runner._train(spec, cfg, train_dir)
     assert calls == [True, True]
+
+
+def test_dry_run_without_data_says_the_size_is_unknown(monkeypatch):
+    """No data root and no hub: steps and GPU-hours are unknown (null + a note), never 0."""
+    from tinyeval.schema import check
+
+    monkeypatch.delenv("TINYEVAL_DATA", raising=False)  # conftest: HF_HUB_OFFLINE=1
+    result = CliRunner().invoke(app, ["train-and-eval", "--model", "qwen2.5-7b", "--preset", "paper", "--dry-run",
+                                      "--json", "--methods", "tinylora-13-grpo,lora-r1-sft"])
+    assert result.exit_code == 0, result.output
+    rows = {r["cell"]: r for r in json.loads(result.stdout)}
+    check(list(rows.values()), list[matrix.PlanRow])
+    for name in ("tinylora-13-grpo", "lora-r1-sft"):
+        assert rows[name]["steps"] is None and rows[name]["gpu_hours"] is None and rows[name]["train_tokens"] is None
+        assert "dataset size unknown" in rows[name]["note"]
+    assert rows["base"]["gpu_hours"] is None and rows["base"]["steps"] == 0  # base trains nothing; its eval is unknown
+    table = CliRunner().invoke(app, ["train-and-eval", "--model", "qwen2.5-7b", "--dry-run",
+                                     "--methods", "tinylora-13-grpo"])
+    assert table.exit_code == 0 and "unknown" in table.stdout and "dataset size unknown" in table.stdout
+
+
+def test_dry_run_json_matches_its_schema(data_root):
+    from tinyeval.schema import check
+
+    result = CliRunner().invoke(app, ["train-and-eval", "--model", "qwen2.5-7b", "--preset", "cpu", "--dry-run",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    check(rows, list[matrix.PlanRow])
+    assert all("note" not in r and r["gpu_hours"] is not None for r in rows)
+
+
+def test_cli_run_writes_typed_json_and_keeps_the_terminal_quiet(tiny_llama_dir, tmp_path, data_root):
+    """A real train-and-eval run: results.json, every cell.json and the --json rows match their schemas; stdout is
+    the JSON alone and each cell's third-party output is in its log.txt."""
+    import subprocess
+    import sys
+
+    from tinyeval.report.render import ReportRow
+    from tinyeval.report.results import CellJson, ResultsJson
+    from tinyeval.schema import check
+
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "tinyeval.cli", "train-and-eval", "--model", str(tiny_llama_dir),
+                           "--preset", "cpu", "--methods", "tinylora-13-grpo", "--tasks", "gsm8k", "--eval-limit", "2",
+                           "--max-gen-toks", "8", "--steps", "1", "--backend", "hf", "--out", str(out), "--json"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check(json.loads(proc.stdout), list[ReportRow])
+    assert proc.stderr.strip() == "", proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    check(results, ResultsJson)
+    assert [c["status"] for c in results["cells"]] == ["done", "done"]
+    for name in ("base", "tinylora-13-grpo"):
+        check(json.loads((out / "cells" / name / "cell.json").read_text()), CellJson)
+        assert "Running generate_until requests" in (out / "cells" / name / "log.txt").read_text()
+
+
+def test_board_reads_step_reward_and_eta_from_records(tmp_path):
+    from rich.console import Console
+
+    from tinyeval.report.board import Board, CellRow
+
+    train = tmp_path / "cells" / "tinylora-13-grpo" / "train"
+    train.mkdir(parents=True)
+    records = [{"step": s, "reward_mean": 0.25 * s, "step_s": 10.0} for s in (1, 2)]
+    (train / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + '{"step": 3, "rew')
+    board = Board("run", [CellRow("base", tmp_path / "cells" / "base" / "train", None),
+                          CellRow("tinylora-13-grpo", train, 8)])
+    board.update("base", "cached")
+    board.update("tinylora-13-grpo", "training")
+    console = Console(width=200, record=True)
+    console.print(board.table())
+    text = console.export_text()
+    row = next(line for line in text.splitlines() if "tinylora-13-grpo" in line)
+    assert "training" in row and "2/8" in row and "reward 0.5" in row and "1:00 + eval" in row  # 6 steps x 10 s
+    assert "cached" in next(line for line in text.splitlines() if "base" in line)

@@ -84,3 +84,12 @@ def test_unpaired_delta_uses_both_stderrs():
     d = delta(TaskScore("acc", 0.6, 0.03), TaskScore("acc", 0.5, 0.04))
     assert not d.paired
     assert d.high - d.value == pytest.approx(1.959964 * 0.05)
+
+
+def test_report_json_matches_its_schema(run_dir):
+    from tinyeval.report.render import ReportRow
+    from tinyeval.schema import check
+
+    result = runner.invoke(app, ["report", str(run_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    check(json.loads(result.stdout), list[ReportRow])

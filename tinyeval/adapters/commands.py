@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Optional, TypedDict
 
 import typer
+
+
+class PlanJson(TypedDict):
+    """One row of `tinyeval plan --json`: the model and `planner.Plan.row()`."""
+
+    model: str
+    method: str
+    rank: int
+    modules: int
+    u: int | None  # tinylora: length of each trained vector
+    n_tie: int | None
+    groups: int | None
+    trainable: int
+    bytes_fp32: int
+    bytes_bf16: int
+    tying: str | None
 
 
 def plan(

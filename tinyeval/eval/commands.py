@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from tinyeval.console import DataRoot, JsonFlag, emit
+from tinyeval.quiet import Verbose
 
 
 def evaluate(
@@ -31,9 +32,13 @@ def evaluate(
         "--merge/--no-merge", help="vllm: serve a merged checkpoint instead of a LoRA (default: on CPU only, where "
                                    "vLLM's LoRA kernels are ~3x slower).")] = None,
     data_root: DataRoot = None,
+    verbose: Verbose = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Evaluate a model (optionally with an adapter) under lm-eval on tinyeval's offline task suite."""
+    """Evaluate a model (optionally with an adapter) under lm-eval on tinyeval's offline task suite.
+
+    Third-party output (vLLM, lm-eval, transformers, progress bars) goes to OUT/log.txt unless --verbose."""
+    from tinyeval import quiet
     from tinyeval.eval.results import table_rows
     from tinyeval.eval.run import EvalConfig
     from tinyeval.eval.run import evaluate as run
@@ -42,7 +47,10 @@ def evaluate(
                      adapter=adapter, backend=backend, limit=limit, num_fewshot=num_fewshot, chat=chat,
                      max_gen_toks=max_gen_toks, batch_size=batch_size, dtype=dtype, seed=seed, merge=merge,
                      data_root=data_root)
-    record = run(cfg)
+    what = f"{model}" + (f" + {adapter}" if adapter else "") + f" on {', '.join(cfg.tasks)}"
+    with quiet.into(out / "log.txt", verbose), quiet.status(f"evaluating {what} (log: {out / 'log.txt'})",
+                                                              enabled=not as_json and not verbose):
+        record = run(cfg)
     title = f"tinyeval eval: {model}" + (f" + {adapter}" if adapter else "") + f" ({record['backend']}, " \
             f"{record['seconds']:.0f} s) -> {out / 'results.json'}"
     emit(table_rows({**record["tasks"], **record["group_scores"]}), title, as_json)

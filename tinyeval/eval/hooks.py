@@ -7,8 +7,8 @@ one plug-in point of a stock `ConfigurableTask` (custom_dataset, doc_to_target, 
 process_results).
 
 Datasets are resolved when a task is built, not when the YAML is written: `load_dataset` turns the
-tinyeval dataset name into absolute data-root paths (`TINYEVAL_DATA`) and loads them with the same
-`datasets` builders (`json`, `csv`) that a stock lm-eval task uses with `data_files`; with no data root it
+tinyeval dataset name into absolute paths under the run's data root (else `TINYEVAL_DATA`) and loads them with the
+same `datasets` builders (`json`, `csv`) that a stock lm-eval task uses with `data_files`; with no data root it
 falls back to the hub copy, converted to the data-root schema by `tinyeval.data`.
 """
 
@@ -18,30 +18,41 @@ import re
 from decimal import Decimal
 
 from tinyeval import data, grading
+from tinyeval.errors import TinyevalError
 
 INVALID = "[invalid]"  # what lm-eval's own regex filter returns when nothing matches
 _BUILDERS = {".jsonl": ("json", {}), ".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t"})}
 
 
-def load_dataset(dataset: str, **_metadata):
+def load_dataset(dataset: str, data_root: str | None = None, **_metadata):
     """`custom_dataset` hook: every split of a tinyeval dataset as a `datasets.DatasetDict`.
 
-    lm-eval passes the task's metadata (version, config source, ...) alongside `dataset_kwargs`; only
-    `dataset` (a name in `tinyeval.data.DATASETS`) matters. A missing file with no hub copy raises
-    `TinyevalError` naming the data-root path it looked for.
+    lm-eval passes the task's metadata (version, config source, and the `data_root` that
+    `tasks.task_manager(data_root)` attached) alongside `dataset_kwargs`; only `dataset` (a name in
+    `tinyeval.data.DATASETS`) and `data_root` matter. A missing file with no hub copy, or a file that the `datasets`
+    reader refuses, raises `TinyevalError` naming the path.
     """
     import datasets
 
     splits = {}
     for split in data.spec(dataset).files:
-        path = data.local_path(dataset, split)
+        path = data.local_path(dataset, split, data_root)
         if path is not None:
             builder, kwargs = _BUILDERS[path.suffix]
-            splits[split] = datasets.load_dataset(builder, data_files={split: str(path.resolve())}, split=split,
-                                                  **kwargs)
+            try:
+                splits[split] = datasets.load_dataset(builder, data_files={split: str(path.resolve())}, split=split,
+                                                      **kwargs)
+            except Exception as e:  # datasets wraps the reader's error in two more: name the file, once
+                raise TinyevalError(f"{path}: the datasets '{builder}' reader refused it ({_root_cause(e)})") from None
         else:
-            splits[split] = datasets.Dataset.from_list(data.load(dataset, split).rows)
+            splits[split] = datasets.Dataset.from_list(data.load(dataset, split, data_root).rows)
     return datasets.DatasetDict(splits)
+
+
+def _root_cause(e: BaseException) -> str:
+    while e.__cause__ is not None or e.__context__ is not None:
+        e = e.__cause__ or e.__context__
+    return f"{type(e).__name__}: " + next(iter(str(e).strip().splitlines()), "")
 
 
 # ---- GSM8K ---------------------------------------------------------------------------------------------

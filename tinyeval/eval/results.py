@@ -15,8 +15,45 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from typing import NotRequired, TypedDict
 
 from tinyeval.eval.hooks import INVALID
+
+
+class TaskRow(TypedDict):
+    """One task in results.json (`tasks.<name>`); the math keys are present for `MATH_TASKS` only."""
+
+    metric: str  # the primary metric (lm-eval's name), e.g. exact_match, acc, math_verify
+    filter: str  # the lm-eval filter it was read under (math: the lenient one)
+    value: float
+    stderr: float | None  # None where lm-eval has none (it writes "N/A")
+    n: int  # items scored
+    config_hash: str  # `config_hash`: equal hashes saw equal prompts and scoring
+    version: float | str | None  # the task YAML's metadata version
+    num_fewshot: int | None
+    metrics: dict[str, float]  # every "metric,filter" lm-eval reported
+    correct: list[int]  # per-item 0/1 of the primary metric, in item order
+    strict: NotRequired[float]
+    lenient: NotRequired[float]
+    format_rate: NotRequired[float]
+    right_answer_wrong_format: NotRequired[int]
+    right_format_wrong_answer: NotRequired[int]
+
+
+class GroupRow(TypedDict):
+    """One group in results.json (`group_scores.<name>`): the unweighted mean of its tasks' primary metric."""
+
+    metric: str
+    filter: str
+    value: float
+    stderr: float | None
+    n: int
+    tasks: list[str]  # its leaf tasks
+
+
+TableRow = TypedDict("TableRow", {"task": str, "metric": str, "value": str, "±": str, "n": int, "strict": str,
+                                  "lenient": str, "format": str})
+TableRow.__doc__ = "One row of `tinyeval eval`'s table and of `tinyeval eval --json` (scores in percent, as text)."
 
 
 @dataclass(frozen=True)
@@ -82,7 +119,11 @@ def decompose(samples: list[dict], scoring: MathScoring) -> dict:
     }
 
 
-def summarize_task(name: str, out: dict, settings: dict) -> dict:
+def _stderr(value) -> float | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def summarize_task(name: str, out: dict, settings: dict) -> TaskRow:
     """One task's row of results.json from lm-eval's `simple_evaluate` output."""
     res = out["results"][name]
     scoring = MATH_TASKS.get(name)
@@ -91,34 +132,24 @@ def summarize_task(name: str, out: dict, settings: dict) -> dict:
     metric, filt = primary.split(",", 1)
     samples = out.get("samples", {}).get(name, [])
     docs = _per_doc(samples, filt, metric)
-    row = {
-        "metric": metric,
-        "filter": filt,
-        "value": res[primary],
-        "stderr": res.get(f"{metric}_stderr,{filt}"),
-        "n": out["n-samples"][name]["effective"],
-        "config_hash": config_hash(out["configs"][name], settings),
-        "version": out["versions"].get(name),
-        "num_fewshot": out["n-shot"].get(name),
-        "metrics": {k: res[k] for k in keys},
-        "correct": [int(docs[i][metric]) for i in sorted(docs)],
-    }
+    row = TaskRow(metric=metric, filter=filt, value=res[primary], stderr=_stderr(res.get(f"{metric}_stderr,{filt}")),
+                  n=out["n-samples"][name]["effective"], config_hash=config_hash(out["configs"][name], settings),
+                  version=out["versions"].get(name), num_fewshot=out["n-shot"].get(name),
+                  metrics={k: res[k] for k in keys}, correct=[int(docs[i][metric]) for i in sorted(docs)])
     if scoring:
         row.update(decompose(samples, scoring))
     return row
 
 
-def summarize_group(name: str, out: dict) -> dict | None:
+def summarize_group(name: str, out: dict) -> GroupRow | None:
     """A group's aggregate (unweighted mean of its tasks' primary metric), or None when it has none."""
     res = out["results"].get(name, {})
     keys = _metric_keys(res)
     if not keys:
         return None
     metric, filt = keys[0].split(",", 1)
-    stderr = res.get(f"{metric}_stderr,{filt}")
-    return {"metric": metric, "filter": filt, "value": res[keys[0]],
-            "stderr": stderr if isinstance(stderr, float) else None,
-            "n": sum(out["n-samples"][t]["effective"] for t in _leaves(name, out)), "tasks": _leaves(name, out)}
+    return GroupRow(metric=metric, filter=filt, value=res[keys[0]], stderr=_stderr(res.get(f"{metric}_stderr,{filt}")),
+                    n=sum(out["n-samples"][t]["effective"] for t in _leaves(name, out)), tasks=_leaves(name, out))
 
 
 def _leaves(name: str, out: dict) -> list[str]:
@@ -126,12 +157,13 @@ def _leaves(name: str, out: dict) -> list[str]:
     return [name] if children is None else [leaf for c in children for leaf in _leaves(c, out)]
 
 
-def table_rows(tasks: dict[str, dict]) -> list[dict]:
+def table_rows(tasks: dict[str, TaskRow | GroupRow]) -> list[TableRow]:
     """Rows for the rich table: one per task; math tasks add strict / lenient / format (percent)."""
     def pct(v: float | None) -> str:
         return "" if v is None else f"{v * 100:.1f}"
 
-    return [{"task": name, "metric": t["metric"], "value": pct(t["value"]),
-             "±": pct(t["stderr"]) if isinstance(t["stderr"], float) else "n/a", "n": t["n"],
-             "strict": pct(t.get("strict")), "lenient": pct(t.get("lenient")), "format": pct(t.get("format_rate"))}
+    return [TableRow(**{"task": name, "metric": t["metric"], "value": pct(t["value"]),
+                        "±": "n/a" if t["stderr"] is None else pct(t["stderr"]), "n": t["n"],
+                        "strict": pct(t.get("strict")), "lenient": pct(t.get("lenient")),
+                        "format": pct(t.get("format_rate"))})
             for name, t in tasks.items()]

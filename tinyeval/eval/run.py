@@ -9,15 +9,17 @@ always describes a finished run whose samples are beside it.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, TypedDict
 
 from tinyeval.errors import TinyevalError
+from tinyeval.eval.results import GroupRow, TaskRow
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")  # auto: tinyeval.models.default_dtype()
+ENGINE_SHUTDOWN_S = 60.0  # a vLLM engine's graceful teardown took 2-4 s on an idle 2-core machine
 
 
 @dataclass
@@ -58,15 +60,63 @@ class EvalConfig:
             raise TinyevalError(f"--num-fewshot must be >= 0, got {self.num_fewshot}")
 
 
-def _has_chat_template(model: str) -> bool:
-    from transformers import AutoTokenizer
+class EvalSettings(TypedDict):
+    """`settings` in results.json: the `EvalConfig` as it ran (auto choices resolved) plus the prompt settings."""
 
-    from tinyeval.models import model_dir
+    model: str
+    tasks: list[str]
+    adapter: str | None
+    backend: str  # the backend that generated: hf | vllm (never auto)
+    limit: int | None
+    num_fewshot: int | None
+    chat: bool | None  # the flag as given (None: follow the tokenizer); `chat_template` is what ran
+    max_gen_toks: int | None
+    batch_size: int
+    dtype: str  # the dtype that ran (never auto)
+    seed: int
+    merge: bool | None
+    data_root: str | None  # the data root in force (absolute); None: the hub
+    log_samples: bool
+    chat_template: bool
+    fewshot_as_multiturn: bool
+    loglikelihood_backend: str  # who scored log-likelihood requests (hf on CPU vLLM runs)
 
-    return bool(getattr(AutoTokenizer.from_pretrained(model_dir(model)), "chat_template", None))
+
+class EvalRecord(TypedDict):
+    """results.json of `tinyeval eval` (and `cells/<name>/eval/results.json` of train-and-eval)."""
+
+    model: str
+    adapter: str | None
+    backend: str
+    settings: EvalSettings
+    lm_eval_version: str | None
+    created: str  # ISO 8601, UTC
+    seconds: float
+    groups: dict[str, list[str]]  # group -> its subtasks (lm-eval's group_subtasks)
+    tasks: dict[str, TaskRow]
+    group_scores: dict[str, GroupRow]
+    extra: dict[str, Any]  # `EvalConfig.extra` as given (e.g. the train-and-eval cell)
 
 
-def simple_evaluate(cfg: EvalConfig, lm, chat: bool) -> dict:
+class Sample(TypedDict):
+    """One line of `samples/<task>.jsonl`: lm-eval's per-sample log as lm-eval builds it, plus one key per metric
+    (e.g. `exact_match`: 0 or 1), hence `__extra__`."""
+
+    __extra__ = True
+    doc_id: int
+    doc: dict[str, Any]
+    target: Any  # a string, a choice index or a list, depending on the task
+    arguments: Any  # the requests' arguments: prompt (and choice) per request
+    resps: list[Any]
+    filtered_resps: list[Any]
+    filter: str
+    metrics: list[str]
+    doc_hash: str
+    prompt_hash: str
+    target_hash: str
+
+
+def simple_evaluate(cfg: EvalConfig, lm, chat: bool, data_root: str | None = None) -> dict:
     """lm-eval's `simple_evaluate` on our task index with the run's settings."""
     import lm_eval
 
@@ -74,7 +124,7 @@ def simple_evaluate(cfg: EvalConfig, lm, chat: bool) -> dict:
 
     seed = cfg.seed
     out = lm_eval.simple_evaluate(
-        model=lm, tasks=list(cfg.tasks), task_manager=task_manager(), limit=cfg.limit,
+        model=lm, tasks=list(cfg.tasks), task_manager=task_manager(data_root), limit=cfg.limit,
         num_fewshot=cfg.num_fewshot, apply_chat_template=chat, fewshot_as_multiturn=chat,
         gen_kwargs={"max_gen_toks": cfg.max_gen_toks} if cfg.max_gen_toks else None,
         log_samples=cfg.log_samples, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
@@ -84,21 +134,46 @@ def simple_evaluate(cfg: EvalConfig, lm, chat: bool) -> dict:
     return out
 
 
-def evaluate(cfg: EvalConfig) -> dict:
+def _release(lm) -> None:
+    """Shut a vLLM engine down now, with time to finish. Left to vLLM's exit-time finalizer, the engine gets 5 s
+    to tear down; on a loaded 2-core machine it needs more, vLLM then force-kills the process tree, and its
+    `kill_process_tree` asks a child that has just exited for its name: a `psutil.NoSuchProcess` traceback after
+    a successful run. A graceful shutdown (up to `ENGINE_SHUTDOWN_S`) also detaches that finalizer."""
+    for part in (lm, getattr(lm, "generator", None)):  # lm-eval's VLLM wrapper, or the generating half of SplitLM
+        engine = getattr(getattr(getattr(part, "model", None), "llm_engine", None), "engine_core", None)
+        if engine is not None:
+            engine.shutdown(timeout=ENGINE_SHUTDOWN_S)
+
+
+def _preflight(cfg: EvalConfig, data_root: str | None) -> bool:
+    """The checks that need no model in memory: task names, their data, the model's tokenizer and weights files
+    (the backends check the adapter first thing). Each failure is one line, before lm-eval or vLLM start.
+    Returns whether the tokenizer has a chat template."""
+    from tinyeval.eval.tasks import check_data, check_task_names
+    from tinyeval.models import check_weights, load_tokenizer
+
+    check_task_names(cfg.tasks)
+    check_data(cfg.tasks, data_root)
+    has_template = bool(getattr(load_tokenizer(cfg.model), "chat_template", None))
+    check_weights(cfg.model)
+    return has_template
+
+
+def evaluate(cfg: EvalConfig) -> EvalRecord:
     """Run the evaluation and write `cfg.out`; returns the results.json content."""
     from tinyeval import data
     from tinyeval.eval import backends, results
-    from tinyeval.eval.tasks import check_task_names, output_types, quiet_lm_eval
+    from tinyeval.eval.tasks import output_types, quiet_lm_eval
     from tinyeval.io import write_json, write_jsonl
     from tinyeval.models import default_dtype
 
-    if cfg.data_root is not None:
-        os.environ[data.ENV_VAR] = str(data.data_root(cfg.data_root))  # the task hook reads it
-    check_task_names(cfg.tasks)
+    root = data.data_root(cfg.data_root)
+    data_root = str(root.resolve()) if root else None
+    has_template = _preflight(cfg, data_root)
     quiet_lm_eval()
     backend = backends.default_backend() if cfg.backend == "auto" else cfg.backend
     dtype = default_dtype() if cfg.dtype == "auto" else cfg.dtype
-    chat = _has_chat_template(cfg.model) if cfg.chat is None else cfg.chat
+    chat = has_template if cfg.chat is None else cfg.chat
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="tinyeval-eval-") as work:
         loglikelihood = bool(output_types(cfg.tasks) - {"generate_until"})
@@ -106,25 +181,28 @@ def evaluate(cfg: EvalConfig) -> dict:
                                     loglikelihood, Path(work))
         lm = backends.BACKENDS[backend](spec)
         loglik_backend = getattr(lm, "loglikelihood_backend", backend)
-        out = simple_evaluate(cfg, lm, chat)
+        try:
+            out = simple_evaluate(cfg, lm, chat, data_root)
+        finally:
+            _release(lm)
     settings = {"chat_template": chat, "fewshot_as_multiturn": chat}
     tasks = {name: results.summarize_task(name, out, settings) for name in out["results"]
              if name in out["configs"]}
     for name in tasks:
         write_jsonl(cfg.out / "samples" / f"{name}.jsonl", out.get("samples", {}).get(name, []))
-    record = {
-        "model": cfg.model,
-        "adapter": str(cfg.adapter) if cfg.adapter else None,
-        "backend": backend,
-        "settings": {**{k: v for k, v in asdict(cfg).items() if k not in ("extra", "out")}, **settings,
-                     "backend": backend, "loglikelihood_backend": loglik_backend, "dtype": dtype, "adapter": str(cfg.adapter) if cfg.adapter else None},
-        "lm_eval_version": out.get("lm_eval_version"),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "seconds": round(time.time() - started, 1),
-        "groups": out.get("group_subtasks", {}),
-        "tasks": tasks,
-        "group_scores": {g: row for g in out.get("group_subtasks", {}) if (row := results.summarize_group(g, out))},
-        "extra": cfg.extra,
-    }
+    adapter = str(cfg.adapter) if cfg.adapter else None
+    record = EvalRecord(
+        model=cfg.model, adapter=adapter, backend=backend,
+        settings=EvalSettings(**{k: v for k, v in asdict(cfg).items() if k not in ("extra", "out")} | settings | {
+            "backend": backend, "loglikelihood_backend": loglik_backend, "dtype": dtype, "adapter": adapter,
+            "data_root": data_root}),
+        lm_eval_version=out.get("lm_eval_version"),
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        seconds=round(time.time() - started, 1),
+        groups=out.get("group_subtasks", {}),
+        tasks=tasks,
+        group_scores={g: row for g in out.get("group_subtasks", {}) if (row := results.summarize_group(g, out))},
+        extra=cfg.extra,
+    )
     write_json(cfg.out / "results.json", record)
     return record

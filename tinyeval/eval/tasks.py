@@ -27,14 +27,19 @@ def quiet_lm_eval() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-@lru_cache(maxsize=1)
-def task_manager():
-    """The lm-eval `TaskManager` over `tasks/` only (cached: indexing parses every YAML)."""
+@lru_cache(maxsize=4)
+def task_manager(data_root: str | None = None):
+    """The lm-eval `TaskManager` over `tasks/` only (cached per data root: indexing parses every YAML).
+
+    `data_root` reaches the dataset hook (`hooks.load_dataset`) as task metadata, lm-eval's own channel for
+    `custom_dataset` arguments; None leaves the hook to `tinyeval.data`'s default ($TINYEVAL_DATA, else the hub).
+    Task metadata is not part of `results.config_hash`, so the root does not change a task's hash."""
     from lm_eval.tasks import TaskManager
 
     if not TASKS_DIR.is_dir():
         raise TinyevalError(f"task directory {TASKS_DIR} is missing (is tinyeval installed from its source tree?)")
-    return TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
+    return TaskManager(include_path=str(TASKS_DIR), include_defaults=False,
+                       metadata={"data_root": data_root} if data_root else None)
 
 
 def known_tasks() -> list[str]:
@@ -72,13 +77,25 @@ def leaf_tasks(names: list[str]) -> list[str]:
     return out
 
 
-def output_types(names: list[str]) -> set[str]:
-    """lm-eval output types of the leaf tasks under `names` (generate_until, multiple_choice, ...)."""
+def _leaf_config(name: str) -> dict:
     from lm_eval.tasks._yaml_loader import load_yaml
 
-    index = task_manager().task_index
-    return {load_yaml(index[n].yaml_path, resolve_func=False).get("output_type", "generate_until")
-            for n in leaf_tasks(names)}
+    return load_yaml(task_manager().task_index[name].yaml_path, resolve_func=False)
+
+
+def output_types(names: list[str]) -> set[str]:
+    """lm-eval output types of the leaf tasks under `names` (generate_until, multiple_choice, ...)."""
+    return {_leaf_config(n).get("output_type", "generate_until") for n in leaf_tasks(names)}
+
+
+def check_data(names: list[str], data_root: str | None = None) -> None:
+    """Read the data of every leaf task under `names` before lm-eval does: a corrupt line is one error naming the
+    file and line (lm-eval's reader would end in three chained tracebacks), a missing file one naming the path."""
+    from tinyeval import data
+
+    wanted = {(_leaf_config(n).get("dataset_kwargs") or {}).get("dataset") for n in leaf_tasks(names)}
+    for dataset in sorted(wanted - {None}):
+        data.check(dataset, data_root)
 
 
 def stock_task_config(name: str, **overrides) -> dict:

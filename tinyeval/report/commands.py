@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from tinyeval.quiet import Verbose
+
 
 def render_run(run_dir: Path, fail_under: list[str], as_json: bool) -> None:
     """Write report.md and the plots beside results.json, print the table, and apply the CI gate."""
@@ -65,12 +67,15 @@ def train_and_eval(
     fail_under: Annotated[Optional[list[str]], typer.Option(
         "--fail-under", help="CI gate: TASK=VALUE or CELL/TASK=VALUE; exit 1 if any score is below.")] = None,
     data_root: Annotated[Optional[str], typer.Option("--data-root", help="Data root (default: $TINYEVAL_DATA).")] = None,
+    verbose: Verbose = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
 ) -> None:
-    """Train every cell of the method matrix, evaluate each on the same suite, and write the report."""
-    from tinyeval.console import console, emit
+    """Train every cell of the method matrix, evaluate each on the same suite, and write the report.
+
+    A live table shows each cell's state, step, reward, elapsed time and ETA; third-party output goes to
+    OUT/cells/<cell>/log.txt unless --verbose."""
     from tinyeval.models import describe
-    from tinyeval.report import matrix, render, runner
+    from tinyeval.report import matrix, render
 
     info = describe(model)
     spec = matrix.PRESETS.get(preset)
@@ -82,19 +87,56 @@ def train_and_eval(
         render.parse_threshold(gate)  # a malformed gate fails now, not after hours of training
     if dry_run:
         rows = matrix.dry_run(model, preset, cells, suite, limit, data_root, max_gen_toks=gen_toks)
-        emit(rows, f"train-and-eval plan: {model} ({info.parameters / 1e9:.2f}B), preset {preset}, tasks "
-                   f"{','.join(suite)}; GPU-hours on one H100 (estimate, see tinyeval.report.matrix.CostModel)",
-             as_json)
+        _print_plan(rows, f"train-and-eval plan: {model} ({info.parameters / 1e9:.2f}B), preset {preset}, tasks "
+                          f"{','.join(suite)}; GPU-hours on one H100 (estimate, see tinyeval.report.matrix.CostModel)",
+                    as_json)
         return
-    from tinyeval.models import load_config
+    from tinyeval.report import runner
 
     run_dir = out or Path("runs") / f"{model.replace('/', '_')}-{preset}"
     cfg = runner.RunConfig(model=model, preset=preset, out=run_dir, cells=cells, tasks=suite, eval_limit=limit,
-                           max_gen_toks=gen_toks, backend=backend, eval_batch_size=spec.eval_batch_size, seed=seed, train_overrides={"steps": steps} if steps else {},
-                           data_root=data_root)
-    sizes = matrix.plan_rows(load_config(model), cells)
-    results = runner.run(cfg, sizes, on_cell=lambda c: console.print(
-        f"[bold]{c.name}[/]: {c.status}" + (f" ({c.error})" if c.error else "")))
+                           max_gen_toks=gen_toks, backend=backend, eval_batch_size=spec.eval_batch_size, seed=seed,
+                           train_overrides={"steps": steps} if steps else {}, data_root=data_root)
+    results = _run_with_board(cfg, verbose, as_json)
     render_run(run_dir, fail_under or [], as_json)
     if any(c.status == "failed" for c in results.cells):
         raise typer.Exit(1)
+
+
+def _print_plan(rows: list, title: str, as_json: bool) -> None:
+    """The dry-run plan; in the table, what the data could not tell reads "unknown" and the reason is the caption."""
+    from tinyeval.console import emit
+    from tinyeval.report.matrix import UNKNOWN_SIZE
+
+    if not as_json and any("note" in r for r in rows):
+        title += f"\n{UNKNOWN_SIZE}"
+        rows = [{k: "unknown" if v is None else v for k, v in r.items() if k != "note"} for r in rows]
+    emit(rows, title, as_json)
+
+
+def _run_with_board(cfg, verbose: bool, as_json: bool):
+    """`runner.run` under the live table of cells; with --verbose one line per state change instead (third-party
+    output scrolls by), with --json neither."""
+    from tinyeval import quiet
+    from tinyeval.console import console
+    from tinyeval.models import load_config
+    from tinyeval.report import matrix, runner
+    from tinyeval.report.board import Board, CellRow
+
+    def total_steps(cell) -> int | None:  # None: base, or the dataset size is unknown
+        if cell.algo is None:
+            return None
+        loop = matrix.train_configs(cfg.model, cfg.preset, cell)[0]
+        return cfg.train_overrides.get("steps") or matrix.train_steps(loop, cfg.data_root)
+
+    sizes = matrix.plan_rows(load_config(cfg.model), cfg.cells)
+    title = f"tinyeval train-and-eval · {cfg.model} · preset {cfg.preset} · logs: {cfg.out / 'cells'}/*/log.txt"
+    board = Board(title, [CellRow(c.name, cfg.out / "cells" / c.name / "train", total_steps(c)) for c in cfg.cells])
+
+    def on_state(name: str, state: str) -> None:
+        board.update(name, state)
+        if verbose and not as_json:
+            console.print(f"[bold]{name}[/]: {state}")
+
+    with quiet.live(board.table, enabled=not as_json and not verbose):
+        return runner.run(cfg, sizes, on_state=on_state, verbose=verbose)

@@ -8,8 +8,8 @@ works on a laptop.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
+from typing import NotRequired, TypedDict
 
 from tinyeval.errors import TinyevalError
 
@@ -129,48 +129,98 @@ def _train_size(task: str, data_root: str | None) -> int | None:
         return None
 
 
-def _eval_items(tasks: list[str], limit: int | None, data_root: str | None) -> dict[str, int]:
-    """Items of the generative math tasks in the suite (their generation dominates evaluation cost)."""
+def _eval_items(tasks: list[str], limit: int | None, data_root: str | None) -> dict[str, int | None]:
+    """Items of the generative math tasks in the suite (their generation dominates evaluation cost); None for a
+    task whose data neither the data root nor the hub has."""
     from tinyeval import data
 
-    sizes = {}
+    sizes: dict[str, int | None] = {}
     for task, (name, split) in {"gsm8k": ("gsm8k", "test"), "math500": ("math500", "test")}.items():
         if task in tasks:
             try:
                 n = len(data.load(name, split, data_root).rows)
             except TinyevalError:
+                sizes[task] = None
                 continue
             sizes[task] = min(n, limit) if limit else n
     return sizes
 
 
+def train_configs(model: str, preset: str, cell: CellSpec):
+    """(LoopConfig, objective config) that `tinyeval train` builds for a trained cell of `preset`."""
+    from tinyeval.train import recipes
+
+    name = PRESETS[preset].train_preset[cell.algo]
+    return recipes.build(cell.algo, name, model=model)  # an unknown preset name is a TinyevalError
+
+
+def train_steps(loop, data_root: str | None) -> int | None:
+    """Steps a cell trains: the preset's fixed count, else its epochs over the training set (None: size unknown)."""
+    from tinyeval.train.loop import total_steps
+
+    if loop.steps:
+        return loop.steps
+    n_train = _train_size(loop.task, data_root)
+    return total_steps(loop, n_train) if n_train else None
+
+
+UNKNOWN_SIZE = ("dataset size unknown (no data root, hub unreachable): steps, tokens and GPU-hours cannot be "
+                "estimated; pass --data-root or set TINYEVAL_DATA")
+
+
+class PlanRow(TypedDict):
+    """One row of `tinyeval train-and-eval --dry-run --json`; null marks what the data could not tell."""
+
+    cell: str
+    method: str
+    algo: str  # grpo | sft | "–" (base: not trained)
+    trainable: int
+    bytes_bf16: int
+    bytes_fp32: int
+    steps: int | None
+    gen_tokens: int | None  # rollouts plus evaluation generations
+    train_tokens: int | None
+    gpu_hours: float | None
+    note: NotRequired[str]  # why a field is null
+
+
+def _train_cost(cell: CellSpec, model: str, preset: str, data_root: str | None,
+                cost: CostModel) -> tuple[int | None, int | None, int | None]:
+    """(steps, generated tokens, trained tokens) of one cell; all None when its dataset size is unknown."""
+    if cell.algo is None:
+        return 0, 0, 0
+    loop, obj = train_configs(model, preset, cell)
+    steps = train_steps(loop, data_root)
+    if steps is None:
+        return None, None, None
+    response = min(cost.mean_response_tokens.get(loop.task, cost.mean_response_tokens["default"]),
+                   getattr(obj, "max_new_tokens", 10**9))
+    samples = steps * loop.prompts_per_step * getattr(obj, "group_size", 1)
+    return steps, samples * response if cell.algo == "grpo" else 0, samples * (cost.mean_prompt_tokens + response)
+
+
 def dry_run(model: str, preset: str, cells: list[CellSpec], tasks: list[str], eval_limit: int | None,
-            data_root: str | None = None, cost: CostModel = CostModel(), max_gen_toks: int | None = None) -> list[dict]:
+            data_root: str | None = None, cost: CostModel = CostModel(),
+            max_gen_toks: int | None = None) -> list[PlanRow]:
     """The plan as table rows: per cell, trainable parameters, bytes, tokens to generate, GPU-hours."""
     from tinyeval.models import load_config, meta_model
-    from tinyeval.train import recipes
 
     config = load_config(model)
     n_params = sum(p.numel() for p in meta_model(config).parameters())
     sizes = plan_rows(config, cells)
     eval_items = _eval_items(tasks, eval_limit, data_root)
-    eval_tokens = sum(n * min(cost.mean_response_tokens.get("math" if t == "math500" else t, 300),
-                              max_gen_toks or 10**9) for t, n in eval_items.items())
+    eval_tokens = None if None in eval_items.values() else sum(
+        n * min(cost.mean_response_tokens.get("math" if t == "math500" else t, 300), max_gen_toks or 10**9)
+        for t, n in eval_items.items())
     rows = []
     for c in cells:
-        row = {"cell": c.name, "method": c.method, "algo": c.algo or "–", **sizes[c.name]}
-        steps, gen, train_tokens = 0, 0, 0
-        if c.algo is not None:
-            name = PRESETS[preset].train_preset[c.algo]
-            loop, obj = recipes.build(c.algo, name, model=model)  # an unknown preset name is a TinyevalError
-            n_train = _train_size(loop.task, data_root)
-            steps = loop.steps or (math.ceil(loop.epochs * n_train / loop.prompts_per_step) if n_train else 0)
-            response = min(cost.mean_response_tokens.get(loop.task, cost.mean_response_tokens["default"]),
-                           getattr(obj, "max_new_tokens", 10**9))
-            samples = steps * loop.prompts_per_step * getattr(obj, "group_size", 1)
-            gen = samples * response if c.algo == "grpo" else 0
-            train_tokens = samples * (cost.mean_prompt_tokens + response)
-        row.update(steps=steps, gen_tokens=gen + eval_tokens, train_tokens=train_tokens,
-                   gpu_hours=round(cost.gpu_hours(n_params, gen + eval_tokens, train_tokens, c.method == "full"), 2))
+        steps, gen, train_tokens = _train_cost(c, model, preset, data_root, cost)
+        row = PlanRow(cell=c.name, method=c.method, algo=c.algo or "–", **sizes[c.name], steps=steps,
+                      gen_tokens=None, train_tokens=train_tokens, gpu_hours=None)
+        if gen is not None and eval_tokens is not None:
+            hours = cost.gpu_hours(n_params, gen + eval_tokens, train_tokens, c.method == "full")
+            row.update(gen_tokens=gen + eval_tokens, gpu_hours=round(hours, 2))
+        else:
+            row["note"] = UNKNOWN_SIZE
         rows.append(row)
     return rows

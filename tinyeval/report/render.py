@@ -6,6 +6,7 @@ All views share `rows()`, so the terminal table, report.md and `--json` can neve
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 from rich.table import Table
 
@@ -34,7 +35,13 @@ def _bytes(n: int) -> str:
     return str(n)
 
 
-def rows(results: Results) -> list[dict[str, str]]:
+ReportRow = TypedDict("ReportRow", {"cell": str, "algo": str, "trainable": str, "bytes (bf16)": str, "status": str})
+ReportRow.__doc__ = """One row of `tinyeval report --json` and `tinyeval train-and-eval --json`: display text, plus
+per task of the run a "<task>" score and a "Δ <task>" versus base (strings too), hence `__extra__`."""
+ReportRow.__extra__ = True
+
+
+def rows(results: Results) -> list[ReportRow]:
     """One display row per cell: method, trainable params, bytes, each task's score and Δ vs base."""
     base = next((c for c in results.cells if c.method == "base"), None)
     out = []

@@ -3,9 +3,7 @@
 `results.json` is the single source of truth: `tinyeval report DIR` re-renders the table, report.md and the
 plots from it alone, so a CI job can archive one file and reproduce every view of a run.
 
-Schema (version 1):
-    {"version": 1, "model": str, "preset": str, "tasks": [str], "created": iso8601,
-     "cells": [Cell as dict]}
+Schema (version 1): `ResultsJson` below, each cell a `CellJson` (also written alone as cells/<name>/cell.json).
 A task score keeps its per-item correctness (`correct`, 0/1 in item order) so that deltas against the base
 model are paired: the same items, so the CI is much tighter than for two independent proportions.
 """
@@ -16,10 +14,60 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal, TypedDict
 
 from tinyeval.errors import TinyevalError
 
 SCHEMA_VERSION = 1
+
+
+class TaskScoreJson(TypedDict):
+    """`TaskScore` in results.json and cell.json."""
+
+    metric: str
+    value: float
+    stderr: float | None
+    n: int
+    strict: float | None
+    lenient: float | None
+    correct: list[int] | None
+
+
+class CurvePoint(TypedDict, total=False):
+    """One training step in `Cell.curve` (GRPO: reward_mean, strict, lenient; SFT: loss, heldout_loss)."""
+
+    step: int
+    reward_mean: float
+    strict: float
+    lenient: float
+    loss: float
+    heldout_loss: float
+
+
+class CellJson(TypedDict):
+    """`cells/<name>/cell.json` (present only for a finished cell) and each entry of results.json's `cells`."""
+
+    name: str
+    method: str
+    algo: str | None
+    trainable: int
+    bytes_bf16: int
+    bytes_fp32: int
+    status: Literal["planned", "done", "failed"]
+    scores: dict[str, TaskScoreJson]
+    curve: list[CurvePoint]
+    error: str | None
+
+
+class ResultsJson(TypedDict):
+    """train-and-eval's results.json (schema version 1)."""
+
+    version: int
+    model: str
+    preset: str
+    tasks: list[str]
+    created: str
+    cells: list[CellJson]
 
 
 @dataclass
@@ -54,6 +102,13 @@ class Cell:
     def series(self) -> str:
         return "base" if self.algo is None else self.algo.upper()
 
+    def to_dict(self) -> CellJson:
+        return CellJson(**asdict(self))
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Cell:
+        return cls(**{**raw, "scores": {t: TaskScore(**s) for t, s in raw.get("scores", {}).items()}})
+
 
 @dataclass
 class Results:
@@ -70,15 +125,14 @@ class Results:
                 return c
         raise TinyevalError(f"no cell named '{name}' in results (cells: {', '.join(c.name for c in self.cells)})")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def to_dict(self) -> ResultsJson:
+        return ResultsJson(**asdict(self))
 
     @classmethod
     def from_dict(cls, raw: dict) -> Results:
         if raw.get("version") != SCHEMA_VERSION:
             raise TinyevalError(f"results.json has schema version {raw.get('version')}, expected {SCHEMA_VERSION}")
-        cells = [Cell(**{**c, "scores": {t: TaskScore(**s) for t, s in c.get("scores", {}).items()}})
-                 for c in raw["cells"]]
+        cells = [Cell.from_dict(c) for c in raw["cells"]]
         return cls(model=raw["model"], preset=raw["preset"], tasks=list(raw["tasks"]), cells=cells,
                    created=raw.get("created", ""))
 

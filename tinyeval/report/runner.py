@@ -23,9 +23,10 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinyeval.io import write_json
+from tinyeval import quiet
+from tinyeval.io import read_jsonl, write_json
 from tinyeval.report.matrix import PRESETS, CellSpec
-from tinyeval.report.results import Cell, Results, TaskScore
+from tinyeval.report.results import Cell, CurvePoint, Results, TaskScore
 
 
 @dataclass
@@ -73,12 +74,13 @@ def _train(spec: CellSpec, cfg: RunConfig, train_dir: Path) -> Path:
     return adapter
 
 
-def _curve(train_dir: Path) -> list[dict]:
+def _curve(train_dir: Path) -> list[CurvePoint]:
     path = train_dir / "records.jsonl"
     if not path.is_file():
         return []
     keep = ("step", "reward_mean", "strict", "lenient", "loss", "heldout_loss")
-    return [{k: r[k] for k in keep if k in r} for r in map(json.loads, path.read_text().splitlines()) if r]
+    return [CurvePoint(**{k: r[k] for k in keep if k in r}) for r in read_jsonl(path, warn=lambda m: _log(
+        train_dir.parent, m)) if r]
 
 
 def _scores(record: dict) -> dict[str, TaskScore]:
@@ -86,20 +88,22 @@ def _scores(record: dict) -> dict[str, TaskScore]:
     return {task: TaskScore(**{k: v for k, v in s.items() if k in names}) for task, s in record["tasks"].items()}
 
 
-def run_cell(spec: CellSpec, cfg: RunConfig, plan_row: dict) -> Cell:
-    """Train (unless base) and evaluate one cell; cached when its cell.json exists."""
+def run_cell(spec: CellSpec, cfg: RunConfig, plan_row: dict, on_state=lambda state: None) -> Cell:
+    """Train (unless base) and evaluate one cell; cached when its cell.json exists. `on_state` hears
+    "training" and "evaluating" as the cell enters each phase."""
     from tinyeval.eval.run import EvalConfig, evaluate
 
     cell_dir = cfg.out / "cells" / spec.name
     done = cell_dir / "cell.json"
     if done.is_file():
-        raw = json.loads(done.read_text())
-        return Cell(**{**raw, "scores": {t: TaskScore(**s) for t, s in raw["scores"].items()}})
+        return Cell.from_dict(json.loads(done.read_text()))
     _log(cell_dir, f"start {spec.name}")
     adapter = None
     if spec.algo is not None:
+        on_state("training")
         adapter = _train(spec, cfg, cell_dir / "train")
         _log(cell_dir, f"trained -> {adapter}")
+    on_state("evaluating")
     record = evaluate(EvalConfig(model=cfg.model, tasks=cfg.tasks, out=cell_dir / "eval", adapter=adapter,
                                  backend=cfg.backend, limit=cfg.eval_limit, max_gen_toks=cfg.max_gen_toks,
                                  batch_size=cfg.eval_batch_size, seed=cfg.seed,
@@ -109,24 +113,32 @@ def run_cell(spec: CellSpec, cfg: RunConfig, plan_row: dict) -> Cell:
     cell = Cell(name=spec.name, method=spec.method, algo=spec.algo, trainable=plan_row["trainable"],
                 bytes_bf16=plan_row["bytes_bf16"], bytes_fp32=plan_row["bytes_fp32"], status="done",
                 scores=_scores(record), curve=_curve(cell_dir / "train"))
-    write_json(done, dataclasses.asdict(cell))
+    write_json(done, cell.to_dict())
     return cell
 
 
-def run(cfg: RunConfig, plan_rows: dict[str, dict], on_cell=lambda cell: None) -> Results:
-    """Every cell in order; a failing cell is recorded as failed and the matrix goes on."""
+def run(cfg: RunConfig, plan_rows: dict[str, dict], on_cell=lambda cell: None,
+        on_state=lambda name, state: None, verbose: bool = False) -> Results:
+    """Every cell in order; a failing cell is recorded as failed and the matrix goes on.
+
+    Each cell's third-party output (vLLM, lm-eval, transformers, progress bars) goes to its log.txt unless
+    `verbose`; `on_state(name, state)` hears queued -> training -> evaluating -> done | cached | failed."""
     results = Results(model=cfg.model, preset=cfg.preset, tasks=list(cfg.tasks), cells=[],
                       created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     for spec in cfg.cells:
+        cell_dir = cfg.out / "cells" / spec.name
+        cached = (cell_dir / "cell.json").is_file()
         try:
-            cell = run_cell(spec, cfg, plan_rows[spec.name])
+            with quiet.into(cell_dir / "log.txt", verbose):
+                cell = run_cell(spec, cfg, plan_rows[spec.name], lambda state: on_state(spec.name, state))
         except KeyboardInterrupt:
             raise
         except Exception as e:  # one broken cell must not lose the others' hours of work
-            _log(cfg.out / "cells" / spec.name, "failed:\n" + traceback.format_exc())
+            _log(cell_dir, "failed:\n" + traceback.format_exc())
             cell = Cell(name=spec.name, method=spec.method, algo=spec.algo, status="failed",
                         **plan_rows[spec.name], error=f"{type(e).__name__}: {e}")
         results.cells.append(cell)
         write_json(cfg.out / "results.json", results.to_dict())
+        on_state(spec.name, "cached" if cached and cell.status == "done" else cell.status)
         on_cell(cell)
     return results
