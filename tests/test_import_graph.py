@@ -70,7 +70,9 @@ def test_the_cycle_finder_finds_loops():
 def test_the_package_has_no_import_loop():
     modules = _modules()
     graph = {name: _edges(name, path, modules) for name, path in modules.items()}
-    assert "tinyeval.console" in graph["tinyeval.cli"]  # the parser sees real edges
+    assert "tinyeval.console" in graph["tinyeval.cli"]  # the parser sees real edges ...
+    assert graph["tinyeval.adapters.registry"] >= {f"tinyeval.adapters.{m}" for m in ("lowrank", "lora", "full")}
+    assert "tinyeval.adapters.registry" in graph["tinyeval.adapters.config"]  # ... function-local ones included
     loop = _cycle(graph)
     assert loop is None, " -> ".join(loop)
 
