@@ -68,7 +68,7 @@ def test_hf_engine_generates_merged_and_restores_base_bits(tiny, dtype):
 
 def test_trainer_logprobs_match_generate_scores(tiny):
     """token_logprobs (one forward, left padding, position ids from the mask) == generate's own scores."""
-    from tinyeval.train.grpo import token_logprobs
+    from tinyeval.train.logprobs import token_logprobs
 
     model, tok = tiny
     enc = tok(["hello there friend", "hi"], return_tensors="pt", padding=True, add_special_tokens=False)
@@ -155,7 +155,7 @@ def test_vllm_merge_sync_serves_the_trained_policy(tiny_llama_vllm_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tinyeval.adapters import AdapterConfig, attach
-    from tinyeval.train.grpo import token_logprobs
+    from tinyeval.train.logprobs import token_logprobs
     from tinyeval.train.rollout.vllm import VLLMEngine
 
     tok = AutoTokenizer.from_pretrained(tiny_llama_vllm_dir, padding_side="left")

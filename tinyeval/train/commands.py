@@ -58,6 +58,9 @@ def train(
         "vLLM weight sync: lora (new LoRARequest) | merge (into the engine's weights) | auto (merge on CPU).")] = None,
     gen_batch: Annotated[Optional[int], _opt("HF generate batch size.")] = None,
     micro_batch: Annotated[Optional[int], _opt("Sequences per forward/backward.")] = None,
+    gradient_checkpointing: Annotated[Optional[bool], typer.Option(
+        "--gradient-checkpointing/--no-gradient-checkpointing",
+        help="Recompute activations in backward: less GPU memory, ~1.3x the step time (default off).")] = None,
     checkpoint_every: Annotated[Optional[int], _opt("Steps between checkpoints.")] = None,
     limit: Annotated[Optional[int], _opt("Use only the first N training prompts.")] = None,
     dtype: Annotated[Optional[str], _opt("Base weights dtype: auto | bfloat16 | float32.")] = None,
