@@ -30,6 +30,8 @@ def evaluate(
     merge: Annotated[Optional[bool], typer.Option(
         "--merge/--no-merge", help="vllm: serve a merged checkpoint instead of a LoRA (default: on CPU only, where "
                                    "vLLM's LoRA kernels are ~3x slower).")] = None,
+    tp: Annotated[int, typer.Option("--tp", help="vllm: tensor_parallel_size, GPUs per model copy.")] = 1,
+    dp: Annotated[int, typer.Option("--dp", help="vllm: data_parallel_size, model copies (needs Ray).")] = 1,
     data_root: DataRoot = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -41,7 +43,7 @@ def evaluate(
     cfg = EvalConfig(model=model, tasks=[t.strip() for t in tasks.split(",") if t.strip()], out=out,
                      adapter=adapter, backend=backend, limit=limit, num_fewshot=num_fewshot, chat=chat,
                      max_gen_toks=max_gen_toks, batch_size=batch_size, dtype=dtype, seed=seed, merge=merge,
-                     data_root=data_root)
+                     data_root=data_root, tp=tp, dp=dp)
     record = run(cfg)
     title = f"tinyeval eval: {model}" + (f" + {adapter}" if adapter else "") + f" ({record['backend']}, " \
             f"{record['seconds']:.0f} s) -> {out / 'results.json'}"

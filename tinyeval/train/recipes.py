@@ -118,7 +118,8 @@ def _grpo(ctx: Context) -> Prepared:
 
     task = get_task(ctx.loop.task)
     examples = load_examples(task, ctx.tokenizer, ctx.loop, ctx.objective.max_prompt_tokens)
-    engine = make_engine(ctx.objective, ctx.handle, ctx.tokenizer, ctx.loop.model)
+    engine = make_engine(ctx.objective, ctx.handle, ctx.tokenizer, ctx.loop.model,
+                         ctx.loop.prompts_per_step * ctx.objective.group_size)
     objective = GRPO(ctx.handle, ctx.tokenizer, engine, task, ctx.objective, ctx.loop.micro_batch)
     return Prepared(objective, examples, lambda: {"engine": engine.name}, engine.close)
 
