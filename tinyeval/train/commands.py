@@ -82,6 +82,8 @@ def train(
     algo = algo or (recipes.saved_algo(out) if resume else None) or "grpo"
     summary = recipes.run(algo, *recipes.build(algo, preset, **options), out, resume=resume, progress=not as_json)
     final = summary.pop("final") or {}
+    if not as_json:
+        summary.pop("startup")  # printed in one line after the first step
     row = {**summary, **{k: round(final[k], 4) for k in ("reward_mean", "strict", "lenient", "loss")
                          if isinstance(final.get(k), float)}}
     emit([row], "tinyeval train", as_json)
