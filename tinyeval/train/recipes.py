@@ -303,7 +303,8 @@ def run(algo: str, loop: LoopConfig, objective: Any, out: str | Path, resume: bo
 
 
 def startup_line(startup: dict) -> str:
-    """One line: `start-up: load 3.1 s · attach 1.2 s (fingerprint 0.3 s, svd 0.8 s) · setup 0.4 s · first step 6.4 s`."""
+    """The start-up phases in one line, e.g.
+    `start-up: load 3.1 s · attach 1.2 s (fingerprint 0.3 s, svd 0.8 s) · setup 0.4 s · first step 6.4 s`."""
     phases = ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in startup["attach_phases"].items())
     first = startup["first_step_s"]
     attach = f"attach {startup['attach_s']:.1f} s" + (f" ({phases})" if phases else "")

@@ -162,7 +162,7 @@ def completion_nll(model, micro: SFTMicro) -> tuple[torch.Tensor, int]:
     mask = labels != IGNORE
     n_tokens = int(mask.sum())
     logp = selected_logprobs(logits, labels.clamp(min=0))  # [n, L-1], fp32
-    return -(logp * mask).sum() / max(n_tokens, 1), n_tokens
+    return -logp.masked_fill(~mask, 0.0).sum() / max(n_tokens, 1), n_tokens  # fill, not multiply: 0 * -inf
 
 
 class SFT:
