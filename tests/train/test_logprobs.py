@@ -15,14 +15,18 @@ def _reference(logits, targets, temperature):
     return torch.log_softmax(z, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
+CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"))
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("temperature", [1.0, 0.7, 0.0])
-def test_values_and_gradient_match_the_full_log_softmax(monkeypatch, dtype, temperature):
+def test_values_and_gradient_match_the_full_log_softmax(monkeypatch, dtype, temperature, device):
     monkeypatch.setattr(logprobs, "CHUNK_ELEMENTS", 3 * 50)  # 3 tokens per chunk: rows split into several chunks
     gen = torch.Generator().manual_seed(0)
-    logits = (torch.randn(3, 8, 50, generator=gen) * 4).to(dtype)  # [N, L = T + 1, V]
-    targets = torch.randint(0, 50, (3, 7), generator=gen)
-    weights = torch.randn(3, 7, generator=gen)  # a loss that weighs tokens differently
+    logits = (torch.randn(3, 8, 50, generator=gen) * 4).to(device, dtype)  # [N, L = T + 1, V]
+    targets = torch.randint(0, 50, (3, 7), generator=gen).to(device)
+    weights = torch.randn(3, 7, generator=gen).to(device)  # a loss that weighs tokens differently
 
     ours_in = logits.clone().requires_grad_()
     ours = selected_logprobs(ours_in, targets, temperature)
