@@ -47,3 +47,64 @@ def test_merged_checkpoint_serves_what_the_adapter_computes(tiny_llama_dir, tmp_
     with torch.no_grad():
         torch.testing.assert_close(reloaded(input_ids=ids).logits, expected, atol=1e-4, rtol=1e-4)
     assert (out / "tokenizer_config.json").is_file()
+
+
+# ---- an engine beside the trainer on one GPU: gpu_memory_utilization -----------------------------------------
+
+GiB = 1 << 30
+
+
+def test_kv_bytes_per_token_counts_k_and_v_of_every_layer():
+    from transformers import LlamaConfig, Qwen2Config
+
+    qwen15 = Qwen2Config(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2)
+    assert vllm.kv_bytes_per_token(qwen15, 2) == 2 * 28 * 2 * 128 * 2 == 28 * 1024  # 28 KiB in bf16
+    mha = LlamaConfig(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=None)
+    assert vllm.kv_bytes_per_token(mha, 4) == 2 * 3 * 4 * 16 * 4
+
+
+def test_gpu_memory_utilization_is_what_the_engine_needs_and_no_more():
+    h200, a100_40 = 139 * GiB, 40 * GiB
+    weights, kv = int(2.9 * GiB), int(1.1 * GiB)  # Qwen2.5-1.5B bf16; 32 rollouts x 1,280 tokens x 28 KiB
+    share = vllm.gpu_memory_utilization(weights, h200, kv)
+    working = vllm.VLLM_WORKING_BYTES + vllm.VLLM_WORKING_PER_WEIGHT * weights
+    assert share == pytest.approx((weights + working + kv) / h200, abs=0.01) and share == 0.05  # rounded up
+    assert share * h200 >= weights + working + kv
+    assert vllm.gpu_memory_utilization(weights, a100_40, kv) > share  # the same engine is a larger share of less
+    # a KV cache wanted beyond the cap is cut to it: the engine never takes more than max_share of the GPU
+    assert vllm.gpu_memory_utilization(weights, a100_40, 100 * GiB) == vllm.COLOCATED_MAX_SHARE
+    assert vllm.gpu_memory_utilization(weights, a100_40, 100 * GiB, max_share=0.3) == 0.3
+    # 7B in bf16 (15.2 GB) fits beside its trainer on an 80 GB GPU, not on a 24 GB one
+    assert vllm.gpu_memory_utilization(int(14.2 * GiB), 80 * GiB, 4 * GiB) < 0.35
+    with pytest.raises(vllm.TinyevalError, match="--engine hf"):
+        vllm.gpu_memory_utilization(int(14.2 * GiB), 24 * GiB, 4 * GiB, min_kv_bytes=GiB // 4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_colocated_utilization_reads_this_gpu(tiny_llama_dir):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.bfloat16).to("cuda")
+    share = vllm.colocated_utilization(model, max_model_len=256, max_seqs=8)
+    free, total = torch.cuda.mem_get_info()
+    assert 0 < share <= vllm.COLOCATED_MAX_SHARE and share * total <= free
+
+
+# ---- tensor / data parallelism (tinyeval eval --tp / --dp) ---------------------------------------------------
+
+def test_parallel_flags_are_validated(monkeypatch):
+    vllm.check_parallel(1, 1)
+    for tp, dp in ((0, 1), (1, -2), (1.5, 1)):
+        with pytest.raises(vllm.TinyevalError, match="integer >= 1"):
+            vllm.check_parallel(tp, dp)
+    monkeypatch.setattr(vllm, "on_cpu", lambda: True)
+    with pytest.raises(vllm.TinyevalError, match="need CUDA GPUs; on CPU vLLM runs one worker"):
+        vllm.check_parallel(2, 1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_parallel_flags_are_checked_against_this_machines_gpus():
+    n = torch.cuda.device_count()
+    with pytest.raises(vllm.TinyevalError, match=f"needs {2 * n} GPUs, this machine has {n}"):
+        vllm.check_parallel(n, 2)
+    vllm.check_parallel(n, 1)  # every GPU for one copy: allowed

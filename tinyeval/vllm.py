@@ -12,8 +12,11 @@ engine's (a per-request seed crashes CPU sampling); `max_lora_rank` accepts only
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
+
+from tinyeval.errors import TinyevalError
 
 CPU_KV_CACHE_BYTES = 2 << 30  # SmolLM2-135M: ~45k tokens in fp32, ~90k in bf16 (more bought 3%: DEVELOPERS.md)
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the only values vLLM's max_lora_rank accepts
@@ -40,6 +43,87 @@ def vllm_cpu_settings() -> dict:
     if len(os.sched_getaffinity(0)) <= 4:
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
     return {"kv_cache_memory_bytes": CPU_KV_CACHE_BYTES}
+
+
+# A vLLM engine beside the trainer on one GPU (GRPO rollouts): its `gpu_memory_utilization`.
+VLLM_WORKING_BYTES = 3 << 29  # 1.5 GiB + 10% of the weights: vLLM's memory besides weights and KV cache
+VLLM_WORKING_PER_WEIGHT = 0.1  # (its own CUDA context, the profiled prefill activations, the sampler's logits)
+COLOCATED_MAX_SHARE = 0.5  # the engine never takes more of the GPU than this; the rest is the trainer's
+
+
+def kv_bytes_per_token(config, dtype_bytes: int) -> int:
+    """Bytes of K and V for one token over every layer of an HF `config`: 2 × layers × kv heads × head dim × dtype."""
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return 2 * config.num_hidden_layers * kv_heads * head_dim * dtype_bytes
+
+
+def gpu_memory_utilization(weight_bytes: int, total_bytes: int, kv_bytes: int, min_kv_bytes: int = 0,
+                           max_share: float = COLOCATED_MAX_SHARE) -> float:
+    """The `gpu_memory_utilization` of a vLLM engine that shares one GPU with the trainer.
+
+    vLLM's value is the share of the GPU's *total* memory this engine may use (its weights, its working memory,
+    its KV cache; the trainer's memory is not part of it), and the engine refuses to start when that share is
+    more than the memory free at the time. The rule: give the engine what it needs and no more,
+
+        share = (weights + working + KV) / total,  rounded up to 0.01
+        working = VLLM_WORKING_BYTES + VLLM_WORKING_PER_WEIGHT × weights
+        KV = `kv_bytes` (a step's rollouts at full length), cut down so that share <= `max_share`
+
+    so the trainer keeps the rest for its weights, activations and logits. A cut KV cache only means that vLLM
+    runs fewer sequences at a time. Example: Qwen2.5-1.5B in bf16 (3.1 GB) on an H200 (141 GB), 32 rollouts of
+    1,280 tokens at 28 KiB each (1.2 GB): share 0.05. Raises a TinyevalError when the weights, working memory
+    and `min_kv_bytes` (one sequence at the longest length: vLLM's own minimum) exceed `max_share`.
+    """
+    working = VLLM_WORKING_BYTES + int(VLLM_WORKING_PER_WEIGHT * weight_bytes)
+    room = int(max_share * total_bytes) - weight_bytes - working
+    if room < min_kv_bytes:
+        raise TinyevalError(f"a vLLM engine for these weights ({weight_bytes / 2**30:.1f} GiB) needs more than "
+                            f"{max_share:.0%} of this GPU ({total_bytes / 2**30:.0f} GiB) next to the trainer; "
+                            "use --engine hf")
+    need = weight_bytes + working + min(max(kv_bytes, min_kv_bytes), room)
+    return min(math.ceil(100 * need / total_bytes) / 100, max_share)
+
+
+def colocated_utilization(model, max_model_len: int, max_seqs: int) -> float:
+    """`gpu_memory_utilization` for a rollout engine serving `model` (the trainer's, on its GPU) beside it:
+    `max_seqs` sequences of `max_model_len` tokens. Refused when more than the GPU's free memory."""
+    import torch
+
+    free, total = torch.cuda.mem_get_info(model.device)
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    per_token = kv_bytes_per_token(model.config, next(model.parameters()).element_size())
+    share = gpu_memory_utilization(weights, total, max_seqs * max_model_len * per_token, max_model_len * per_token)
+    if share * total > free:
+        raise TinyevalError(f"the rollout engine needs {share * total / 2**30:.1f} GiB of GPU memory, "
+                            f"{free / 2**30:.1f} GiB are free; use --engine hf or a smaller model")
+    return share
+
+
+def check_parallel(tp: int, dp: int) -> None:
+    """Refuse, in one line, a tensor-parallel (`--tp`) / data-parallel (`--dp`) layout this machine cannot run.
+
+    tp GPUs hold one model between them; dp copies of it each get a share of the requests (lm-eval dispatches
+    them through Ray). Both need CUDA GPUs, tp × dp of them; on CPU vLLM runs one worker, so only 1 / 1."""
+    for flag, n in (("--tp", tp), ("--dp", dp)):
+        if not isinstance(n, int) or n < 1:
+            raise TinyevalError(f"{flag} must be an integer >= 1, got {n!r}")
+    if tp == dp == 1:
+        return
+    if on_cpu():
+        raise TinyevalError(f"--tp {tp} --dp {dp}: tensor and data parallelism need CUDA GPUs; on CPU vLLM runs "
+                            "one worker (leave --tp and --dp at 1)")
+    import importlib.util
+
+    import torch
+
+    if tp * dp > torch.cuda.device_count():
+        raise TinyevalError(f"--tp {tp} × --dp {dp} needs {tp * dp} GPUs, this machine has "
+                            f"{torch.cuda.device_count()}")
+    if dp > 1 and importlib.util.find_spec("ray") is None:
+        raise TinyevalError("--dp > 1 needs Ray (lm-eval runs each data-parallel copy as a Ray task): pip install ray")
 
 
 def vllm_lora_rank(rank: int) -> int:

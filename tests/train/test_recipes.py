@@ -41,6 +41,9 @@ def test_run_artifacts_match_their_schemas(tiny_llama_dir, parity_task, data_roo
     schema.check(saved["final"], recipe.record)
     assert saved["steps"] == saved["total_steps"] == summary["steps"] == 2 and saved["interrupted"] is False
     assert ("kl" in rows[0]) if algo == "grpo" else ("heldout_loss" in rows[0])  # optional keys were produced
+    assert rows[0]["peak_mem_kind"] == saved["peak_mem_kind"] == "rss"  # a CPU run; CUDA: cuda_max_allocated
+    assert 0 < rows[0]["peak_mem_bytes"] <= rows[1]["peak_mem_bytes"] <= saved["peak_mem_bytes"]  # high-water marks
+    assert saved["startup"]["first_step_s"] == rows[0]["step_s"] and saved["startup"]["load_s"] > 0
     with pytest.raises(schema.SchemaError):  # the schemas have teeth: a stringified count is refused
         schema.check({**saved, "steps": "2"}, recipe.summary)
 
@@ -165,3 +168,13 @@ def test_cli_resume_continues_an_sft_run_without_repeating_algo(tiny_llama_dir, 
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["algo"] == "sft" and summary["steps"] == 2
+
+
+def test_startup_line_names_every_phase():
+    from tinyeval.train.recipes import startup_line
+
+    line = startup_line({"load_s": 3.14, "attach_s": 1.2, "attach_phases": {"fingerprint_s": 0.3, "svd_s": 0.8},
+                         "setup_s": 0.4, "first_step_s": 6.4})
+    assert line == "start-up: load 3.1 s · attach 1.2 s (fingerprint 0.3 s, svd 0.8 s) · setup 0.4 s · first step 6.4 s"
+    assert startup_line({"load_s": 1, "attach_s": 2, "attach_phases": {}, "setup_s": 0, "first_step_s": None}) \
+        == "start-up: load 1.0 s · attach 2.0 s · setup 0.0 s"

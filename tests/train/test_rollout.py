@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -68,7 +69,7 @@ def test_hf_engine_generates_merged_and_restores_base_bits(tiny, dtype):
 
 def test_trainer_logprobs_match_generate_scores(tiny):
     """token_logprobs (one forward, left padding, position ids from the mask) == generate's own scores."""
-    from tinyeval.train.grpo import token_logprobs
+    from tinyeval.train.logprobs import token_logprobs
 
     model, tok = tiny
     enc = tok(["hello there friend", "hi"], return_tensors="pt", padding=True, add_special_tokens=False)
@@ -124,6 +125,60 @@ def test_engine_choice_follows_what_the_adapter_can_export(tiny, tiny_llama_dir)
     assert isinstance(engine, HFEngine)
 
 
+def test_vllm_engine_on_a_gpu_is_sized_beside_the_trainer(tiny, monkeypatch):
+    """The CUDA branch of the engine factory, run on CPU with vLLM faked: the engine gets the share
+    `colocated_utilization` computes for the step's rollouts at full length, and is synced once at start."""
+    import tinyeval.vllm
+    from tinyeval.adapters import AdapterConfig, attach
+    from tinyeval.train.config import GRPOConfig
+    from tinyeval.train.rollout import vllm as rollout_vllm
+    from tinyeval.train.rollout.engines import make_engine
+
+    model, tok = tiny
+    handle = attach(model, AdapterConfig(method="tinylora", params=3, rank=2))
+    sized, built = [], {}
+
+    class FakeEngine:
+        name = "vllm"
+
+        def __init__(self, model_dir, tokenizer, rank, **kw):
+            built.update(kw, rank=rank, syncs=0)
+
+        def sync(self, handle, step):
+            built["syncs"] += 1
+
+    monkeypatch.setattr(tinyeval.vllm, "on_cpu", lambda: False)
+    monkeypatch.setattr(tinyeval.vllm, "colocated_utilization", lambda m, n_len, seqs: sized.append((m, n_len, seqs))
+                        or 0.07)
+    monkeypatch.setattr(rollout_vllm, "VLLMEngine", FakeEngine)
+    cfg = GRPOConfig(engine="vllm", vllm_sync="lora", max_prompt_tokens=100, max_new_tokens=28)
+    make_engine(cfg, handle, tok, "smollm2-135m", rollouts=12)
+    assert sized == [(handle.model, 128, 12)]
+    assert built["gpu_memory_utilization"] == 0.07 and built["max_model_len"] == 128 and built["rank"] == 2
+    assert built["sync"] == "lora" and built["syncs"] == 1
+
+
+def test_every_lora_sync_gets_a_new_request_id(tiny, monkeypatch, tmp_path):
+    """vLLM caches an adapter by its int id: a reused id would keep serving the old policy."""
+    import sys
+    import types
+
+    from tinyeval.adapters import AdapterConfig, attach
+    from tinyeval.train.rollout.vllm import VLLMEngine
+
+    monkeypatch.setitem(sys.modules, "vllm.lora.request", types.SimpleNamespace(
+        LoRARequest=lambda name, int_id, path: types.SimpleNamespace(lora_name=name, lora_int_id=int_id,
+                                                                     lora_path=path)))
+    handle = attach(tiny[0], AdapterConfig(method="tinylora", params=3, rank=2))
+    engine = VLLMEngine.__new__(VLLMEngine)  # the sync bookkeeping only: no engine is started
+    engine.mode, engine._dir, engine._last, engine.syncs = "lora", tmp_path, None, 0
+    first = engine.sync(handle, 5).bytes, engine.lora
+    again = engine.sync(handle, 5).bytes, engine.lora  # the same step synced twice (e.g. after a resume)
+    assert first[1].lora_int_id == 1 and again[1].lora_int_id == 2 and first[1].lora_path != again[1].lora_path
+    assert first[0] == again[0] < 100_000  # adapter-sized
+    assert not Path(first[1].lora_path).exists() and Path(again[1].lora_path).is_dir()  # the old file is gone
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm not installed")
 def test_vllm_engine_syncs_a_lora_each_step(tiny_llama_vllm_dir):
@@ -155,7 +210,7 @@ def test_vllm_merge_sync_serves_the_trained_policy(tiny_llama_vllm_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tinyeval.adapters import AdapterConfig, attach
-    from tinyeval.train.grpo import token_logprobs
+    from tinyeval.train.logprobs import token_logprobs
     from tinyeval.train.rollout.vllm import VLLMEngine
 
     tok = AutoTokenizer.from_pretrained(tiny_llama_vllm_dir, padding_side="left")

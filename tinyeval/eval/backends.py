@@ -34,6 +34,8 @@ class BackendSpec:
     merge: bool | None  # vllm: serve a merged checkpoint instead of the LoRA (None: on CPU only)
     loglikelihood: bool  # some task scores choices by log-likelihood (vLLM prompt logprobs)
     workdir: Path  # scratch space for exported LoRAs / merged checkpoints
+    tp: int = 1  # vllm: tensor_parallel_size
+    dp: int = 1  # vllm: data_parallel_size
 
 
 def is_peft_lora(adapter: Path) -> bool:
@@ -183,14 +185,18 @@ def build_vllm(spec: BackendSpec):
     return _build_vllm(spec)
 
 
-def _build_vllm(spec: BackendSpec):
+def vllm_model_args(spec: BackendSpec, pretrained: str, lora: Path | None) -> dict:
+    """The arguments of lm-eval's `VLLM` (its model_args): the engine's settings, parallelism and LoRA."""
     from tinyeval.vllm import lora_dir_rank, vllm_cpu_settings
 
+    lora_args = {"lora_local_path": str(lora), "max_lora_rank": lora_dir_rank(lora)} if lora else {}
+    return dict(pretrained=pretrained, dtype=spec.dtype, seed=spec.seed, enforce_eager=True, batch_size="auto",
+                tensor_parallel_size=spec.tp, data_parallel_size=spec.dp, **vllm_cpu_settings(), **lora_args)
+
+
+def _build_vllm(spec: BackendSpec):
     module = _import_lm_eval_vllm()
-    pretrained, lora = vllm_inputs(spec)
-    kwargs = {"lora_local_path": str(lora), "max_lora_rank": lora_dir_rank(lora)} if lora else {}
-    return module.VLLM(pretrained=pretrained, dtype=spec.dtype, seed=spec.seed, enforce_eager=True,
-                       batch_size="auto", **vllm_cpu_settings(), **kwargs)
+    return module.VLLM(**vllm_model_args(spec, *vllm_inputs(spec)))
 
 
 BACKENDS: dict[str, Callable[[BackendSpec], object]] = {"hf": build_hf, "vllm": build_vllm}

@@ -31,6 +31,8 @@ def evaluate(
     merge: Annotated[Optional[bool], typer.Option(
         "--merge/--no-merge", help="vllm: serve a merged checkpoint instead of a LoRA (default: on CPU only, where "
                                    "vLLM's LoRA kernels are ~3x slower).")] = None,
+    tp: Annotated[int, typer.Option("--tp", help="vllm: tensor_parallel_size, GPUs per model copy.")] = 1,
+    dp: Annotated[int, typer.Option("--dp", help="vllm: data_parallel_size, model copies (needs Ray).")] = 1,
     data_root: DataRoot = None,
     verbose: Verbose = False,
     as_json: JsonFlag = False,
@@ -46,7 +48,7 @@ def evaluate(
     cfg = EvalConfig(model=model, tasks=[t.strip() for t in tasks.split(",") if t.strip()], out=out,
                      adapter=adapter, backend=backend, limit=limit, num_fewshot=num_fewshot, chat=chat,
                      max_gen_toks=max_gen_toks, batch_size=batch_size, dtype=dtype, seed=seed, merge=merge,
-                     data_root=data_root)
+                     data_root=data_root, tp=tp, dp=dp)
     what = f"{model}" + (f" + {adapter}" if adapter else "") + f" on {', '.join(cfg.tasks)}"
     with quiet.into(out / "log.txt", verbose), quiet.status(f"evaluating {what} (log: {out / 'log.txt'})",
                                                               enabled=not as_json and not verbose):

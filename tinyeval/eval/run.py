@@ -40,6 +40,8 @@ class EvalConfig:
     seed: int = 0  # python / numpy / torch / few-shot seeds and the vLLM engine seed
     merge: bool | None = None  # vllm: serve a merged checkpoint instead of the LoRA (None: on CPU only)
     data_root: str | None = None  # default: $TINYEVAL_DATA, else the hub
+    tp: int = 1  # vllm: tensor_parallel_size (GPUs holding one copy of the model)
+    dp: int = 1  # vllm: data_parallel_size (copies, each given a share of the requests; needs Ray)
     log_samples: bool = True
     extra: dict = field(default_factory=dict)  # recorded in results.json as is (e.g. the training cell)
 
@@ -58,6 +60,13 @@ class EvalConfig:
                 raise TinyevalError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
         if self.num_fewshot is not None and self.num_fewshot < 0:
             raise TinyevalError(f"--num-fewshot must be >= 0, got {self.num_fewshot}")
+        if (self.tp, self.dp) != (1, 1):
+            from tinyeval.eval.backends import default_backend
+            from tinyeval.vllm import check_parallel
+
+            if (default_backend() if self.backend == "auto" else self.backend) == "hf":
+                raise TinyevalError("--tp / --dp are vLLM's: use them with --backend vllm (or auto on a GPU)")
+            check_parallel(self.tp, self.dp)
 
 
 class EvalSettings(TypedDict):
@@ -178,7 +187,7 @@ def evaluate(cfg: EvalConfig) -> EvalRecord:
     with tempfile.TemporaryDirectory(prefix="tinyeval-eval-") as work:
         loglikelihood = bool(output_types(cfg.tasks) - {"generate_until"})
         spec = backends.BackendSpec(cfg.model, cfg.adapter, dtype, cfg.batch_size, cfg.seed, cfg.merge,
-                                    loglikelihood, Path(work))
+                                    loglikelihood, Path(work), cfg.tp, cfg.dp)
         lm = backends.BACKENDS[backend](spec)
         loglik_backend = getattr(lm, "loglikelihood_backend", backend)
         try:

@@ -58,6 +58,9 @@ def train(
         "vLLM weight sync: lora (new LoRARequest) | merge (into the engine's weights) | auto (merge on CPU).")] = None,
     gen_batch: Annotated[Optional[int], _opt("HF generate batch size.")] = None,
     micro_batch: Annotated[Optional[int], _opt("Sequences per forward/backward.")] = None,
+    gradient_checkpointing: Annotated[Optional[bool], typer.Option(
+        "--gradient-checkpointing/--no-gradient-checkpointing",
+        help="Recompute activations in backward: less GPU memory, ~1.3x the step time (default off).")] = None,
     checkpoint_every: Annotated[Optional[int], _opt("Steps between checkpoints.")] = None,
     limit: Annotated[Optional[int], _opt("Use only the first N training prompts.")] = None,
     dtype: Annotated[Optional[str], _opt("Base weights dtype: auto | bfloat16 | float32.")] = None,
@@ -79,6 +82,8 @@ def train(
     algo = algo or (recipes.saved_algo(out) if resume else None) or "grpo"
     summary = recipes.run(algo, *recipes.build(algo, preset, **options), out, resume=resume, progress=not as_json)
     final = summary.pop("final") or {}
+    if not as_json:
+        summary.pop("startup")  # printed in one line after the first step
     row = {**summary, **{k: round(final[k], 4) for k in ("reward_mean", "strict", "lenient", "loss")
                          if isinstance(final.get(k), float)}}
     emit([row], "tinyeval train", as_json)

@@ -37,6 +37,7 @@ class LoopConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0  # 0 disables clipping
     micro_batch: int = 16  # sequences per forward/backward (gradient accumulation; never changes the update)
+    gradient_checkpointing: bool = False  # recompute each layer's activations in backward (train/memory.py)
     checkpoint_every: int = 10  # steps between checkpoints (one is always written at the end and on Ctrl-C)
     limit: int | None = None  # use only the first N training prompts (smoke tests)
     dtype: str = "auto"  # base-weight dtype (auto: tinyeval.models.default_dtype); adapter parameters stay fp32

@@ -18,8 +18,10 @@ import torch
 
 from tinyeval.errors import TinyevalError
 from tinyeval.train.config import GRPOConfig, LoopConfig
+from tinyeval.train.logprobs import token_logprobs
 from tinyeval.train.loop import StepRecord
 from tinyeval.train.loss import MICRO_WEIGHTS, LossConfig, advantages, grpo_loss
+from tinyeval.train.memory import checkpointing
 from tinyeval.train.rewards import score
 from tinyeval.train.tasks import Task
 from tinyeval.train.types import Example, Trajectory
@@ -46,23 +48,6 @@ class GRPORecord(StepRecord):
     kl: NotRequired[float]  # only with --kl-coef > 0
     sync_bytes: int  # what the weight sync shipped to the rollout engine
     sync_s: float
-
-
-def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_completion: int,
-                   temperature: float = 1.0) -> torch.Tensor:
-    """Log-probs [N, T] of the last `n_completion` tokens of `input_ids` [N, L] (left-padded prompts).
-
-    Position ids follow the attention mask, as in `generate`; only the completion's logits are computed.
-    Inputs live on the CPU (trajectory bookkeeping); the result is on the model's device.
-    """
-    input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
-    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # [N, L]
-    logits = model(input_ids=input_ids, attention_mask=attention_mask.long(), position_ids=positions,
-                   logits_to_keep=n_completion + 1).logits[:, :-1].float()  # [N, T, V]
-    if temperature > 0 and temperature != 1.0:
-        logits = logits / temperature
-    targets = input_ids[:, -n_completion:]  # [N, T]
-    return torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
 @dataclass
@@ -143,8 +128,9 @@ class GRPO:
         return out
 
     def loss(self, mb: Micro) -> tuple[torch.Tensor, dict]:
-        logp = token_logprobs(self.handle.model, mb.input_ids, mb.attention_mask, mb.completion_mask.shape[1],
-                              self.cfg.temperature)  # [n, t]
+        with checkpointing(self.handle.model):  # a no-op unless --gradient-checkpointing
+            logp = token_logprobs(self.handle.model, mb.input_ids, mb.attention_mask, mb.completion_mask.shape[1],
+                                  self.cfg.temperature)  # [n, t]
         to = lambda x: None if x is None else x.to(logp.device)  # noqa: E731
         old = logp.detach() if mb.old is None else to(mb.old)
         rollout = old if mb.rollout is None else to(mb.rollout)

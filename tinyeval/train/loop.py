@@ -23,7 +23,7 @@ import shutil
 import signal
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +35,7 @@ import torch
 from tinyeval.errors import TinyevalError
 from tinyeval.io import append_jsonl, atomic_dir, dumps_json, read_jsonl, write_jsonl
 from tinyeval.train.config import LoopConfig
+from tinyeval.train.memory import peak_memory
 
 
 class StepRecord(TypedDict):
@@ -46,6 +47,8 @@ class StepRecord(TypedDict):
     loss: float | None  # the step's loss (summed over micro-batches; null when not finite)
     grad_norm: NotRequired[float | None]  # before clipping; absent when clipping is off
     step_s: float
+    peak_mem_bytes: int  # the process's memory high-water mark so far (`memory.peak_memory`)
+    peak_mem_kind: str  # cuda_max_allocated | rss
 
 
 class Objective(Protocol):
@@ -266,8 +269,10 @@ class LoopResult:
 
 
 def run_loop(objective: Objective, params: list[torch.nn.Parameter], examples: Sequence[Any], cfg: LoopConfig,
-             out: Path, resume: bool = False, progress: bool = True) -> LoopResult:
-    """Train until `cfg.steps` (or `cfg.epochs`) or a Ctrl-C; a checkpoint is written either way."""
+             out: Path, resume: bool = False, progress: bool = True,
+             on_step: Callable[[dict], None] = lambda record: None) -> LoopResult:
+    """Train until `cfg.steps` (or `cfg.epochs`) or a Ctrl-C; a checkpoint is written either way. `on_step`
+    hears every new step record."""
     steps = total_steps(cfg, len(examples))
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, int(cfg.warmup_ratio * steps)) if cfg.warmup_ratio > 0 else 0
@@ -287,6 +292,7 @@ def run_loop(objective: Objective, params: list[torch.nn.Parameter], examples: S
             records.append(record)
             append_jsonl(out / "records.jsonl", record)  # one whole, flushed line per step
             bar(record)
+            on_step(record)
             if state.step % cfg.checkpoint_every == 0 or state.step == steps or stop.requested:
                 save_checkpoint(out, state)
     return LoopResult(records, steps, state.step < steps)
@@ -316,7 +322,9 @@ def _one_step(objective: Objective, state: TrainState, examples: Sequence[Any], 
     stats.update(_mean_stats(loss_stats))
     if grad_norms:
         stats["grad_norm"] = float(np.mean(grad_norms))
-    return {"step": state.step, "lr": lr, **stats, "step_s": time.perf_counter() - start}
+    peak, kind = peak_memory(state.params[0].device)
+    return {"step": state.step, "lr": lr, **stats, "step_s": time.perf_counter() - start,
+            "peak_mem_bytes": peak, "peak_mem_kind": kind}
 
 
 @contextmanager

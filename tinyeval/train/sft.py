@@ -29,7 +29,9 @@ from tinyeval import data
 from tinyeval.errors import TinyevalError
 from tinyeval.generation import chat_prompt
 from tinyeval.train.config import SFTConfig
+from tinyeval.train.logprobs import selected_logprobs
 from tinyeval.train.loop import StepRecord
+from tinyeval.train.memory import checkpointing
 from tinyeval.train.tasks import GSM8K_SUFFIX, MATH_SUFFIX
 
 IGNORE = -100  # label of tokens that carry no loss (prompt and padding), torch's cross-entropy default
@@ -150,15 +152,17 @@ def bucketed_micro_batches(examples: Sequence[SFTExample], size: int, pad_id: in
 
 
 def completion_nll(model, micro: SFTMicro) -> tuple[torch.Tensor, int]:
-    """Mean next-token NLL over the micro-batch's target tokens, and how many tokens that mean covers."""
+    """Mean next-token NLL over the micro-batch's target tokens, and how many tokens that mean covers.
+
+    Through `logprobs.selected_logprobs`: no fp32 [n, L, V] copy of the logits (see that module)."""
     device = model.device  # batches are built on the CPU; the model may sit on a GPU
-    logits = model(input_ids=micro.input_ids.to(device),
-                   attention_mask=micro.attention_mask.to(device)).logits[:, :-1]  # [n, L-1, V]
-    targets = micro.labels[:, 1:].to(device)  # [n, L-1]
-    n_tokens = int((targets != IGNORE).sum())
-    loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                             ignore_index=IGNORE, reduction="sum") / max(n_tokens, 1)
-    return loss, n_tokens
+    logits = model(input_ids=micro.input_ids.to(device), attention_mask=micro.attention_mask.to(device),
+                   use_cache=False).logits  # [n, L, V]; position t predicts token t + 1
+    labels = micro.labels[:, 1:].to(device)  # [n, L-1]
+    mask = labels != IGNORE
+    n_tokens = int(mask.sum())
+    logp = selected_logprobs(logits, labels.clamp(min=0))  # [n, L-1], fp32
+    return -logp.masked_fill(~mask, 0.0).sum() / max(n_tokens, 1), n_tokens  # fill, not multiply: 0 * -inf
 
 
 class SFT:
@@ -178,7 +182,8 @@ class SFT:
         return micro, {"target_tokens": sum(int((m.labels != IGNORE).sum()) for m in micro)}
 
     def loss(self, micro: SFTMicro) -> tuple[torch.Tensor, dict]:
-        nll, _ = completion_nll(self.handle.model, micro)
+        with checkpointing(self.handle.model):  # a no-op unless --gradient-checkpointing
+            nll, _ = completion_nll(self.handle.model, micro)
         return nll * micro.weight, {}
 
     def after_update(self, step: int) -> dict:

@@ -31,30 +31,37 @@ def lora_rank(handle) -> int | None:
         return int(json.loads((path / "adapter_config.json").read_text())["r"])
 
 
-def _hf(cfg: GRPOConfig, handle, tokenizer, model_name: str) -> RolloutEngine:
+def _hf(cfg: GRPOConfig, handle, tokenizer, model_name: str, rollouts: int) -> RolloutEngine:
     return HFEngine(handle.model, tokenizer, cfg.gen_batch, handle)
 
 
-def _vllm(cfg: GRPOConfig, handle, tokenizer, model_name: str) -> RolloutEngine:
+def _vllm(cfg: GRPOConfig, handle, tokenizer, model_name: str, rollouts: int) -> RolloutEngine:
+    """On a GPU the engine shares it with the trainer: its memory share is sized from the model and the step's
+    rollouts (`tinyeval.vllm.colocated_utilization`); on CPU it gets a KV byte budget instead."""
     from tinyeval.models import default_dtype, model_dir
     from tinyeval.train.rollout.vllm import VLLMEngine
+    from tinyeval.vllm import colocated_utilization, on_cpu
 
     rank = lora_rank(handle)
     if rank is None:
         warnings.warn(f"adapter '{handle.config.method}' has no LoRA form to sync into vLLM; using HF generate",
                       RuntimeWarning, stacklevel=3)
-        return _hf(cfg, handle, tokenizer, model_name)
-    engine = VLLMEngine(model_dir(model_name), tokenizer, rank, dtype=default_dtype(),
-                        max_model_len=cfg.max_prompt_tokens + cfg.max_new_tokens, sync=cfg.vllm_sync)
+        return _hf(cfg, handle, tokenizer, model_name, rollouts)
+    max_len = cfg.max_prompt_tokens + cfg.max_new_tokens
+    share = None if on_cpu() else colocated_utilization(handle.model, max_len, rollouts)
+    engine = VLLMEngine(model_dir(model_name), tokenizer, rank, dtype=default_dtype(), max_model_len=max_len,
+                        sync=cfg.vllm_sync, gpu_memory_utilization=share)
     engine.sync(handle, 0)
     return engine
 
 
-ENGINES: dict[str, Callable[[GRPOConfig, object, object, str], RolloutEngine]] = {"hf": _hf, "vllm": _vllm}
+ENGINES: dict[str, Callable[[GRPOConfig, object, object, str, int], RolloutEngine]] = {"hf": _hf, "vllm": _vllm}
 
 
-def make_engine(cfg: GRPOConfig, handle, tokenizer, model_name: str) -> RolloutEngine:
+def make_engine(cfg: GRPOConfig, handle, tokenizer, model_name: str, rollouts: int | None = None) -> RolloutEngine:
     """The engine `cfg.engine` names; "auto" picks vLLM on a GPU (if installed) and HF generate on CPU.
+    `rollouts`: completions per step (prompts × G), what a vLLM engine's KV cache is sized for (default
+    `cfg.gen_batch`).
 
     On CPU vLLM with the merge sync is only slightly faster per step at SmolLM2's size (benchmarks/grpo_vs_trl.py,
     AVX2 EPYC: 7.7 vs 8.8 s; it decodes ~65 tok/s vs HF's ~47, but the trainer's forward/backward is shared),
@@ -65,4 +72,4 @@ def make_engine(cfg: GRPOConfig, handle, tokenizer, model_name: str) -> RolloutE
         from tinyeval.vllm import on_cpu
 
         name = "vllm" if not on_cpu() and importlib.util.find_spec("vllm") else "hf"
-    return ENGINES[name](cfg, handle, tokenizer, model_name)
+    return ENGINES[name](cfg, handle, tokenizer, model_name, rollouts or cfg.gen_batch)

@@ -39,7 +39,11 @@ class VLLMEngine:
     name = "vllm"
 
     def __init__(self, model_dir: str | Path, tokenizer, rank: int, seed: int = 0, dtype: str = "bfloat16",
-                 max_model_len: int = 2048, sync: str = "auto", **llm_kwargs) -> None:
+                 max_model_len: int = 2048, sync: str = "auto", gpu_memory_utilization: float | None = None,
+                 **llm_kwargs) -> None:
+        """`gpu_memory_utilization`: the engine's share of the GPU beside the trainer (`tinyeval.vllm.
+        colocated_utilization`); ignored on CPU. The engine stays eager on GPUs too: CUDA graphs would cost a
+        capture at every start and memory outside that share."""
         from tinyeval.vllm import make_llm, vllm_lora_rank
 
         self.mode = resolve_sync(sync)
@@ -50,9 +54,11 @@ class VLLMEngine:
         self.tokenizer = tokenizer
         self.model_dir = str(model_dir)
         self.llm = make_llm(self.model_dir, dtype, seed=seed, eager=True, tokenizer=self.model_dir,
-                            max_model_len=max_model_len, logprobs_mode="processed_logprobs", **llm_kwargs)
+                            gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
+                            logprobs_mode="processed_logprobs", **llm_kwargs)
         self.eos = {tokenizer.eos_token_id}
         self.lora = None
+        self.syncs = 0  # LoRARequest ids: vLLM caches an adapter by its id, so every sync gets a new one
         self._dir = Path(tempfile.mkdtemp(prefix="tinyeval-lora-"))
         self._last: Path | None = None
 
@@ -79,14 +85,16 @@ class VLLMEngine:
         """Export the adapter as a rank-r LoRA, then serve it (lora) or merge it in the worker (merge).
 
         Bytes = the file shipped, the same in both modes. After a merge the prefix cache is reset: its KV
-        blocks were computed with the old weights (a LoRARequest's blocks are keyed by its id instead)."""
+        blocks were computed with the old weights. A LoRARequest gets an id never used before in this engine
+        (vLLM would serve a cached adapter under a reused id), so its KV blocks are keyed apart too."""
         from vllm.lora.request import LoRARequest
 
         start = time.perf_counter()
-        path = handle.export_lora(self._dir / f"step-{step:06d}")
+        self.syncs += 1
+        path = handle.export_lora(self._dir / f"sync-{self.syncs:06d}")
         size = sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())
         if self.mode == "lora":
-            self.lora = LoRARequest(f"policy-{step}", step + 1, str(path))
+            self.lora = LoRARequest(f"policy-{step}-{self.syncs}", self.syncs, str(path))
         else:
             self.llm.collective_rpc("tinyeval_merge_lora", args=(str(path), self.model_dir))
             self.llm.reset_prefix_cache()
