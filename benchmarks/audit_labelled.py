@@ -9,6 +9,8 @@ default recipe settings; the Janitor (Python mode, n = 13, its own normalisation
 injected item counts as found when the document holding it is flagged. Janitor precision is per document:
 flagged documents that hold an injection of that benchmark. tinyeval precision is per item, with flagged but
 not injected items checked by an independent exact test (difflib) and listed as verified overlaps.
+Without lm-eval's Janitor (an anchor, benchmarks/anchors.py) tinyeval's figures are written alone, the
+Janitor's skip line under `skipped`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from anchors import Anchors
 from audit_scan import REPO, clock, run_janitor
 
 from tinyeval import data
@@ -41,10 +44,13 @@ def docs_of(labels: labelled.Labels) -> list[tuple[tuple[str, int], str]]:
     return out
 
 
-def janitor_scores(bench: str, labels: labelled.Labels, docs: list) -> dict:
+def janitor_scores(bench: str, labels: labelled.Labels, docs: list, anchors: Anchors) -> dict:
     q_key, a_key = labelled.BENCH_FIELDS[bench]
     items = [r[q_key] + "\n" + r[a_key] for r in data.load(bench, "test").rows]
-    flagged, wall, _ = run_janitor(items, docs)
+    measured = anchors.measure("lm-eval Janitor", lambda: run_janitor(items, docs))
+    if measured is None:
+        return {"skipped": anchors.skipped["lm-eval Janitor"]}
+    flagged, wall, _ = measured
     injected = labels.injected[bench]
     hosts = {tuple(labels.hosts[i]): i for i in injected}
     found = {hosts[h] for h in flagged if h in hosts}
@@ -67,22 +73,27 @@ def main() -> None:
     except (OSError, KeyError, ValueError, AssertionError):
         labels = labelled.build(WORK, spec)
     docs = docs_of(labels)
+    anchors = Anchors()
     report: dict = {"corpus_mb": round(labels.bytes / 1e6, 1), "negatives": labels.negatives}
     for bench in ("gsm8k", "math500"):
         opts = AuditOptions(bench, tuple(labels.shards), str(WORK / f"out-{bench}"), workers=1)
         outcome, wall, _ = clock(lambda opts=opts: run_audit(opts))
         tiny = labelled.evaluate(outcome.report, labels, bench)
         tiny["seconds"] = round(wall, 1)
-        report[bench] = {"tinyeval": tiny, "janitor": janitor_scores(bench, labels, docs)}
+        report[bench] = {"tinyeval": tiny, "janitor": janitor_scores(bench, labels, docs, anchors)}
         print(bench, json.dumps(report[bench]), flush=True)
 
-    def partial(tool: str) -> float:
+    def partial(tool: str) -> float | None:
+        if any("skipped" in report[b][tool] for b in ("gsm8k", "math500")):
+            return None
         return round(min(report[b][tool]["groups"]["partial"] for b in ("gsm8k", "math500")), 4)
+
+    tiny, jan = partial("tinyeval"), partial("janitor")
 
     write_json(REPO / "benchmarks" / "results" / "audit_labelled.json", {
         "name": "audit_labelled", "metric": "recall on partial injections (worse of GSM8K, MATH500)",
-        "unit": "fraction", "tinyeval": partial("tinyeval"), "anchor_name": "lm-eval Janitor (GPT-3 13-gram rule)",
-        "anchor": partial("janitor"), "ratio": round(partial("tinyeval") / max(partial("janitor"), 1e-9), 3),
+        "unit": "fraction", "tinyeval": tiny, "anchor_name": "lm-eval Janitor (GPT-3 13-gram rule)",
+        "anchor": jan, "ratio": round(tiny / max(jan, 1e-9), 3) if jan is not None else None, **anchors.fields(),
         "target": "recall >= 0.95 verbatim+reformatted, >= 0.8 partial; precision >= 0.99 (default settings)",
         "command": "python benchmarks/audit_labelled.py",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "details": report})

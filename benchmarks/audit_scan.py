@@ -3,6 +3,9 @@
     .venv/bin/python benchmarks/audit_scan.py            # builds benchmarks/work/audit_corpus once (~200 MB)
     .venv/bin/python benchmarks/audit_scan.py --mb 40 --anchor-mb 4   # a quick run
 
+The anchors come with `make bench`; one that is not installed is skipped in one line, kept in the JSON's
+`skipped` (benchmarks/anchors.py), and everything measured before it is still written.
+
 One run, same corpus, same n (13 words), 13-grams of all 1,319 GSM8K test items, each tool with its own
 normalisation. The corpus is the shared clean corpora shuffled and repeated, with the labelled injections
 (tinyeval.audit.scan.labelled) inside. tinyeval scans all of it; the anchors, ~100x slower, scan the first
@@ -15,7 +18,9 @@ document text. The machine is shared: CPU seconds are reported beside wall secon
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import io
 import json
 import os
 import resource
@@ -29,6 +34,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("TINYEVAL_DATA", str(REPO.parent / "shared" / "data"))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
+from anchors import Anchors
 from machine import describe
 
 from tinyeval import data
@@ -39,10 +45,10 @@ from tinyeval.audit.scan.plan import plan_tasks
 from tinyeval.audit.scan.verdict import merge
 from tinyeval.io import write_json
 
-WORK = REPO / "benchmarks" / "work" / "audit_corpus"
+WORK = REPO / "benchmarks" / "work"
 
 
-def corpus(mb: int) -> labelled.Labels:
+def corpus(mb: int, work: Path) -> labelled.Labels:
     """The labelled benchmark corpus, rebuilt only when its size changed."""
     root = Path(os.environ["TINYEVAL_DATA"])
     background = tuple(sorted(str(p.relative_to(root)) for p in (root / "corpora").rglob("*")
@@ -50,14 +56,14 @@ def corpus(mb: int) -> labelled.Labels:
     spec = labelled.LabelledSpec(per_kind=60, negatives_prose=500, background=background,
                                  target_bytes=mb << 20, shard_bytes=32 << 20, seed=7)
     try:
-        labels = labelled.load(WORK)
-        if json.loads((WORK / "labels.json").read_text())["spec"] == json.loads(json.dumps(spec.__dict__)):
+        labels = labelled.load(work)
+        if json.loads((work / "labels.json").read_text())["spec"] == json.loads(json.dumps(spec.__dict__)):
             return labels
     except (OSError, KeyError, ValueError):
         pass
-    for old in WORK.glob("corpus-*.jsonl"):
+    for old in work.glob("corpus-*.jsonl"):
         old.unlink()
-    return labelled.build(WORK, spec)
+    return labelled.build(work, spec)
 
 
 def clock(fn):
@@ -94,8 +100,16 @@ def anchor_recall(flagged_hosts: set, labels: labelled.Labels, scanned: set) -> 
                                     / max(sum(1 for k in inside.values() if labelled.GROUPS[k] == "partial"), 1), 4)}
 
 
+def anchor_figures(measured: tuple[set, float, float], mb: float, labels: labelled.Labels, scanned: set) -> dict:
+    """Speed and recall of one anchor's run (flagged documents, wall s, CPU s) over the `mb` MB slice."""
+    flagged, wall, cpu = measured
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "mb_s": round(mb / wall, 2),
+            "mb_per_cpu_s": round(mb / cpu, 2), **anchor_recall(flagged, labels, scanned)}
+
+
 def run_janitor(items: list[str], docs: list) -> tuple[set, float, float]:
-    from lm_eval.decontamination.janitor import Janitor, word_ngrams_indices
+    with contextlib.redirect_stderr(io.StringIO()):  # without its C++ module it prints a traceback: Python mode
+        from lm_eval.decontamination.janitor import Janitor, word_ngrams_indices
 
     jan = Janitor(ngram_n=13)
     for text in items:
@@ -148,10 +162,13 @@ def main() -> None:
     ap.add_argument("--mb", type=int, default=200, help="corpus size in MB")
     ap.add_argument("--anchor-mb", type=int, default=16, help="MB of the corpus the anchors scan")
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--work", type=Path, default=WORK, help="corpus and index cache (kept between runs)")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "audit_scan.json")
     args = ap.parse_args()
     machine = describe()  # taken before the run: the load it started under
+    anchors = Anchors()
 
-    labels = corpus(args.mb)
+    labels = corpus(args.mb, args.work / "audit_corpus")
     recipe = load_recipe("gsm8k")
     rows = data.load("gsm8k", "test").rows
     index = build_index(rows, recipe)
@@ -177,7 +194,7 @@ def main() -> None:
     _, wall2, cpu2 = clock(lambda: engines.run("local", tasks, index, 2))
     report["tinyeval_2_workers"] = {"wall_s": round(wall2, 2), "cpu_s": round(cpu2, 2), "mb_s": round(mb / wall2, 1),
                                     "speedup_vs_1": round(wall1 / wall2, 2)}
-    if not args.no_ray:
+    if not args.no_ray and anchors.available("ray"):
         import ray
 
         _, init_s, _ = clock(lambda: ray.init(num_cpus=len(cpus), include_dashboard=False, log_to_driver=False,
@@ -200,22 +217,20 @@ def main() -> None:
     report["anchor_slice_mb"] = round(anchor_mb, 1)
     report["tinyeval_on_slice"] = anchor_recall(tiny_flagged, labels, scanned)
     items = [r["question"] + "\n" + r["answer"] for r in rows]
-    flagged, wall_j, cpu_j = run_janitor(items, docs)
-    report["janitor"] = {"wall_s": round(wall_j, 2), "cpu_s": round(cpu_j, 2), "mb_s": round(anchor_mb / wall_j, 2),
-                         "mb_per_cpu_s": round(anchor_mb / cpu_j, 2), **anchor_recall(flagged, labels, scanned)}
-    print(json.dumps(report["janitor"]), flush=True)
-    flagged, wall_d, cpu_d = run_datatrove(rows, docs, REPO / "benchmarks" / "work" / "datatrove_index")
-    report["datatrove"] = {"wall_s": round(wall_d, 2), "cpu_s": round(cpu_d, 2), "mb_s": round(anchor_mb / wall_d, 2),
-                           "mb_per_cpu_s": round(anchor_mb / cpu_d, 2), **anchor_recall(flagged, labels, scanned)}
-    print(json.dumps(report["datatrove"]), flush=True)
+    for key, name, run in (("janitor", "lm-eval Janitor", lambda: run_janitor(items, docs)),
+                           ("datatrove", "datatrove", lambda: run_datatrove(rows, docs, args.work / "datatrove_index"))):
+        measured = anchors.measure(name, run)
+        report[key] = (anchor_figures(measured, anchor_mb, labels, scanned) if measured
+                       else {"skipped": anchors.skipped[name]})
+        print(json.dumps(report[key]), flush=True)
 
-    tiny, jan = report["tinyeval_1_worker"]["mb_per_cpu_s"], report["janitor"]["mb_per_cpu_s"]
-    write_json(REPO / "benchmarks" / "results" / "audit_scan.json", {
+    tiny, jan = report["tinyeval_1_worker"]["mb_per_cpu_s"], report["janitor"].get("mb_per_cpu_s")
+    write_json(args.out, {
         "name": "audit_scan",
         "metric": "corpus scan throughput per core: MB of text per CPU-second, one process pinned to one core "
                   "(13-grams of 1,319 GSM8K items; wall MB/s in details: the machine is shared)",
         "unit": "MB/s per core", "tinyeval": tiny, "anchor_name": "lm-eval Janitor (Python mode)", "anchor": jan,
-        "ratio": round(tiny / jan, 1),
+        "ratio": round(tiny / jan, 1) if jan else None, **anchors.fields(),
         "target": ">= 100 MB/s per core (~75x Janitor, ~180x datatrove); 2 workers >= 1.8x one; ray within 20% "
                   "of local", "command": "python benchmarks/audit_scan.py " + " ".join(sys.argv[1:]),
         "machine": machine, "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

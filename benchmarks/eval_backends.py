@@ -11,7 +11,9 @@ Variants (same task YAML, same prompts: chat template, zero-shot CoT, 512 new to
   vllm-lora     the same serving a rank-2 LoRA with `--no-merge` (zero-initialised B, so scores must equal
                 `vllm`'s; the speed is the LoRA kernels' cost, which is why CPU defaults to a merged checkpoint)
 "tinyeval" in the result is tinyeval's default backend for this device (`--backend auto`). Every variant is
-a fresh CLI process, so each wall time includes imports and model load, as a user would see. Flips count
+a fresh CLI process, so each wall time includes imports and model load, as a user would see. A variant whose
+anchor package is missing (lm-eval's CLI for `anchor`, vLLM for the vllm ones; `make bench`,
+benchmarks/anchors.py) is skipped in one line kept under `skipped`; the others are still measured. Flips count
 the items whose greedy answer (correct or not) differs from the anchor's: bf16 vs fp32 rounding and
 batched padding may change a few.
 """
@@ -28,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from anchors import Anchors
 from machine import describe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,15 +115,16 @@ def main() -> None:
     from tinyeval.models import embedded_model_dir
 
     model_dir, skip = embedded_model_dir(), set(args.skip.split(","))
+    anchors = Anchors()
     tok = AutoTokenizer.from_pretrained(model_dir)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-eval-") as tmp:
         work = Path(tmp)
-        if "anchor" not in skip:
+        if "anchor" not in skip and anchors.available("lm-eval"):
             results["anchor"] = anchor(model_dir, args.limit, work / "anchor", args.max_gen_toks)
         for name, backend, adapter in (("hf", "hf", None), ("vllm", "vllm", None),
                                        ("vllm-lora", "vllm", "lora")):
-            if name not in skip:
+            if name not in skip and (backend != "vllm" or anchors.available("vLLM")):
                 lora = zero_lora(model_dir, work / "lora") if adapter else None
                 results[name] = tinyeval("smollm2-135m", args.limit, work / name, backend, args.max_gen_toks, lora)
     default = default_backend()
@@ -153,7 +157,7 @@ def main() -> None:
         "variants": {n: {k: (round(x, 4) if isinstance(x, float) else x) for k, x in v.items() if k != "responses"}
                      for n, v in results.items()},
         "command": shlex.join(["python", "benchmarks/eval_backends.py", *sys.argv[1:]]),
-        "machine": machine, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **anchors.fields(),
     }
     write_json(args.out, record)
     print(f"wrote {args.out}")

@@ -10,14 +10,14 @@ ignored, so every pair does the same work), each in a fresh process with torch's
 generation tokens/s (model load and vLLM engine start are timed separately, not counted).
 
 Record: tinyeval = tokens/s of the default pair; anchor = the fastest other pair; ratio > 1 (or = 1) means the
-default is the right choice here. Writes benchmarks/results/generation_speed.json.
+default is the right choice here. Without vLLM (an anchor: `make bench`, benchmarks/anchors.py) the HF pairs
+run alone and the record names the skip under `skipped`. Writes benchmarks/results/generation_speed.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import os
 import subprocess
@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from anchors import Anchors
 from machine import describe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,7 +98,8 @@ def main() -> None:
     from tinyeval.models import default_dtype
 
     machine = describe()
-    backends = ["hf"] + (["vllm"] if importlib.util.find_spec("vllm") else [])
+    anchors = Anchors()
+    backends = ["hf"] + (["vllm"] if anchors.available("vLLM") else [])
     runs: dict[str, dict] = {}
     dtypes = sorted({"float32", "bfloat16", default_dtype()})  # float16 on GPUs without bf16
     for pair in [f"{b}:{d}" for b in backends for d in dtypes]:
@@ -133,6 +135,7 @@ def main() -> None:
         "runs": runs,
         "command": "python benchmarks/generation_speed.py " + " ".join(sys.argv[1:]),
         "machine": machine, "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **anchors.fields(),
     })
 
 

@@ -11,8 +11,9 @@ runs in its own process (clean peak RSS); the first step (warm-up) is excluded f
 Modes: (1) like for like, both on HF generate; (2) tinyeval on vLLM (its default sync for the device: merge
 on CPU, a LoRARequest on GPUs) against TRL's best mode that runs here: TRL's vLLM colocate mode is attempted
 and, if it fails on this machine, its error is recorded and TRL's HF-generate result stands as its best mode.
-TRL needs `pip install trl` (benchmark only): without it this script says so and exits 0.
-Writes benchmarks/results/grpo_vs_trl.json.
+TRL and vLLM are anchors (`make bench`, benchmarks/anchors.py): a configuration whose package is not
+installed is skipped in one line, and the record keeps what ran (without TRL: tinyeval's figures, `anchor`
+and `ratio` null, the reason under `skipped`). Writes benchmarks/results/grpo_vs_trl.json.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from anchors import Anchors
 from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,6 +122,8 @@ def worker_trl(use_vllm: bool, steps: int, out: Path) -> dict:
             "sync_bytes_per_step": merged_bytes if use_vllm else 0}
 
 
+# configuration -> the anchors it needs (tinyeval's vLLM engine needs the vllm package like TRL's vLLM mode)
+NEEDS = {"tinyeval-hf": (), "trl-hf": ("TRL",), "tinyeval-vllm": ("vLLM",), "trl-vllm": ("TRL", "vLLM")}
 WORKERS = {  # like-for-like pair first and adjacent, so load drift on a shared machine hits both alike
     "tinyeval-hf": lambda steps, out: worker_tinyeval("hf", steps, out),
     "trl-hf": lambda steps, out: worker_trl(False, steps, out),
@@ -171,22 +175,26 @@ def main() -> None:
         result = WORKERS[args.worker](args.steps, scratch / args.worker)
         print("RESULT " + json.dumps({**result, "peak_rss_mb": _peak_rss_mb()}), flush=True)
         return
-    try:
-        import trl  # noqa: F401
-    except ImportError:
-        print("grpo_vs_trl: TRL is not installed (pip install trl; benchmark only) - skipped")
-        return
     machine = describe()  # before the run: the load it started under
+    anchors = Anchors()
     previous = RESULTS / "grpo_vs_trl.json"
     runs = json.loads(previous.read_text())["runs"] if args.only and previous.is_file() else {}
-    runs.update({name: run_worker(name, args.steps, scratch) for name in (args.only or WORKERS)})
-    write_results(args, runs, machine)
+    for name in args.only or WORKERS:
+        lacking = [a for a in NEEDS[name] if not anchors.available(a)]
+        runs[name] = {"skipped": anchors.skipped[lacking[0]]} if lacking else run_worker(name, args.steps, scratch)
+    write_results(args, runs, machine, anchors, RESULTS / "grpo_vs_trl.json")
 
 
-def write_results(args, runs: dict, machine: dict) -> None:
+def write_results(args, runs: dict, machine: dict, anchors: Anchors, out: Path) -> None:
+    from importlib.metadata import PackageNotFoundError, version
+
     from tinyeval.io import write_json
 
-    ok = {k: v for k, v in runs.items() if "error" not in v}
+    try:
+        trl_name = f"TRL {version('trl')} GRPOTrainer (HF generate)"
+    except PackageNotFoundError:
+        trl_name = "TRL GRPOTrainer (HF generate)"
+    ok = {k: v for k, v in runs.items() if "steps_per_min" in v}
     like = ok["tinyeval-hf"]["steps_per_min"] / ok["trl-hf"]["steps_per_min"] if {"tinyeval-hf", "trl-hf"} <= ok.keys() \
         else None
     trl_best = max((k for k in ("trl-hf", "trl-vllm") if k in ok), key=lambda k: ok[k]["steps_per_min"], default=None)
@@ -200,16 +208,16 @@ def write_results(args, runs: dict, machine: dict) -> None:
     result = {
         "name": "grpo_vs_trl", "metric": "GRPO optimizer steps per minute, like for like (both on HF generate)",
         "unit": "steps/min", "tinyeval": ok.get("tinyeval-hf", {}).get("steps_per_min"),
-        "anchor_name": f"TRL {__import__('trl').__version__} GRPOTrainer (HF generate)",
+        "anchor_name": trl_name,
         "anchor": ok.get("trl-hf", {}).get("steps_per_min"), "ratio": like, "target": 1.5,
         "tinyeval_vllm_vs_trl_best": vllm,
         "cpu_ratio_like_for_like": cpu_like,  # TRL CPU-s per step / tinyeval's (> 1: tinyeval cheaper)
         "best_vs_best": best, "trl_best_mode": trl_best,
         "tinyeval_best_mode": te_best, "runs": runs, "settings": {**SETTINGS, "steps": args.steps, "threads": THREADS},
         "command": ".venv/bin/python benchmarks/grpo_vs_trl.py " + " ".join(sys.argv[1:]),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine, **anchors.fields(),
     }
-    write_json(RESULTS / "grpo_vs_trl.json", result)
+    write_json(out, result)
     print(json.dumps({k: result[k] for k in ("tinyeval", "anchor", "ratio", "tinyeval_vllm_vs_trl_best")}))
 
 

@@ -14,12 +14,18 @@ Loading refuses, each with one line (`TinyevalError`):
     xxh3-128 over every adapted weight rounded to bf16, in module order (another model, another revision, or
     this one merged).
 Only safetensors and JSON are read: nothing in an artifact is unpickled or executed.
+
+Hashing the base is one pass over every adapted weight (on a GPU through the host: ~13 GB for Qwen2.5-7B), so
+`attach` does it once (`hashing_once`): the base fingerprint and the SVD cache keys hash the same bytes when the
+weights are bf16.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict
@@ -65,7 +71,8 @@ class SvdJson(TypedDict, total=False):
 
 
 class AdapterJson(TypedDict):
-    """adapter.json. `v_dtype` and `svd` are written by TinyLoRA / LoRA-XS only."""
+    """adapter.json. `v_dtype` and `svd` are written by TinyLoRA / LoRA-XS only; `timings` (seconds of each
+    phase of the `attach` or `load_adapter` that made the saved handle: `AdapterHandle.timings`) by every method."""
 
     format: Literal["tinyeval-adapter"]
     version: int
@@ -77,6 +84,21 @@ class AdapterJson(TypedDict):
     files: dict[str, str]  # relative path -> xxh3-128 of the file's bytes
     v_dtype: NotRequired[str]
     svd: NotRequired[SvdJson]
+    timings: NotRequired[dict[str, float]]
+
+
+_prints: ContextVar[dict[int, str] | None] = ContextVar("tinyeval_weight_prints", default=None)
+
+
+@contextmanager
+def hashing_once() -> Iterator[None]:
+    """Inside: each weight tensor is hashed at most once (its identity keys the hash, so the weights must not
+    change in between; `attach` holds it around fingerprinting the base and building the factors)."""
+    token = _prints.set({})
+    try:
+        yield
+    finally:
+        _prints.reset(token)
 
 
 def target_fingerprints(model: nn.Module, targets: list[Target], canonical: bool = False) -> list[str]:
@@ -87,8 +109,17 @@ def target_fingerprints(model: nn.Module, targets: list[Target], canonical: bool
 
     from tinyeval.adapters.svd import fingerprint
 
-    weights = (model.get_submodule(t.name).weight for t in targets)
-    return [fingerprint(w.to(torch.bfloat16) if canonical else w) for w in weights]
+    seen, out = _prints.get(), []
+    for t in targets:
+        w = model.get_submodule(t.name).weight
+        data = w.to(torch.bfloat16) if canonical else w  # w itself when it is bf16 already
+        if seen is not None and data is w and id(w) in seen:
+            out.append(seen[id(w)])
+            continue
+        out.append(fingerprint(data))
+        if seen is not None and data is w:
+            seen[id(w)] = out[-1]
+    return out
 
 
 def combine(targets: list[Target], prints: list[str]) -> str:
@@ -143,6 +174,8 @@ def save(handle, out_dir: Path, **kwargs) -> Path:
                 "modules": [t.name for t in handle.targets], "base_fingerprint": handle.base_fingerprint,
                 "model_type": getattr(getattr(handle.model, "config", None), "model_type", None),
                 "files": file_hashes(tmp), **extra}
+        if handle.timings:
+            meta["timings"] = handle.timings
         write_json(tmp / META_FILE, meta)
     return out_dir
 

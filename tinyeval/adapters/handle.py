@@ -38,6 +38,9 @@ class AdapterHandle:
         self.plan = plan
         self.targets = targets
         self.base_fingerprint = base_fingerprint  # of the targeted base weights, taken before any training
+        # seconds of each phase of the `attach` / `load_adapter` that made this handle (`wiring`), for logs
+        # and adapter.json; a method adds its own (TinyLoRA / LoRA-XS: svd_s)
+        self.timings: dict[str, float] = {}
 
     # What the method is (called by `wiring` and `artifact`).
 

@@ -372,7 +372,9 @@ class LowRankMethod(LowRankHandle):
         from tinyeval.adapters.artifact import target_fingerprints
 
         state, info = build_state(model, config, plan, targets, target_fingerprints(model, targets), cls.initial)
-        return cls(model, config, plan, targets, base_fingerprint, state, info)
+        handle = cls(model, config, plan, targets, base_fingerprint, state, info)
+        handle.timings["svd_s"] = info["seconds"]  # the factors' SVD (or cache reads), inside attach's create_s
+        return handle
 
     def write(self, out: Path, v_dtype: str = "float32") -> dict:
         """`v_dtype="bfloat16"` stores the payload in bf16 (the frozen tensors stay fp32)."""
