@@ -125,7 +125,7 @@ def test_engine_choice_follows_what_the_adapter_can_export(tiny, tiny_llama_dir)
     assert isinstance(engine, HFEngine)
 
 
-def test_vllm_engine_on_a_gpu_is_sized_beside_the_trainer(tiny, monkeypatch):
+def test_vllm_engine_on_a_gpu_is_sized_beside_the_trainer(tiny, tiny_llama_dir, monkeypatch):
     """The CUDA branch of the engine factory, run on CPU with vLLM faked: the engine gets the share
     `colocated_utilization` computes for the step's rollouts at full length, and is synced once at start."""
     import tinyeval.vllm
@@ -152,7 +152,7 @@ def test_vllm_engine_on_a_gpu_is_sized_beside_the_trainer(tiny, monkeypatch):
                         or 0.07)
     monkeypatch.setattr(rollout_vllm, "VLLMEngine", FakeEngine)
     cfg = GRPOConfig(engine="vllm", vllm_sync="lora", max_prompt_tokens=100, max_new_tokens=28)
-    make_engine(cfg, handle, tok, "smollm2-135m", rollouts=12)
+    make_engine(cfg, handle, tok, str(tiny_llama_dir), rollouts=12)  # a local dir: no embedded wheel needed
     assert sized == [(handle.model, 128, 12)]
     assert built["gpu_memory_utilization"] == 0.07 and built["max_model_len"] == 128 and built["rank"] == 2
     assert built["sync"] == "lora" and built["syncs"] == 1
