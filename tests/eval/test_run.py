@@ -204,7 +204,8 @@ def test_vllm_engines_are_shut_down_explicitly():
     with a psutil.NoSuchProcess traceback: each is shut down gracefully right after its evaluation."""
     from types import SimpleNamespace
 
-    from tinyeval.eval.run import ENGINE_SHUTDOWN_S, _release
+    from tinyeval.eval.run import _release
+    from tinyeval.vllm import ENGINE_SHUTDOWN_S
 
     calls = []
 

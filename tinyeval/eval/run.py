@@ -19,7 +19,6 @@ from tinyeval.errors import TinyevalError
 from tinyeval.eval.results import GroupRow, TaskRow
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")  # auto: tinyeval.models.default_dtype()
-ENGINE_SHUTDOWN_S = 60.0  # a vLLM engine's graceful teardown took 2-4 s on an idle 2-core machine
 
 
 @dataclass
@@ -144,14 +143,11 @@ def simple_evaluate(cfg: EvalConfig, lm, chat: bool, data_root: str | None = Non
 
 
 def _release(lm) -> None:
-    """Shut a vLLM engine down now, with time to finish. Left to vLLM's exit-time finalizer, the engine gets 5 s
-    to tear down; on a loaded 2-core machine it needs more, vLLM then force-kills the process tree, and its
-    `kill_process_tree` asks a child that has just exited for its name: a `psutil.NoSuchProcess` traceback after
-    a successful run. A graceful shutdown (up to `ENGINE_SHUTDOWN_S`) also detaches that finalizer."""
+    """Shut lm-eval's vLLM engines down now (`tinyeval.vllm.shutdown`), not at interpreter exit."""
+    from tinyeval.vllm import shutdown
+
     for part in (lm, getattr(lm, "generator", None)):  # lm-eval's VLLM wrapper, or the generating half of SplitLM
-        engine = getattr(getattr(getattr(part, "model", None), "llm_engine", None), "engine_core", None)
-        if engine is not None:
-            engine.shutdown(timeout=ENGINE_SHUTDOWN_S)
+        shutdown(getattr(part, "model", None))
 
 
 def _preflight(cfg: EvalConfig, data_root: str | None) -> bool:

@@ -15,9 +15,12 @@ def vllm_generate(model_dir: str | Path, dtype: str,
                   gpu_memory_utilization: float = 0.45) -> Callable[[Sequence[str], int], list[str]]:
     from vllm import SamplingParams
 
-    from tinyeval.vllm import make_llm
+    import atexit
+
+    from tinyeval.vllm import make_llm, shutdown
 
     engine = make_llm(model_dir, dtype, seed=0, gpu_memory_utilization=gpu_memory_utilization)
+    atexit.register(shutdown, engine)  # runs before vLLM's own exit finalizer (LIFO): a graceful stop
 
     def generate(prompts: Sequence[str], max_new_tokens: int) -> list[str]:
         params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)

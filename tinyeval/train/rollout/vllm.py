@@ -104,5 +104,8 @@ class VLLMEngine:
         return SyncStats(size, time.perf_counter() - start)
 
     def close(self) -> None:
+        from tinyeval.vllm import shutdown
+
         shutil.rmtree(self._dir, ignore_errors=True)
+        shutdown(self.llm)
         del self.llm
