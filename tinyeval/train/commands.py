@@ -6,11 +6,14 @@ routes each to the dataclass that owns it and refuses names it does not know.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-RUN_FLAGS = ("out", "algo", "preset", "resume", "as_json")  # how to run, not what to train: not config fields
+from tinyeval.quiet import Verbose
+
+RUN_FLAGS = ("out", "algo", "preset", "resume", "verbose", "as_json")  # how to run, not what to train: not config fields
 
 
 def _opt(help: str, flag: str | None = None):
@@ -72,15 +75,21 @@ def train(
     eval_every: Annotated[Optional[int], _opt("sft: held-out loss every N steps (0: at the end only).")] = None,
     eval_examples: Annotated[Optional[int], _opt("sft: held-out examples for that loss.")] = None,
     data_root: Annotated[Optional[str], typer.Option("--data-root", help="Data root (default: $TINYEVAL_DATA).")] = None,
+    verbose: Verbose = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
-    """Train an adapter with tinyeval's own GRPO (rollouts, verifiable rewards) or SFT (gold solutions)."""
+    """Train an adapter with tinyeval's own GRPO (rollouts, verifiable rewards) or SFT (gold solutions).
+
+    Third-party output (transformers, vLLM, progress bars of libraries) goes to OUT/log.txt unless --verbose."""
+    from tinyeval import quiet
     from tinyeval.console import emit, err_console
     from tinyeval.train import recipes
 
     options = {k: v for k, v in ctx.params.items() if k not in RUN_FLAGS}
     algo = algo or (recipes.saved_algo(out) if resume else None) or "grpo"
-    summary = recipes.run(algo, *recipes.build(algo, preset, **options), out, resume=resume, progress=not as_json)
+    with quiet.into(Path(out) / "log.txt", verbose):
+        summary = recipes.run(algo, *recipes.build(algo, preset, **options), out, resume=resume,
+                              progress=not as_json)
     final = summary.pop("final") or {}
     if not as_json:
         summary.pop("startup")  # printed in one line after the first step

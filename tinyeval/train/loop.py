@@ -335,8 +335,10 @@ def _progress(enabled: bool, steps: int, done: int):
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from tinyeval.console import err_console  # stays on the terminal while third-party output goes to log.txt
+
     with Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  TextColumn("{task.description}")) as bar:
+                  TextColumn("{task.description}"), console=err_console) as bar:
         task = bar.add_task("", total=steps, completed=done)
 
         def update(record: dict) -> None:
