@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-RUN_FLAGS = ("out", "algo", "preset", "resume", "as_json")  # how to run, not what to train: not config fields
+RUN_FLAGS = ("out", "algo", "preset", "resume", "nproc", "as_json")  # how to run, not what to train: not config fields
 
 
 def _opt(help: str, flag: str | None = None):
@@ -72,15 +72,22 @@ def train(
     eval_every: Annotated[Optional[int], _opt("sft: held-out loss every N steps (0: at the end only).")] = None,
     eval_examples: Annotated[Optional[int], _opt("sft: held-out examples for that loss.")] = None,
     data_root: Annotated[Optional[str], typer.Option("--data-root", help="Data root (default: $TINYEVAL_DATA).")] = None,
+    nproc: Annotated[int, typer.Option("--nproc", help=(
+        "Shard a full fine-tune (--method full --algo sft) over N processes with FSDP2, one per GPU (gloo on a "
+        "CPU). Same as `torchrun --nproc-per-node N -m tinyeval.cli train ...`; the run's files are those of one "
+        "process, and it resumes with any N."))] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
     """Train an adapter with tinyeval's own GRPO (rollouts, verifiable rewards) or SFT (gold solutions)."""
     from tinyeval.console import emit, err_console
-    from tinyeval.train import recipes
+    from tinyeval.train import distributed, recipes
 
     options = {k: v for k, v in ctx.params.items() if k not in RUN_FLAGS}
     algo = algo or (recipes.saved_algo(out) if resume else None) or "grpo"
-    summary = recipes.run(algo, *recipes.build(algo, preset, **options), out, resume=resume, progress=not as_json)
+    summary = recipes.run(algo, *recipes.build(algo, preset, **options), out, resume=resume, progress=not as_json,
+                          nproc=nproc)
+    if not distributed.is_main():  # a rank torchrun started: rank 0 reports
+        return
     final = summary.pop("final") or {}
     if not as_json:
         summary.pop("startup")  # printed in one line after the first step
