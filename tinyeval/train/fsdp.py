@@ -1,7 +1,8 @@
 """Full fine-tuning of a model that does not fit one device: FSDP2 (`torch.distributed.fsdp.fully_shard`).
 
-A full-FT unit given K > 1 devices runs K processes (one per device, e.g. `torchrun --nproc-per-node K`); each
-calls `init_mesh()` and then `shard_full_model(model)` before building its optimizer:
+A full-FT unit given K > 1 devices runs K processes (one per device: `tinyeval train --nproc K`, or
+`torchrun --nproc-per-node K`; `train/distributed.py`); `recipes.run` makes each call `init_mesh()` and then
+`shard_full_model(model)` before building its optimizer:
 
     mesh = init_mesh()                     # nccl on GPUs, gloo on CPUs; this rank's GPU selected
     model, tok = load_model(name, device="cpu")   # the whole model fits the host, not one GPU
@@ -18,9 +19,11 @@ back to the shards. So the persistent memory per device is 1/K of weights, gradi
 activations and one or two gathered layers. What does not change: FSDP is data parallel. Each rank feeds its own
 slice of the batch and gradients are averaged over ranks, so a loss that is a mean over the rank's slice gives
 the full-batch mean when the slices are the same size (tests/train/test_fsdp.py checks loss and weights against a
-single process); a loss already weighted as a share of the whole batch wants a sum instead:
-`model.set_gradient_divide_factor(1.0)`. `torch.nn.utils.clip_grad_norm_` works on the sharded gradients.
-Saving: `full_state_dict(model)` gathers the unsharded weights (to CPU) for `save_pretrained`.
+single process); a loss already weighted as a share of the whole batch (the training loop's) wants a sum
+instead: `sum_gradients(model)`. `torch.nn.utils.clip_grad_norm_` works on the sharded gradients.
+Saving: `full_state_dict(model)` gathers the unsharded weights (to CPU) for `save_pretrained`;
+`save_gathered` writes a full handle's artifact from them, `gathered` turns a checkpoint's sharded tensors into
+full ones on rank 0, and `shard_like` / `shard_optimizer_state` cut them back into this rank's shards on resume.
 """
 
 from __future__ import annotations
