@@ -172,8 +172,24 @@ def _assert_same_update(got: dict, expected: dict, base: dict) -> None:
         assert (got[name] - w).norm() <= 1e-3 * step, (name, float((got[name] - w).norm() / step))
 
 
+def _cpu_only(monkeypatch) -> None:
+    """This process and the ranks it launches see no GPU: CPU ranks over gloo, also on a GPU machine."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    torch.cuda.device_count() < 2, reason="NCCL ranks need two GPUs"))])
+def rank_device(request, monkeypatch) -> str:
+    """Where the run and its ranks train: the CPU (gloo) everywhere, two GPUs (NCCL) where there are."""
+    if request.param == "cpu":
+        _cpu_only(monkeypatch)
+    return request.param
+
+
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
-def test_train_nproc_2_saves_the_one_process_weights_and_resumes_in_one(tiny_llama_dir, data_root, tmp_path):
+def test_train_nproc_2_saves_the_one_process_weights_and_resumes_in_one(tiny_llama_dir, data_root, tmp_path,
+                                                                         rank_device):
     import json
 
     from safetensors.torch import load_file
@@ -191,6 +207,7 @@ def test_train_nproc_2_saves_the_one_process_weights_and_resumes_in_one(tiny_lla
     summary = json.loads((two / "summary.json").read_text())
     schema.check(summary, RECIPES["sft"].summary)
     assert summary["steps"] == 2 and "shard_s" in summary["startup"]["attach_phases"]
+    assert summary["peak_mem_kind"] == {"cpu": "rss", "cuda": "cuda_max_allocated"}[rank_device]
     rows = {d: [json.loads(line) for line in (d / "records.jsonl").read_text().splitlines()] for d in (one, two)}
     assert schema.check_lines(rows[two], RECIPES["sft"].record, "records") == 2
     for a, b in zip(rows[one], rows[two]):  # the whole step's loss, gradient norm and tokens, not a rank's
@@ -222,9 +239,11 @@ def test_nproc_refuses_what_it_does_not_shard(tiny_llama_dir, tmp_path, options,
     assert not (tmp_path / "x").exists()
 
 
-def test_a_user_error_in_the_ranks_is_one_line_where_they_were_launched(tmp_path):
+def test_a_user_error_in_the_ranks_is_one_line_where_they_were_launched(tmp_path, monkeypatch):
     from tinyeval.errors import TinyevalError
     from tinyeval.train.recipes import build, run
+
+    _cpu_only(monkeypatch)
 
     with pytest.raises(TinyevalError) as raised:
         run("sft", *build("sft", None, model=str(tmp_path / "no-such-model"), **FULL_SFT), tmp_path / "x", nproc=2)
