@@ -13,7 +13,7 @@ import typer
 
 from tinyeval.quiet import Verbose
 
-RUN_FLAGS = ("out", "algo", "preset", "resume", "verbose", "as_json")  # how to run, not what to train: not config fields
+RUN_FLAGS = ("out", "algo", "preset", "resume", "nproc", "verbose", "as_json")  # how to run, not what to train
 
 
 def _opt(help: str, flag: str | None = None):
@@ -75,6 +75,10 @@ def train(
     eval_every: Annotated[Optional[int], _opt("sft: held-out loss every N steps (0: at the end only).")] = None,
     eval_examples: Annotated[Optional[int], _opt("sft: held-out examples for that loss.")] = None,
     data_root: Annotated[Optional[str], typer.Option("--data-root", help="Data root (default: $TINYEVAL_DATA).")] = None,
+    nproc: Annotated[int, typer.Option("--nproc", help=(
+        "Shard a full fine-tune (--method full --algo sft) over N processes with FSDP2, one per GPU (gloo on a "
+        "CPU). Same as `torchrun --nproc-per-node N -m tinyeval.cli train ...`; the run's files are those of one "
+        "process, and it resumes with any N."))] = 1,
     verbose: Verbose = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
@@ -83,13 +87,15 @@ def train(
     Third-party output (transformers, vLLM, progress bars of libraries) goes to OUT/log.txt unless --verbose."""
     from tinyeval import quiet
     from tinyeval.console import emit, err_console
-    from tinyeval.train import recipes
+    from tinyeval.train import distributed, recipes
 
     options = {k: v for k, v in ctx.params.items() if k not in RUN_FLAGS}
     algo = algo or (recipes.saved_algo(out) if resume else None) or "grpo"
     with quiet.into(Path(out) / "log.txt", verbose):
         summary = recipes.run(algo, *recipes.build(algo, preset, **options), out, resume=resume,
-                              progress=not as_json)
+                              progress=not as_json, nproc=nproc)
+    if not distributed.is_main():  # a rank torchrun started: rank 0 reports
+        return
     final = summary.pop("final") or {}
     if not as_json:
         summary.pop("startup")  # printed in one line after the first step

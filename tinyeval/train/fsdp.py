@@ -1,7 +1,8 @@
 """Full fine-tuning of a model that does not fit one device: FSDP2 (`torch.distributed.fsdp.fully_shard`).
 
-A full-FT unit given K > 1 devices runs K processes (one per device, e.g. `torchrun --nproc-per-node K`); each
-calls `init_mesh()` and then `shard_full_model(model)` before building its optimizer:
+A full-FT unit given K > 1 devices runs K processes (one per device: `tinyeval train --nproc K`, or
+`torchrun --nproc-per-node K`; `train/distributed.py`); `recipes.run` makes each call `init_mesh()` and then
+`shard_full_model(model)` before building its optimizer:
 
     mesh = init_mesh()                     # nccl on GPUs, gloo on CPUs; this rank's GPU selected
     model, tok = load_model(name, device="cpu")   # the whole model fits the host, not one GPU
@@ -18,14 +19,18 @@ back to the shards. So the persistent memory per device is 1/K of weights, gradi
 activations and one or two gathered layers. What does not change: FSDP is data parallel. Each rank feeds its own
 slice of the batch and gradients are averaged over ranks, so a loss that is a mean over the rank's slice gives
 the full-batch mean when the slices are the same size (tests/train/test_fsdp.py checks loss and weights against a
-single process); a loss already weighted as a share of the whole batch wants a sum instead:
-`model.set_gradient_divide_factor(1.0)`. `torch.nn.utils.clip_grad_norm_` works on the sharded gradients.
-Saving: `full_state_dict(model)` gathers the unsharded weights (to CPU) for `save_pretrained`.
+single process); a loss already weighted as a share of the whole batch (the training loop's) wants a sum
+instead: `sum_gradients(model)`. `torch.nn.utils.clip_grad_norm_` works on the sharded gradients.
+Saving: `full_state_dict(model)` gathers the unsharded weights (to CPU) for `save_pretrained`;
+`save_gathered` writes a full handle's artifact from them, `gathered` turns a checkpoint's sharded tensors into
+full ones on rank 0, and `shard_like` / `shard_optimizer_state` cut them back into this rank's shards on resume.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -76,3 +81,70 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def sum_gradients(model: nn.Module) -> None:
+    """Every FSDP unit of `model` sums gradients over the ranks instead of averaging them: for losses that are
+    each rank's share of the whole batch (the loop weighs micro-batches by their share of the step)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.set_gradient_divide_factor(1.0)
+            module.set_force_sum_reduction_for_comms(True)  # a plain SUM (gloo has no PREMUL_SUM), no scaling
+
+
+def is_sharded(t: object) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(t, DTensor)
+
+
+def gathered(obj: Any, keep: bool) -> Any:
+    """`obj` (dicts, lists, tuples, values) with each sharded tensor replaced by its full tensor on the CPU where
+    `keep` (rank 0), by None elsewhere. A collective: every rank calls it on the same structure."""
+    if is_sharded(obj):
+        full = obj.detach().full_tensor()  # all-gathered, one tensor at a time
+        return full.cpu() if keep else None
+    if isinstance(obj, dict):
+        return {k: gathered(v, keep) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(gathered(v, keep) for v in obj)
+    return obj
+
+
+def shard_like(full: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """This rank's shard of `full` laid out as the sharded tensor `like` (no communication: every rank holds
+    `full`); `full` itself when `like` is a plain tensor."""
+    if not is_sharded(like):
+        return full
+    from torch.distributed.tensor import distribute_tensor
+
+    mesh = like.device_mesh
+    return distribute_tensor(full.to(mesh.device_type), mesh, like.placements, src_data_rank=None)
+
+
+def shard_optimizer_state(saved: dict, params: list[torch.Tensor]) -> dict:
+    """An optimizer state dict read from a gathered checkpoint, its per-parameter tensors (AdamW's moments)
+    sharded like `params`, ready for `optimizer.load_state_dict`; scalars such as `step` stay as they are."""
+    def shard(value: Any, param: torch.Tensor) -> Any:
+        full = isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape == param.shape
+        return shard_like(value, param) if full else value
+
+    state = {i: {k: shard(v, params[i]) for k, v in per_param.items()} for i, per_param in saved["state"].items()}
+    return {**saved, "state": state}
+
+
+def save_gathered(handle, out: Path) -> Path | None:
+    """Save a sharded full fine-tune's artifact exactly as one process saves it (`handle.save`): the weights are
+    gathered to rank 0's CPU (a collective), put into a plain copy of the model built on the meta device (no
+    second copy of the weights), and saved from there. Returns `out` on rank 0, None on the others."""
+    from tinyeval.models import meta_model
+
+    state = full_state_dict(handle.model)
+    if not state:
+        return None
+    plain = meta_model(handle.model.config)
+    plain.load_state_dict(state, assign=True)
+    plain.tie_weights()  # one tensor again where the model ties weights (the gathered state holds two copies)
+    return type(handle)(plain, handle.config, handle.plan, handle.targets, handle.base_fingerprint).save(out)

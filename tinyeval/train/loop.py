@@ -34,7 +34,9 @@ import torch
 
 from tinyeval.errors import TinyevalError
 from tinyeval.io import append_jsonl, atomic_dir, dumps_json, read_jsonl, write_jsonl
+from tinyeval.train import distributed
 from tinyeval.train.config import LoopConfig
+from tinyeval.train.fsdp import gathered, shard_like, shard_optimizer_state
 from tinyeval.train.memory import peak_memory
 
 
@@ -56,10 +58,12 @@ class Objective(Protocol):
     inner_epochs: int  # optimizer updates per prepared batch (GRPO's mu; 1 for SFT)
 
     def prepare(self, examples: Sequence[Any]) -> tuple[list[Any], dict]:
-        """Micro-batches for these examples, plus statistics for the step record."""
+        """Micro-batches for these examples, plus statistics for the step record. Sharded over ranks, it gets
+        this rank's slice of the step's batch, and every rank must return as many micro-batches."""
 
     def loss(self, micro: Any) -> tuple[torch.Tensor, dict]:
-        """The micro-batch's loss, weighted so that the micro-batch losses sum to the batch loss."""
+        """The micro-batch's loss, weighted so that the micro-batch losses sum to the batch loss (sharded: the
+        losses of every rank's micro-batches sum to it, and the ranks' gradients are summed)."""
 
     def after_update(self, step: int) -> dict:
         """Called after each step's updates (e.g. push the new policy to a rollout engine)."""
@@ -158,13 +162,21 @@ def _join(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 def save_checkpoint(out: Path, state: TrainState, keep: int = 2) -> Path:
     """Everything a bit-for-bit resume needs, written atomically; keeps the newest `keep` checkpoints.
 
-    checkpoints/step-NNNNNN/ holds tensors.safetensors and state.json (the structure, naming its tensors)."""
+    checkpoints/step-NNNNNN/ holds tensors.safetensors and state.json (the structure, naming its tensors).
+    Sharded training (several ranks) writes the same checkpoint one process would: every rank takes part in
+    gathering the full parameters and optimizer moments, rank 0 writes them (`fsdp.gathered`), so a run resumes
+    with any number of ranks, one included."""
     from safetensors.torch import save_file
 
     path = out / "checkpoints" / f"step-{state.step:06d}"
+    payload = {"step": state.step, "params": list(state.params), "optimizer": state.optimizer.state_dict(),
+               "scheduler": state.scheduler.state_dict(), "rng": _rng_state()}
+    if distributed.world_size() > 1:
+        payload = gathered(payload, keep=distributed.is_main())
+        if not distributed.is_main():
+            return path
     tensors: dict[str, torch.Tensor] = {}
-    blob = _split({"step": state.step, "params": list(state.params), "optimizer": state.optimizer.state_dict(),
-                   "scheduler": state.scheduler.state_dict(), "rng": _rng_state()}, tensors)
+    blob = _split(payload, tensors)
     with atomic_dir(path) as tmp:
         save_file(tensors, str(tmp / "tensors.safetensors"))
         (tmp / "state.json").write_text(dumps_json({"format": CHECKPOINT_FORMAT, "state": blob}, indent=None))
@@ -204,14 +216,15 @@ def read_checkpoint(path: Path) -> dict:
 
 
 def load_checkpoint(path: Path, state: TrainState) -> None:
+    """Restore `state` from a checkpoint; sharded parameters (every rank reads the files) take their shards."""
     blob = read_checkpoint(path)
     if len(blob["params"]) != len(state.params) or any(
             a.shape != b.shape for a, b in zip(blob["params"], state.params)):
         raise TinyevalError(f"checkpoint {path} does not match this adapter's trainable parameters")
     with torch.no_grad():
         for p, saved in zip(state.params, blob["params"]):
-            p.copy_(saved)
-    state.optimizer.load_state_dict(blob["optimizer"])
+            p.copy_(shard_like(saved, p))
+    state.optimizer.load_state_dict(shard_optimizer_state(blob["optimizer"], state.params))
     state.scheduler.load_state_dict(blob["scheduler"])
     _set_rng_state(blob["rng"])
     state.step = blob["step"]
@@ -272,7 +285,11 @@ def run_loop(objective: Objective, params: list[torch.nn.Parameter], examples: S
              out: Path, resume: bool = False, progress: bool = True,
              on_step: Callable[[dict], None] = lambda record: None) -> LoopResult:
     """Train until `cfg.steps` (or `cfg.epochs`) or a Ctrl-C; a checkpoint is written either way. `on_step`
-    hears every new step record."""
+    hears every new step record.
+
+    Sharded over several ranks (`fsdp.py`), each rank trains on its slice of every step's batch, the records
+    hold the whole step's loss, and only rank 0 writes records.jsonl and checkpoints."""
+    main = distributed.is_main()
     steps = total_steps(cfg, len(examples))
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, int(cfg.warmup_ratio * steps)) if cfg.warmup_ratio > 0 else 0
@@ -285,15 +302,19 @@ def run_loop(objective: Objective, params: list[torch.nn.Parameter], examples: S
     else:
         torch.manual_seed(cfg.seed), random.seed(cfg.seed), np.random.seed(cfg.seed)
     records = _records(out, state.step) if resume else []
-    write_jsonl(out / "records.jsonl", records)  # drops records of steps after the checkpoint
-    with graceful_interrupt() as stop, _progress(progress, steps, state.step) as bar:
-        while state.step < steps and not stop.requested:
+    if main:
+        write_jsonl(out / "records.jsonl", records)  # drops records of steps after the checkpoint
+    stopped = False
+    with graceful_interrupt() as stop, _progress(progress and main, steps, state.step) as bar:
+        while state.step < steps and not stopped:
             record = _one_step(objective, state, examples, cfg)
             records.append(record)
-            append_jsonl(out / "records.jsonl", record)  # one whole, flushed line per step
+            if main:
+                append_jsonl(out / "records.jsonl", record)  # one whole, flushed line per step
             bar(record)
             on_step(record)
-            if state.step % cfg.checkpoint_every == 0 or state.step == steps or stop.requested:
+            stopped = distributed.any_rank(stop.requested)  # every rank stops after the same step
+            if state.step % cfg.checkpoint_every == 0 or state.step == steps or stopped:
                 save_checkpoint(out, state)
     return LoopResult(records, steps, state.step < steps)
 
@@ -301,7 +322,7 @@ def run_loop(objective: Objective, params: list[torch.nn.Parameter], examples: S
 def _one_step(objective: Objective, state: TrainState, examples: Sequence[Any], cfg: LoopConfig) -> dict:
     start = time.perf_counter()
     batch = [examples[i] for i in batch_indices(len(examples), state.step, cfg.prompts_per_step, cfg.seed)]
-    micro, stats = objective.prepare(batch)
+    micro, stats = objective.prepare(distributed.my_slice(batch))
     loss_stats, grad_norms = [], []
     for _ in range(objective.inner_epochs):
         state.optimizer.zero_grad(set_to_none=True)
@@ -311,6 +332,7 @@ def _one_step(objective: Objective, state: TrainState, examples: Sequence[Any], 
             loss.backward()
             total += float(loss.detach())
             loss_stats.append(s)
+        total = distributed.sum_over_ranks(total)  # each rank's loss is its share of the batch's
         if cfg.max_grad_norm > 0:
             grad_norms.append(float(torch.nn.utils.clip_grad_norm_(state.params, cfg.max_grad_norm)))
         state.optimizer.step()

@@ -11,6 +11,13 @@ loop, save the adapter and summary.json.
 
 Run directory: config.json (`config_schema`), records.jsonl (one `Recipe.record` per step), checkpoints/,
 adapter/ (`handle.save`), summary.json (`Recipe.summary`; `interrupted` is true after a Ctrl-C).
+
+Full fine-tuning beyond one device (`--nproc K`, or K ranks started by torchrun; `distributed.py`): SFT with
+`--method full` only (`shardable`). Every rank loads the model to the CPU, attaches, shards it with FSDP2
+(`fsdp.shard_full_model`) and trains on its slice of each step's batch; gradients are summed over the ranks, the
+micro-batch weights being shares of the whole step, so the update is the one-process update. Rank 0 writes
+every file, and they are the files one process writes: the checkpoints and the adapter are gathered to it
+(`loop.save_checkpoint`, `fsdp.save_gathered`), so such a run resumes with any number of ranks.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from tinyeval import schema
 from tinyeval.adapters import AdapterConfig
 from tinyeval.errors import TinyevalError
 from tinyeval.io import write_json
+from tinyeval.train import distributed, fsdp
 from tinyeval.train.config import (
     DEFAULT_ADAPTER,
     GRPO_PRESETS,
@@ -244,31 +252,89 @@ def _settings(out: Path, algo: str, loop: LoopConfig, objective: Any, resume: bo
 
 # ---- the run ------------------------------------------------------------------------------------------
 
-def run(algo: str, loop: LoopConfig, objective: Any, out: str | Path, resume: bool = False,
-        progress: bool = True) -> dict:
-    """Train with recipe `algo` into `out` (or continue the run there); returns the run summary."""
-    from tinyeval.adapters import attach
-    from tinyeval.models import default_device, load_model
-    from tinyeval.train.loop import run_loop
-    from tinyeval.train.memory import enable_gradient_checkpointing, peak_memory
+SHARDED_ALGOS = ("sft",)  # GRPO's rollouts would need every rank to generate in lock-step: not sharded
 
+
+def shardable(algo: str, method: str) -> bool:
+    """Whether a run may be sharded over several processes (`nproc` > 1, FSDP2): full fine-tuning with SFT. An
+    adapter is a few parameters to millions: sharding it buys nothing (the matrix scheduler asks this before
+    giving a unit more than one GPU)."""
+    return method == "full" and algo in SHARDED_ALGOS
+
+
+def _check_sharded(algo: str, loop: LoopConfig, nproc: int) -> None:
+    method = loop.adapter.method
+    if method != "full":
+        raise TinyevalError(f"--nproc {nproc}: only --method full is sharded over processes (FSDP2); --method "
+                            f"{method} trains a small adapter, which one process holds: use --nproc 1")
+    if algo not in SHARDED_ALGOS:
+        raise TinyevalError(f"--nproc {nproc}: sharded full fine-tuning trains --algo {' | '.join(SHARDED_ALGOS)}; "
+                            f"{algo} rollouts are not sharded: train {algo} with --nproc 1")
+    if loop.prompts_per_step % nproc:
+        raise TinyevalError(f"--nproc {nproc}: --prompts-per-step {loop.prompts_per_step} must be a multiple of it "
+                            "(each rank trains on an equal slice of every step)")
+
+
+def run(algo: str, loop: LoopConfig, objective: Any, out: str | Path, resume: bool = False,
+        progress: bool = True, nproc: int = 1) -> dict:
+    """Train with recipe `algo` into `out` (or continue the run there); returns the run summary.
+
+    `nproc` > 1 shards a full fine-tune over that many new processes (`distributed.launch`, one per GPU; on a CPU
+    over gloo) and returns rank 0's summary; a process that torchrun started as one of K ranks shards itself."""
     r, out = recipe(algo), Path(out)
     if not isinstance(objective, r.config):
         raise TypeError(f"recipe '{algo}' takes a {r.config.__name__}, got {type(objective).__name__}")
     loop, objective = _settings(out, algo, loop, objective, resume)
+    world = max(nproc, distributed.launched_world())
+    if world > 1:
+        _check_sharded(algo, loop, world)
+    if nproc > 1:
+        if distributed.launched_world() > 1:
+            raise TinyevalError(f"--nproc {nproc} inside a job of {distributed.launched_world()} ranks: "
+                                "start the ranks once, with --nproc or with torchrun")
+        return distributed.launch(nproc, run, algo, loop, objective, str(out), resume, progress)
     if loop.threads:
         torch.set_num_threads(loop.threads)
+    try:
+        return _run(r, algo, loop, objective, out, resume, progress and distributed.is_main(), world > 1)
+    finally:
+        if world > 1:
+            distributed.end()
+
+
+def _load(loop: LoopConfig, sharded: bool) -> tuple[Any, Any, dict]:
+    """(handle, tokenizer, start-up times): the model loaded and its adapter attached; sharded, the model is read
+    to the CPU (every rank reads it), the handle attached there, then each decoder layer and the root sharded."""
+    from tinyeval.adapters import attach
+    from tinyeval.models import default_device, default_dtype, load_model
+    from tinyeval.train.memory import enable_gradient_checkpointing
+
+    mesh = fsdp.init_mesh() if sharded else None
+    device = "cpu" if sharded else default_device()
+    dtype = default_dtype(default_device()) if sharded and loop.dtype == "auto" else loop.dtype
     clock = time.perf_counter()
-    model, tokenizer = load_model(loop.model, dtype=loop.dtype, device=default_device())
+    model, tokenizer = load_model(loop.model, dtype=dtype, device=device)
     startup = {"load_s": time.perf_counter() - clock}
     clock = time.perf_counter()
     torch.manual_seed(loop.seed)  # adapter init (e.g. LoRA's A) is a function of the seed, not of RNG history
     handle = attach(model, loop.adapter)
     if loop.gradient_checkpointing:
         enable_gradient_checkpointing(model)
-    startup |= {"attach_s": time.perf_counter() - clock,
-                "attach_phases": {k: float(v) for k, v in getattr(handle, "timings", {}).items()
-                                  if isinstance(v, (int, float))}}
+    phases = {k: float(v) for k, v in getattr(handle, "timings", {}).items() if isinstance(v, (int, float))}
+    if sharded:
+        shard_clock = time.perf_counter()
+        fsdp.sum_gradients(fsdp.shard_full_model(model, mesh))  # before anything collects the parameters
+        phases["shard_s"] = time.perf_counter() - shard_clock
+    return handle, tokenizer, startup | {"attach_s": time.perf_counter() - clock, "attach_phases": phases}
+
+
+def _run(r: Recipe, algo: str, loop: LoopConfig, objective: Any, out: Path, resume: bool, progress: bool,
+         sharded: bool) -> dict:
+    from tinyeval.train.loop import run_loop
+    from tinyeval.train.memory import peak_memory
+
+    main = distributed.is_main()
+    handle, tokenizer, startup = _load(loop, sharded)
     clock = time.perf_counter()
     prepared = r.setup(Context(loop, objective, handle, tokenizer, resume))
     startup |= {"setup_s": time.perf_counter() - clock, "first_step_s": None}
@@ -282,7 +348,8 @@ def run(algo: str, loop: LoopConfig, objective: Any, out: str | Path, resume: bo
                 err_console.print(startup_line(startup), highlight=False)
 
     try:
-        write_json(out / "config.json", _config_json(algo, loop, objective))  # the run directory starts here
+        if main:
+            write_json(out / "config.json", _config_json(algo, loop, objective))  # the run directory starts here
         start = time.perf_counter()
         result = run_loop(prepared.objective, handle.trainable_parameters(), prepared.examples, loop, out, resume,
                           progress, on_step=first_step)
@@ -290,7 +357,10 @@ def run(algo: str, loop: LoopConfig, objective: Any, out: str | Path, resume: bo
         extra = prepared.finish()
     finally:
         prepared.close()
-    handle.save(out / "adapter")
+    if sharded:
+        fsdp.save_gathered(handle, out / "adapter")  # gathered to rank 0: the artifact one process writes
+    else:
+        handle.save(out / "adapter")
     records = result.records
     peak, kind = peak_memory(handle.trainable_parameters()[0].device)
     summary = {"out": str(out), "algo": algo, "steps": records[-1]["step"] if records else 0,
@@ -298,7 +368,8 @@ def run(algo: str, loop: LoopConfig, objective: Any, out: str | Path, resume: bo
                "trainable": handle.num_trainable, "seconds": seconds, **extra,
                "final": records[-1] if records else None, "startup": startup, "peak_mem_bytes": peak,
                "peak_mem_kind": kind}
-    write_json(out / "summary.json", summary)
+    if main:
+        write_json(out / "summary.json", summary)
     return summary
 
 

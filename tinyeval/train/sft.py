@@ -29,6 +29,7 @@ from tinyeval import data
 from tinyeval.errors import TinyevalError
 from tinyeval.generation import chat_prompt
 from tinyeval.train.config import SFTConfig
+from tinyeval.train.distributed import sum_over_ranks
 from tinyeval.train.logprobs import selected_logprobs
 from tinyeval.train.loop import StepRecord
 from tinyeval.train.memory import checkpointing
@@ -139,10 +140,16 @@ def collate(examples: Sequence[SFTExample], pad_id: int) -> tuple[torch.Tensor, 
     return ids, mask, labels
 
 
-def bucketed_micro_batches(examples: Sequence[SFTExample], size: int, pad_id: int) -> list[SFTMicro]:
-    """Sort the step's examples by length and cut into micro-batches: similar lengths, little padding."""
+def target_tokens(examples: Sequence[SFTExample]) -> int:
+    return sum(sum(label != IGNORE for label in e.labels) for e in examples)
+
+
+def bucketed_micro_batches(examples: Sequence[SFTExample], size: int, pad_id: int,
+                           total: int | None = None) -> list[SFTMicro]:
+    """Sort the step's examples by length and cut into micro-batches: similar lengths, little padding. Each
+    micro-batch weighs its share of `total` target tokens (default: those of `examples`)."""
     ordered = sorted(examples, key=lambda e: len(e.input_ids))
-    total = sum(sum(label != IGNORE for label in e.labels) for e in examples)
+    total = target_tokens(examples) if total is None else total
     out = []
     for s in range(0, len(ordered), size):
         ids, mask, labels = collate(ordered[s : s + size], pad_id)
@@ -178,8 +185,10 @@ class SFT:
         self.heldout, self.eval_every = list(heldout), eval_every
 
     def prepare(self, examples: Sequence[SFTExample]) -> tuple[list[SFTMicro], dict]:
-        micro = bucketed_micro_batches(examples, self.micro_batch, self.pad_id)
-        return micro, {"target_tokens": sum(int((m.labels != IGNORE).sum()) for m in micro)}
+        """Sharded over ranks, `examples` is this rank's slice: weights are shares of every rank's tokens, so the
+        gradients summed over ranks (`fsdp.sum_gradients`) are the whole step's token mean."""
+        total = int(sum_over_ranks(target_tokens(examples)))
+        return bucketed_micro_batches(examples, self.micro_batch, self.pad_id, total), {"target_tokens": total}
 
     def loss(self, micro: SFTMicro) -> tuple[torch.Tensor, dict]:
         with checkpointing(self.handle.model):  # a no-op unless --gradient-checkpointing
