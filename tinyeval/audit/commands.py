@@ -108,5 +108,7 @@ def perturb(
     if as_json:
         emit([summary], "perturb", True)
         return
-    emit([{k: v for k, v in summary.items() if k != "skipped"}], f"tinyeval perturb {bench}", False)
+    emit([{k: v for k, v in summary.items() if k not in ("skipped", "relations")}], f"tinyeval perturb {bench}", False)
     emit([{"skip reason": k, "items": v} for k, v in cov.skipped.most_common()], "skipped items", False)
+    emit([{"tie among question numbers": k, "twins": v} for k, v in cov.relations.most_common()],
+         "ties kept (tinyeval.audit.perturb.relations)", False)
