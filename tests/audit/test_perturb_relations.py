@@ -101,3 +101,43 @@ def test_tied_numbers_held_with_nothing_left_is_a_counted_skip():
     assert cov.perturbed == len(made) == 3 and cov.skipped == {"tied question numbers held, none left free": 1}
     assert cov.relations == {"recomputed sum": 1, "held conversion": 1}
     assert cov.as_dict()["relations"] == {"recomputed sum": 1, "held conversion": 1}
+
+
+def test_twins_keep_the_calendar_and_the_article():
+    question = ("Ed works 5 days a week for 50 weeks a year, 8 hours a day, at $20 an hour. How much does he earn "
+                "in a year?")
+    solution = ("He works 5 * 50 = <<5*50=250>>250 days.\nThat is 250 * 8 = <<250*8=2000>>2000 hours.\nHe earns "
+                "2000 * 20 = $<<2000*20=40000>>40000.\n#### 40000")
+    made = [numbers(t.question)[:3] for t in twins(question, solution, seeds=40)]
+    assert len(made) >= 20 and all(d <= 7 and w <= 52 and h <= 24 for d, w, h in made), made
+    assert any(d != 5 for d, _, _ in made) and any(w != 50 for _, w, _ in made)  # they do change
+    articles = [re.search(r"\b(an?) (\d+)-day", t.question).groups() for t in twins(*TRIP, seeds=40)]
+    assert {a for a, n in articles if n in ("8", "11", "18")} <= {"an"} and {a for a, n in articles if n[0] != "8"
+                                                                            and n not in ("11", "18")} == {"a"}
+    assert any(n == "8" for _, n in articles)  # "an 8-day trip", never "a 8-day trip"
+
+
+def test_a_constant_added_in_the_head_holds_its_terms():
+    # GSM8K test items 452 and 932: "3 hours" is 2 + 1 and "5 girls" is 4 friends + Maria, neither written down;
+    # before constant sums were held, seed 0 gave "60 mph for 5 hours ... 330 miles/3 hours = 110 mph".
+    car = (("A car is on a road trip and drives 60 mph for 2 hours, and then 30 mph for 1 hour. What is the car's "
+           "average speed in mph during this trip?"),
+           ("The car drives 60*2=<<60*2=120>>120 miles for 2 hours.\nThe car drives 30*1=<<30*1=30>>30 miles for 1 "
+           "hour.\nIt drives a total of 120+30=<<120+30=150>>150 miles.\nLet S be the average speed, M be the "
+           "number of miles, and H the number of hours spent driving.\nThen we have, S=M/H, so, S=150 miles/3 "
+           "hours = <<150/3=50>>50 mph\n#### 50"))
+    balloons = (("Maria invited 4 of her friends over for a water balloon fight in the backyard. At the start of the "
+                "game, Maria gave each of her friends 2 water balloons. She had one water balloon for herself.  "
+                "Then her mom came out and gave each person 3 more balloons.  How many total balloons did the "
+                "girls have?"),
+                ("Maria's 4 friends started with 2 balloons * 4 = <<2*4=8>>8 balloons.\nMaria started with 1 "
+                "balloon + 8 balloons = <<1+8=9>>9 balloons to begin with.\nMaria's mom came out and gave each girl "
+                "3 more balloons, which is 5 girls * 3 balloons = <<5*3=15>>15 balloons.\nTotal balloons used by "
+                "the girls is 9 + 15 = <<9+15=24>>24 balloons.\n#### 24"))
+    assert ("held constant sum", "3 = 1 + 2") in perturb_item(*car, PerturbConfig()).relations
+    for twin in twins(*car):
+        fast, hours, slow, slow_hours = numbers(twin.question)
+        assert final_answer(twin.answer) == (fast * hours + slow * slow_hours) / (hours + slow_hours), twin.question
+    for twin in twins(*balloons):
+        friends, each, more = numbers(twin.question)
+        assert final_answer(twin.answer) == friends * each + 1 + (friends + 1) * more, twin.question

@@ -25,6 +25,9 @@ add up to one another all the time: "$13 = $8 + $5", "7 blue birds = 4 + 3"):
               always changes as one (`link.question_vars`); a value both a label and a quantity stays.
   outside sum a number of 10 or more that the chain does not read equals a sum or difference of two or three
               distinct question numbers (no unit needed; `outside_sums`): the terms are held, not recomputed.
+  constant sum  a whole constant of the chain that no unit word explains equals the sum of two question
+              numbers ("5 girls" = 4 friends + Maria herself; `constant_sums`): the solution added them in its
+              head, so a twin moving them would keep 5 and answer wrongly; the terms are held.
 
 A tie is kept in every draw (`twins.perturb_item`): its number is recomputed from its terms when it may
 change (a question number, not a unit constant or a step's follower, tied once); otherwise the tie's free
@@ -39,10 +42,10 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
-from tinyeval.audit.perturb.link import number_tokens
+from tinyeval.audit.perturb.link import FRACTION_WORDS, UNIT_WORDS, Skip, number_tokens, read_uses
 
 F = Fraction
 # Words after a number that name no unit: the number then takes part in no unit tie.
@@ -71,14 +74,24 @@ CONVERSION_FACTORS: dict[tuple[str, str], Fraction] = {k: F(v) for k, v in {
 }.items()}
 TOTAL_WORDS = re.compile(r"\b(?:total|in all|altogether|combined|overall)\b", re.IGNORECASE)
 OUTSIDE_MIN = 10  # smaller numbers outside the chain coincide with sums of question numbers too often
+NUMERIC = frozenset(("outside sum", "constant sum"))  # ties read from values alone: held, never recomputed
+# How many of a smaller unit fit in a larger one: "five days a week", "50 weeks a year" stay at most that.
+PER_UNIT: dict[tuple[str, str], Fraction] = {k: F(v) for k, v in {
+    ("day", "week"): 7, ("day", "month"): 31, ("day", "year"): 365, ("week", "month"): 5, ("week", "year"): 52,
+    ("month", "year"): 12, ("hour", "day"): 24, ("hour", "week"): 168, ("minute", "hour"): 60,
+    ("minute", "day"): 1440, ("second", "minute"): 60,
+}.items()}
+PER_AFTER = re.compile(r"[ \t-]*(day|week|month|hour|minute|second)s?\b(?:[ \t]+[A-Za-z]+)?[ \t]+(?:a|an|per|each|every|"
+                       r"in[ \t]+(?:a|an|each|one|the))[ \t]+(day|week|month|year|hour|minute)\b", re.IGNORECASE)
+SCORES = re.compile(r"\b(?:scores?|scored|quiz(?:zes)?|tests?|exams?)\b", re.IGNORECASE)  # scores out of 100
 
 
 @dataclass(frozen=True)
 class Relation:
     """`value` = factor x (the sum, or for "product" the product, of `terms` with their `signs`)."""
 
-    kind: str  # "sum" | "product" | "conversion" | "outside sum"
-    value: Fraction  # the tied number: a total, a product, a quantity in the smaller unit
+    kind: str  # "sum" | "product" | "conversion" | "outside sum" | "constant sum"
+    value: Fraction  # the tied number: a total, a product, a quantity in the smaller unit, a chain constant
     terms: tuple[Fraction, ...]  # what it is made of; a value stated twice and counted twice appears twice
     unit: str = ""  # the unit word its numbers share ("" when none is needed)
     signs: tuple[int, ...] = ()  # +1 / -1 per term (an outside sum may be a difference); () = all +1
@@ -87,6 +100,12 @@ class Relation:
     @property
     def certain(self) -> bool:
         """A unit tie is the story's and its number may be recomputed; a numeric one is only held."""
+        return self.kind not in NUMERIC
+
+    @property
+    def enforced(self) -> bool:
+        """Every draw must keep it (a draw that breaks it is refused). Not an outside sum: a number the chain
+        never reads, so a broken one is an odd question at worst, never a wrong answer."""
         return self.kind != "outside sum"
 
     def of(self, values: Mapping[Fraction, Fraction]) -> Fraction:
@@ -228,6 +247,39 @@ def outside_sums(outside: Collection[Fraction], pool: Collection[Fraction], free
     return found
 
 
+def constant_sums(question: str, consts: Collection[Fraction], pool: Collection[Fraction],
+                  free: Collection[Fraction]) -> list[Relation]:
+    """A whole constant of the chain that no unit word of the question explains and that equals the sum of
+    two question numbers, one of them free: the solution added them in its head. "Maria invited 4 of her
+    friends ... She had one water balloon for herself ... 5 girls * 3" (5 = 4 + 1); "60 mph for 2 hours, and
+    then 30 mph for 1 hour ... 150 miles/3 hours" (3 = 2 + 1). A twin with 8 friends and "5 girls" would
+    have a wrong answer; the terms are held instead."""
+    found = []
+    for c in sorted(v for v in consts if v.denominator == 1 and v >= 2 and v not in pool):
+        words = [w for w in (UNIT_WORDS.get(c), FRACTION_WORDS.get(c)) if w]
+        if any(re.search(w, question, re.IGNORECASE) for w in words):
+            continue  # "twice", "a week", "an hour", "16 ounces a pound": the unit explains it
+        for a, b in itertools.combinations_with_replacement(sorted(set(pool) - {F(0)}), 2):
+            if a + b == c and {a, b} & set(free):
+                found.append(Relation("constant sum", c, (a, b)))
+    return found
+
+
+def bounds(question: str) -> dict[Fraction, Fraction]:
+    """Upper bounds of question numbers that the calendar or a score sets: "five days a week" at most 7, "50
+    weeks a year" at most 52, "a 10-hour shift each day" at most 24, a quiz score at most 100 (when it is
+    at most 100 to begin with). A twin with "eight days a week" is no question anyone would ask."""
+    out: dict[Fraction, Fraction] = {}
+    scores = SCORES.search(question)
+    for m, value, label in number_tokens(question):
+        per = PER_AFTER.match(question, m.end())
+        found = [b for b in (PER_UNIT.get((per.group(1).lower(), per.group(2).lower())) if per else None,
+                             F(100) if scores else None) if b is not None and value <= b]
+        if found and not label:
+            out[value] = min(out.get(value, found[0]), *found)
+    return out
+
+
 def settle(relations: list[Relation], movable: Collection[Fraction], free: Collection[Fraction],
            derived: Collection[Fraction]) -> tuple[dict[Fraction, Relation], set[Fraction]]:
     """Which tied numbers every draw recomputes, and which question numbers it holds.
@@ -235,7 +287,7 @@ def settle(relations: list[Relation], movable: Collection[Fraction], free: Colle
     A certain tie's number is recomputed when it is `movable` (may take a new value), is the number of no
     other tie, is no term of one, and some term of it is drawn (`free`); else its free numbers are held,
     unless a step's follower is among them: the draw then keeps the tie or is refused (`Relation.holds`).
-    A numeric tie ("outside sum") only holds its free numbers, as before units were read.
+    A numeric tie ("outside sum", "constant sum") only holds its free numbers.
     """
     totals = Counter(r.value for r in relations)
     terms = {t for r in relations for t in r.terms}
@@ -251,6 +303,37 @@ def settle(relations: list[Relation], movable: Collection[Fraction], free: Colle
         else:
             held |= members & set(free)
     return recomputed, held
+
+
+def relate(plan, question: str, solution: str, unused: Mapping[Fraction, object], consts: set[Fraction],
+           pinned: Callable[[object], set[Fraction]]):
+    """`plan` (a `twins.Plan`) with the ties among its question numbers and their bounds: which tied number
+    every draw recomputes, which numbers it holds. A tied total outside the chain becomes a question number
+    that changes (its occurrences in the solution's prose too), unless the prose reads it otherwise; then it
+    stays and its tie is held. `unused`: the question numbers the chain does not read (their `Var`s);
+    `pinned(plan)`: the numbers no draw may move."""
+    plan = replace(plan, bounds={v: b for v, b in bounds(question).items() if v in plan.vars})
+    outside = set(unused) - set(plan.vars)
+    found = find_relations(question)
+    found += [r for r in outside_sums(outside, set(plan.vars) | plan.fixed, plan.vars)
+              if r.value not in {f.value for f in found}]  # a unit tie says more about the same number
+    found += constant_sums(question, consts, set(plan.vars) | plan.fixed, plan.vars)
+    found = [r for r in found if {r.value, *r.terms} & set(plan.vars)]  # a tie of numbers that never move
+    if not found:
+        return plan
+    totals = {r.value for r in found if r.certain} & outside
+    if totals:
+        moved = replace(plan, vars=plan.vars | {v: unused[v] for v in totals}, fixed=plan.fixed - totals)
+        try:
+            sources, ties = read_uses(question, solution, plan.steps, moved.vars, moved.fixed, consts)
+            plan = replace(moved, sources=sources, ties=ties)
+        except Skip:
+            pass
+    steady = set(plan.derived) | set(plan.followers)
+    free = set(plan.vars) - pinned(plan) - steady
+    related, held = settle(found, free, free, steady)
+    held |= (totals & set(plan.vars)) - set(related)  # moved in, not recomputed: it stays as written
+    return replace(plan, relations=found, related=related, held=held)
 
 
 def relation_log(relations: list[Relation], related: Mapping[Fraction, Relation],

@@ -42,6 +42,7 @@ from tinyeval.audit.perturb.chain import (
     format_number,
     read_number,
     verify_chain,
+    with_article,
     write_number,
 )
 from tinyeval.audit.perturb.link import (
@@ -61,7 +62,7 @@ from tinyeval.audit.perturb.link import (
     tied_step,
 )
 from tinyeval.audit.perturb.prose import annotate_prose
-from tinyeval.audit.perturb.relations import Relation, find_relations, outside_sums, relation_log, settle
+from tinyeval.audit.perturb.relations import Relation, relate, relation_log
 from tinyeval.errors import TinyevalError
 
 F = Fraction
@@ -117,6 +118,8 @@ class Plan:
     relations: list[Relation] = field(default_factory=list)  # ties among question numbers every draw keeps
     related: dict[Fraction, Relation] = field(default_factory=dict)  # question number -> the tie it is
     # recomputed from in every draw
+    bounds: dict[Fraction, Fraction] = field(default_factory=dict)  # question number -> the most it may become
+    # ("five days a week": 7; see `perturb.relations.bounds`)
 
 
 @dataclass(frozen=True)
@@ -210,39 +213,13 @@ def plan_item(question: str, solution: str) -> Plan:
     sources, ties = read_uses(question, solution, steps, plan_vars, fixed, consts)
     derived = {v: j for v in unused if v in plan_vars and (j := tied_step(ties, v)) is not None}
     followers = {v: j for v in plan_vars if v not in derived and (j := tied_step(ties, v)) is not None}
-    plan = _relate(Plan(steps, links, answer_ref, plan_vars, fixed, ties, sources, derived, set(), followers),
-                   question, solution, unused, consts)
+    plan = relate(Plan(steps, links, answer_ref, plan_vars, fixed, ties, sources, derived, set(), followers),
+                  question, solution, unused, consts, _pinned)
     if not set(plan.vars) - _pinned(plan) - set(derived) - set(plan.related):
         if set(plan.vars) - _pinned(replace(plan, held=set())) - set(derived):
             raise Skip("tied question numbers held, none left free")
         raise Skip("no free question number enters the chain")
     return plan
-
-
-def _relate(plan: Plan, question: str, solution: str, unused: dict[Fraction, Var], consts: set[Fraction]) -> Plan:
-    """`plan` with the ties among its question numbers (`perturb.relations`): which one every draw recomputes
-    and which it holds. A tied total outside the chain becomes a question number that changes (its occurrences
-    in the solution's prose too), unless the prose reads it otherwise; then it stays and its tie is held."""
-    outside = set(unused) - set(plan.vars)
-    found = find_relations(question)
-    found += [r for r in outside_sums(outside, set(plan.vars) | plan.fixed, plan.vars)
-              if r.value not in {f.value for f in found}]  # a unit tie says more about the same number
-    found = [r for r in found if {r.value, *r.terms} & set(plan.vars)]  # a tie of numbers that never move
-    if not found:
-        return plan
-    totals = {r.value for r in found if r.certain} & outside
-    if totals:
-        moved = replace(plan, vars=plan.vars | {v: unused[v] for v in totals}, fixed=plan.fixed - totals)
-        try:
-            sources, ties = read_uses(question, solution, plan.steps, moved.vars, moved.fixed, consts)
-            plan = replace(moved, sources=sources, ties=ties)
-        except Skip:
-            pass
-    steady = set(plan.derived) | set(plan.followers)
-    free = set(plan.vars) - _pinned(plan) - steady
-    related, held = settle(found, free, free, steady)
-    held |= (totals & set(plan.vars)) - set(related)  # moved in, not recomputed: it stays as written
-    return replace(plan, relations=found, related=related, held=held)
 
 
 # ---- 2. resampling ----------------------------------------------------------------------------------------
@@ -389,8 +366,9 @@ def _draw(plan: Plan, config: PerturbConfig, rng: random.Random) -> tuple[dict, 
         # the rest only where two numbers meet in one step
         ordered = every_pair if attempt < min(ORDERED_TRIES, config.tries // 2) else compared
         if len(news) < len(olds) or taken & (news - set(olds)) or any(values[a] >= values[b] for a, b in ordered) \
-                or not all(r.holds(values) for r in plan.relations if r.certain):
-            continue  # distinct, no collision with a fixed number, order kept, every tie kept
+                or not all(r.holds(values) for r in plan.relations if r.enforced) \
+                or any(values[v] > b for v, b in plan.bounds.items()):
+            continue  # distinct, no collision with a fixed number, order kept, every tie and bound kept
         try:
             results = recompute(plan, values)
         except ChainError:
@@ -444,7 +422,8 @@ def rewrite(plan: Plan, question: str, solution: str, values: dict, results: lis
     new_q, cut = [], 0
     for m, value, label in number_tokens(question):
         if value in plan.vars and not label:
-            new_q += [question[cut:m.start()], write_number(values[value], like=m.group())]
+            new = write_number(values[value], like=m.group())
+            new_q += [with_article(question[cut:m.start()], new), new]
             cut = m.end()
     new_q.append(question[cut:])
     prose = _rewrite_prose(plan, solution, values, results)
