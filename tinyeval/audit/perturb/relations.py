@@ -29,6 +29,9 @@ add up to one another all the time: "$13 = $8 + $5", "7 blue birds = 4 + 3"):
               numbers ("5 girls" = 4 friends + Maria herself; `constant_sums`): the solution added them in its
               head, so a twin moving them would keep 5 and answer wrongly; the terms are held.
 
+Ties to the calendar are kept too (`bounds`, `calendar_facts`): "five days a week" stays at most 7, "50 weeks a
+year" at most 52, a quiz score at most 100, and "there are exactly 4 weeks in April" does not move.
+
 A tie is kept in every draw (`twins.perturb_item`): its number is recomputed from its terms when it may
 change (a question number, not a unit constant or a step's follower, tied once); otherwise the tie's free
 numbers are held; either way a draw that breaks a tie is refused. An item whose held numbers leave nothing
@@ -83,6 +86,10 @@ PER_UNIT: dict[tuple[str, str], Fraction] = {k: F(v) for k, v in {
 }.items()}
 PER_AFTER = re.compile(r"[ \t-]*(day|week|month|hour|minute|second)s?\b(?:[ \t]+[A-Za-z]+)?[ \t]+(?:a|an|per|each|every|"
                        r"in[ \t]+(?:a|an|each|one|the))[ \t]+(day|week|month|year|hour|minute)\b", re.IGNORECASE)
+_MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
+# A count that states the calendar: "there are exactly 4 weeks in April", "30 days in a month": it stays.
+CALENDAR = re.compile(rf"[ \t-]*(?:days?|weeks?|months?|hours?|minutes?)[ \t]+in[ \t]+(?:(?:a|an|one|the|each|every)"
+                      rf"[ \t]+)?(?:week|month|year|day|hour|minute|{_MONTHS})\b", re.IGNORECASE)
 SCORES = re.compile(r"\b(?:scores?|scored|quiz(?:zes)?|tests?|exams?)\b", re.IGNORECASE)  # scores out of 100
 
 
@@ -280,6 +287,12 @@ def bounds(question: str) -> dict[Fraction, Fraction]:
     return out
 
 
+def calendar_facts(question: str) -> set[Fraction]:
+    """Question numbers that state how the calendar is ("exactly 4 weeks in April", "30 days in a month"):
+    no draw moves them (a twin with "2 weeks in April" states something false)."""
+    return {value for m, value, label in number_tokens(question) if not label and CALENDAR.match(question, m.end())}
+
+
 def settle(relations: list[Relation], movable: Collection[Fraction], free: Collection[Fraction],
            derived: Collection[Fraction]) -> tuple[dict[Fraction, Relation], set[Fraction]]:
     """Which tied numbers every draw recomputes, and which question numbers it holds.
@@ -313,6 +326,9 @@ def relate(plan, question: str, solution: str, unused: Mapping[Fraction, object]
     stays and its tie is held. `unused`: the question numbers the chain does not read (their `Var`s);
     `pinned(plan)`: the numbers no draw may move."""
     plan = replace(plan, bounds={v: b for v, b in bounds(question).items() if v in plan.vars})
+    facts = calendar_facts(question) & set(plan.vars)
+    if facts:
+        plan = replace(plan, held=plan.held | facts)
     outside = set(unused) - set(plan.vars)
     found = find_relations(question)
     found += [r for r in outside_sums(outside, set(plan.vars) | plan.fixed, plan.vars)
@@ -333,7 +349,7 @@ def relate(plan, question: str, solution: str, unused: Mapping[Fraction, object]
     free = set(plan.vars) - pinned(plan) - steady
     related, held = settle(found, free, free, steady)
     held |= (totals & set(plan.vars)) - set(related)  # moved in, not recomputed: it stays as written
-    return replace(plan, relations=found, related=related, held=held)
+    return replace(plan, relations=found, related=related, held=held | facts)
 
 
 def relation_log(relations: list[Relation], related: Mapping[Fraction, Relation],
