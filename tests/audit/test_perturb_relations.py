@@ -141,3 +141,22 @@ def test_a_constant_added_in_the_head_holds_its_terms():
     for twin in twins(*balloons):
         friends, each, more = numbers(twin.question)
         assert final_answer(twin.answer) == friends * each + 1 + (friends + 1) * more, twin.question
+
+
+def test_coefficients_of_an_unknown_are_held():
+    # GSM8K test item 1220: "4x + x = 40 ... 5x = 40 ... 40 / 5": the 5 is 4 + 1 worked out in the head, so
+    # a twin with "6 times longer" kept "40/5" and answered 48 (the right answer is not even whole).
+    board = (("Ian has a board that is 40 feet long. He decides to make a cut so he can have two pieces. The longer "
+             "piece is 4 times longer than the shorter piece. How long is the longer piece?"),
+             ("Let x be the length of the shorter piece.\nThe two pieces are 4x and x in length.\nThe equation is 4x "
+             "+ x = 40 when the lengths of the two boards are added.\nAdding like terms makes the equation 5x = 40."
+             "\nThen dividing 40 by 5 gives the value of x which is <<40/5=8>>8.\nSince x =8, the longer piece is "
+             "4*8 = 32.\n#### 32"))
+    assert {(r.kind, r.value) for r in find_relations(board[0])} == set()
+    made = 0
+    for twin in twins(*board):
+        made += 1
+        length, times = numbers(twin.question)
+        assert times == 4 and final_answer(twin.answer) == length * times / (times + 1), twin.question
+        assert ("held coefficient", "4, a coefficient of the unknown in the solution") in twin.relations
+    assert made >= 6

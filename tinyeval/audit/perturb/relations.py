@@ -28,6 +28,8 @@ add up to one another all the time: "$13 = $8 + $5", "7 blue birds = 4 + 3"):
   constant sum  a whole constant of the chain that no unit word explains equals the sum of two question
               numbers ("5 girls" = 4 friends + Maria herself; `constant_sums`): the solution added them in its
               head, so a twin moving them would keep 5 and answer wrongly; the terms are held.
+  coefficient a question number equal to a coefficient (or a sum of coefficients) of an unknown the
+              solution declares ("Let x be ... 4x + x = 40 ... 40 / 5"; `coefficients`): held, for the same reason.
 
 Ties to the calendar are kept too (`bounds`, `calendar_facts`): "five days a week" stays at most 7, "50 weeks a
 year" at most 52, a quiz score at most 100, and "there are exactly 4 weeks in April" does not move.
@@ -48,6 +50,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
+from tinyeval.audit.perturb.chain import ANNOTATION
 from tinyeval.audit.perturb.link import FRACTION_WORDS, UNIT_WORDS, Skip, number_tokens, read_uses
 
 F = Fraction
@@ -77,7 +80,7 @@ CONVERSION_FACTORS: dict[tuple[str, str], Fraction] = {k: F(v) for k, v in {
 }.items()}
 TOTAL_WORDS = re.compile(r"\b(?:total|in all|altogether|combined|overall)\b", re.IGNORECASE)
 OUTSIDE_MIN = 10  # smaller numbers outside the chain coincide with sums of question numbers too often
-NUMERIC = frozenset(("outside sum", "constant sum"))  # ties read from values alone: held, never recomputed
+NUMERIC = frozenset(("outside sum", "constant sum", "coefficient"))  # read from values alone: held only
 # How many of a smaller unit fit in a larger one: "five days a week", "50 weeks a year" stay at most that.
 PER_UNIT: dict[tuple[str, str], Fraction] = {k: F(v) for k, v in {
     ("day", "week"): 7, ("day", "month"): 31, ("day", "year"): 365, ("week", "month"): 5, ("week", "year"): 52,
@@ -128,6 +131,8 @@ class Relation:
         def num(v: Fraction) -> str:
             return str(v.numerator) if v.denominator == 1 else str(float(v))
 
+        if self.kind == "coefficient":
+            return f"{num(self.value)}, {self.unit}"
         if self.kind == "product":
             rhs = " x ".join(map(num, self.terms))
         elif self.kind == "conversion":
@@ -293,6 +298,31 @@ def calendar_facts(question: str) -> set[Fraction]:
     return {value for m, value, label in number_tokens(question) if not label and CALENDAR.match(question, m.end())}
 
 
+UNKNOWN = re.compile(r"\b[Ll]et(?:'s let)?\s+([A-Za-z])\s+(?:be|represent|mark|stand|equal|denote)\b")
+
+
+def coefficients(solution: str) -> list[Relation]:
+    """Question numbers an equation in the solution's prose may have combined in its head.
+
+    "Let x be the shorter piece. The two pieces are 4x and x ... 4x + x = 40 ... 5x = 40. Then dividing 40
+    by 5 ..." reads 5 as a constant; "2x + 2x = 100 ... x = 100/4" reads the 4 as the question's "4 kids".
+    Both are sums of the unknown's coefficients, worked out in the head: a twin with "6 times longer" or "5
+    kids" would keep them and answer wrongly (GSM8K test items 1220 and 999 at seed 0). Every coefficient of
+    a declared unknown ("Let x be ...") and every sum of the coefficients on one side of an "=" is returned
+    as a tie of its own: the question numbers equal to one are held."""
+    prose = ANNOTATION.sub(" ", solution)
+    found: set[Fraction] = set()
+    for letter in set(UNKNOWN.findall(prose)):
+        term = re.compile(rf"(?:(?<![\w.])(\d+(?:\.\d+)?|\(\d+/\d+\))[ \t]*\*?[ \t]*\(?|(?<![\w'.]))(?<![A-Za-z'])"
+                          rf"{letter}(?![\w'])(?:[ \t]*/[ \t]*(\d+))?")
+        for side in (side for line in prose.splitlines() for side in line.split("=")):
+            coefs = [F(m.group(1).strip("()")) if m.group(1) else F(1) for m in term.finditer(side)]
+            coefs = [c / int(m.group(2)) if m.group(2) else c for c, m in zip(coefs, term.finditer(side))]
+            found |= set(coefs) | ({sum(coefs)} if len(coefs) > 1 else set())
+    return [Relation("coefficient", c, (c,), "a coefficient of the unknown in the solution")
+            for c in sorted(found) if c >= 2]
+
+
 def settle(relations: list[Relation], movable: Collection[Fraction], free: Collection[Fraction],
            derived: Collection[Fraction]) -> tuple[dict[Fraction, Relation], set[Fraction]]:
     """Which tied numbers every draw recomputes, and which question numbers it holds.
@@ -334,6 +364,7 @@ def relate(plan, question: str, solution: str, unused: Mapping[Fraction, object]
     found += [r for r in outside_sums(outside, set(plan.vars) | plan.fixed, plan.vars)
               if r.value not in {f.value for f in found}]  # a unit tie says more about the same number
     found += constant_sums(question, consts, set(plan.vars) | plan.fixed, plan.vars)
+    found += coefficients(solution)
     found = [r for r in found if {r.value, *r.terms} & set(plan.vars)]  # a tie of numbers that never move
     if not found:
         return plan
