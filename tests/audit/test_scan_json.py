@@ -9,6 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tinyeval import data
+from tinyeval.audit.scan.config import load_recipe
+from tinyeval.audit.scan.index import item_ids
 from tinyeval.audit.scan.report import ReportJSON
 from tinyeval.audit.scan.run import RunJSON
 from tinyeval.audit.scan.verdict import SummaryJSON
@@ -40,9 +42,12 @@ def test_audit_writes_typed_json(bench, tmp_path, data_root):
     check(report, ReportJSON)
     check(json.loads((tmp_path / "out" / "run.json").read_text()), RunJSON)
     verdicts = {v["id"]: v["contaminated"] for v in report["items"]}
-    assert verdicts[f"{bench}/test/0"] is True and verdicts[f"{bench}/test/{short}"] is True  # true, not "True"
+    ids = item_ids(rows, load_recipe(bench))  # MATH500: the unique_id (test/precalculus/807.json), GSM8K: gsm8k/test/<row>
+    assert ids[0] == (rows[0]["unique_id"] if bench == "math500" else "gsm8k/test/0")
+    assert verdicts[ids[0]] is True and verdicts[ids[short]] is True  # true, not "True"
+    assert next(v for v in report["items"] if v["id"] == ids[0])["hits"][0]["doc_id"] == "0"  # the row's own id
     if bench == "math500":
-        by_coverage = next(v for v in report["items"] if v["id"] == f"math500/test/{short}")
+        by_coverage = next(v for v in report["items"] if v["id"] == ids[short])
         thr = report["recipe"]["thresholds"]
         assert by_coverage["fraction"] < thr["min_fraction"] and by_coverage["span"] < thr["min_span"]
     assert all(isinstance(v, bool) for v in verdicts.values()) and False in verdicts.values()

@@ -23,6 +23,7 @@ def audit(
     workers: Annotated[int | None, typer.Option("--workers", help="Worker processes (default: all cores).")] = None,
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (engine ray).")] = None,
     text_field: Annotated[str, typer.Option("--text-field", help="Document text field in JSONL/parquet/hub.")] = "text",
+    id_field: Annotated[str | None, typer.Option("--id-field", help="Document id field named beside each hit's offset (default: the first of id, url, doc_id present; a.b reaches into an object).")] = None,
     n: Annotated[int | None, typer.Option("--n", help="n-gram length in words (default: the recipe's, 13).")] = None,
     min_span: Annotated[int | None, typer.Option("--min-span", help="Flag items with a matched run of at least this many words (recipe default 30).")] = None,
     fail_above: Annotated[float | None, typer.Option("--fail-above", help="Exit 1 if more than PCT% of items are contaminated.")] = None,
@@ -46,7 +47,7 @@ def audit(
 
     if fail_above is not None and not 0 <= fail_above <= 100:
         raise TinyevalError(f"--fail-above is a percentage in [0, 100], got {fail_above}")
-    opts = AuditOptions(bench, tuple(corpus or ()), out, engine, workers, address, text_field, n, min_span,
+    opts = AuditOptions(bench, tuple(corpus or ()), out, engine, workers, address, text_field, id_field, n, min_span,
                         decontaminate, decontaminate_mode, data_root, limit, max_skipped)
     probes = None
     if model is not None:  # built (and validated) before the scan starts
@@ -108,5 +109,7 @@ def perturb(
     if as_json:
         emit([summary], "perturb", True)
         return
-    emit([{k: v for k, v in summary.items() if k != "skipped"}], f"tinyeval perturb {bench}", False)
+    emit([{k: v for k, v in summary.items() if k not in ("skipped", "relations")}], f"tinyeval perturb {bench}", False)
     emit([{"skip reason": k, "items": v} for k, v in cov.skipped.most_common()], "skipped items", False)
+    emit([{"tie among question numbers": k, "twins": v} for k, v in cov.relations.most_common()],
+         "ties kept (tinyeval.audit.perturb.relations)", False)

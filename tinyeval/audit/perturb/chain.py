@@ -201,3 +201,18 @@ def read_number(text: str) -> Fraction:
 def write_number(value: Fraction, like: str) -> str:
     """`value` written the way `like` is: as a word for a word, else digits in its style."""
     return number_word(value, like) if like[:1].isalpha() else format_number(value, like)
+
+
+_ARTICLE = re.compile(r"(?<![\w'])([Aa])(n?)([ \t]+)$")
+
+
+def with_article(before: str, number: str) -> str:
+    """`before` (the text up to a number) with a final "a"/"an" that agrees with `number` as it is read:
+    "an 8-day trip", "a 10-day trip", "an eleven-year-old" (a twin must not read "a 8-day trip")."""
+    m = _ARTICLE.search(before)
+    if not m:
+        return before
+    whole = number.replace(",", "").replace("$", "").split(".")[0]
+    vowel = number[:1].lower() in "aeiou" or whole.startswith("8") or \
+        (whole.startswith(("11", "18")) and len(whole) % 3 == 2)
+    return before[:m.start()] + m.group(1) + ("n" if vowel else "") + m.group(3)

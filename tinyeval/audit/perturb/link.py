@@ -8,7 +8,6 @@ an item but never change a twin's answer; a number nothing explains is a `Skip`.
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -328,24 +327,3 @@ def derivable(question: str, solution: str, steps: list[Step], plan_vars: dict[F
             return keep
         candidates = keep
     return {}
-
-
-def summed_outside(outside: Collection[Fraction], plan_vars: dict[Fraction, Var], fixed: Collection[Fraction]) -> set[Fraction]:
-    """Chain numbers to hold because a question number outside the chain may be their sum or difference.
-
-    "16 people; 10 want chicken and 6 want pasta": the chain never reads 16, so a twin with 14 and 12 would
-    still invite 16 people; "How much water is in the remaining 24 liters?" after 10 + 15 - 1 liters. Any sum
-    or difference of two or three question numbers (free or fixed) that equals a number of 10 or more outside
-    the chain holds its free terms (smaller numbers coincide too often to tell).
-    """
-    pool = sorted(set(plan_vars) | set(fixed))
-    held: set[Fraction] = set()
-    for u in (u for u in outside if u >= 10):
-        for k in (2, 3):
-            for terms in itertools.combinations(pool, k):
-                if u in terms or not set(terms) & set(plan_vars):
-                    continue
-                if any(abs(sum(s * t for s, t in zip(signs, terms))) == u
-                       for signs in itertools.product((1, -1), repeat=k)):
-                    held |= set(terms) & set(plan_vars)
-    return held

@@ -13,6 +13,10 @@ well. The engine reads each solution's `<<expr=value>>` annotations as a program
   3. rewrite question and solution (annotations from the links, prose numbers by value) and verify the new
      text by re-executing its chain and re-deriving every link from the rewritten question.
 
+Numbers the question ties together without the chain computing the tie (a total stated beside its parts, one
+quantity in two units) keep the tie in every draw: the tied number is recomputed, or the numbers are held
+(`perturb.relations`; the twin lists what it did in `Twin.relations`).
+
 An item is skipped, with its reason counted, whenever any link is ambiguous or unexplained: a number in the
 prose that no step produces, a constant the question does not justify, a chain that does not re-execute.
 Skipping is the safe failure; a twin with a wrong answer would poison the probe.
@@ -38,6 +42,7 @@ from tinyeval.audit.perturb.chain import (
     format_number,
     read_number,
     verify_chain,
+    with_article,
     write_number,
 )
 from tinyeval.audit.perturb.link import (
@@ -54,10 +59,10 @@ from tinyeval.audit.perturb.link import (
     question_vars,
     read_uses,
     solved_mentally,
-    summed_outside,
     tied_step,
 )
 from tinyeval.audit.perturb.prose import annotate_prose
+from tinyeval.audit.perturb.relations import Relation, relate, relation_log
 from tinyeval.errors import TinyevalError
 
 F = Fraction
@@ -106,10 +111,15 @@ class Plan:
     # them equal (a tie holding a constant or fixed number pins the others to it)
     sources: dict[Fraction, set[tuple]]  # value -> every ("var"|"pct"|"step"|"fixed", key[, form]) giving it
     derived: dict[Fraction, int] = field(default_factory=dict)  # question number -> the step it must equal
-    held: set[Fraction] = field(default_factory=set)  # chain numbers kept because a number outside the
-    # chain may be their sum (see `summed_outside`)
+    held: set[Fraction] = field(default_factory=set)  # question numbers kept because of a tie among question
+    # numbers that cannot be recomputed (see `perturb.relations`)
     followers: dict[Fraction, int] = field(default_factory=dict)  # chain numbers tied only to one step: they
     # may follow it when no free draw keeps the tie (see `perturb_item`)
+    relations: list[Relation] = field(default_factory=list)  # ties among question numbers every draw keeps
+    related: dict[Fraction, Relation] = field(default_factory=dict)  # question number -> the tie it is
+    # recomputed from in every draw
+    bounds: dict[Fraction, Fraction] = field(default_factory=dict)  # question number -> the most it may become
+    # ("five days a week": 7; see `perturb.relations.bounds`)
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,8 @@ class Twin:
     original_answer: str
     new_answer: str
     changes: dict[str, str]  # old number -> new number, names and objects too
+    relations: tuple[tuple[str, str], ...] = ()  # ("recomputed sum", "8 = 3 + 2 + 3 customer"): each tie
+    # among the question's numbers and what the draw did to keep it ("held ..." numbers kept)
 
 
 class CoverageJSON(TypedDict):
@@ -131,6 +143,7 @@ class CoverageJSON(TypedDict):
     perturbed: int
     coverage: float  # perturbed / total
     skipped: dict[str, int]  # reason -> items, most common first
+    relations: dict[str, int]  # "recomputed sum", "held outside sum", ... -> twins that kept such a tie
 
 
 class PerturbSummary(CoverageJSON):
@@ -145,6 +158,7 @@ class Coverage:
     total: int = 0
     perturbed: int = 0
     skipped: Counter = field(default_factory=Counter)  # reason -> items
+    relations: Counter = field(default_factory=Counter)  # "recomputed sum", ... -> twins (see Twin.relations)
 
     @property
     def rate(self) -> float:
@@ -152,7 +166,7 @@ class Coverage:
 
     def as_dict(self) -> CoverageJSON:
         return {"total": self.total, "perturbed": self.perturbed, "coverage": round(self.rate, 4),
-                "skipped": dict(self.skipped.most_common())}
+                "skipped": dict(self.skipped.most_common()), "relations": dict(self.relations.most_common())}
 
     def summary(self, n: int | None, out: str | None) -> PerturbSummary:
         """What `perturb_benchmark(..., n, out)` wrote, for the terminal and `--json`."""
@@ -199,9 +213,11 @@ def plan_item(question: str, solution: str) -> Plan:
     sources, ties = read_uses(question, solution, steps, plan_vars, fixed, consts)
     derived = {v: j for v in unused if v in plan_vars and (j := tied_step(ties, v)) is not None}
     followers = {v: j for v in plan_vars if v not in derived and (j := tied_step(ties, v)) is not None}
-    held = summed_outside(set(unused) - set(plan_vars), plan_vars, fixed)
-    plan = Plan(steps, links, answer_ref, plan_vars, fixed, ties, sources, derived, held, followers)
-    if not set(plan_vars) - _pinned(plan) - set(derived):
+    plan = relate(Plan(steps, links, answer_ref, plan_vars, fixed, ties, sources, derived, set(), followers),
+                  question, solution, unused, consts, _pinned)
+    if not set(plan.vars) - _pinned(plan) - set(derived) - set(plan.related):
+        if set(plan.vars) - _pinned(replace(plan, held=set())) - set(derived):
+            raise Skip("tied question numbers held, none left free")
         raise Skip("no free question number enters the chain")
     return plan
 
@@ -321,7 +337,8 @@ def _follow(plan: Plan, values: dict[Fraction, Fraction]) -> dict[Fraction, Frac
 
 def _draw(plan: Plan, config: PerturbConfig, rng: random.Random) -> tuple[dict, list[Fraction]]:
     olds = sorted(plan.vars)
-    pools = _pools(plan, [v for v in olds if v not in _pinned(plan) | set(plan.derived)], config.spread)
+    pools = _pools(plan, [v for v in olds if v not in _pinned(plan) | set(plan.derived) | set(plan.related)],
+                   config.spread)
     free = [v for v, pool in pools.items() if pool]
     if not free:
         raise Skip("no free question number enters the chain")
@@ -333,6 +350,10 @@ def _draw(plan: Plan, config: PerturbConfig, rng: random.Random) -> tuple[dict, 
         moved = rng.sample(free, rng.randint(1, len(free)))  # a few numbers at a time: more draws divide
         values = {v: _unit(plan.vars[v]) * rng.choice(rng.choice(pools[v])) if v in moved else v
                   for v in olds}
+        if plan.related:  # tied question numbers follow their terms (a total its parts)
+            values |= {u: r.of(values) for u, r in plan.related.items()}
+            if not all(_nice(values[u], u) and _plausible(plan.vars[u], values[u]) for u in plan.related):
+                continue
         if plan.derived:
             try:
                 values = _follow(plan, values)
@@ -344,8 +365,10 @@ def _draw(plan: Plan, config: PerturbConfig, rng: random.Random) -> tuple[dict, 
         # the first 200 tries keep the order of all question numbers (small < medium < large shirts);
         # the rest only where two numbers meet in one step
         ordered = every_pair if attempt < min(ORDERED_TRIES, config.tries // 2) else compared
-        if len(news) < len(olds) or taken & (news - set(olds)) or any(values[a] >= values[b] for a, b in ordered):
-            continue  # distinct, no collision with a fixed number, order kept
+        if len(news) < len(olds) or taken & (news - set(olds)) or any(values[a] >= values[b] for a, b in ordered) \
+                or not all(r.holds(values) for r in plan.relations if r.enforced) \
+                or any(values[v] > b for v, b in plan.bounds.items()):
+            continue  # distinct, no collision with a fixed number, order kept, every tie and bound kept
         try:
             results = recompute(plan, values)
         except ChainError:
@@ -399,7 +422,8 @@ def rewrite(plan: Plan, question: str, solution: str, values: dict, results: lis
     new_q, cut = [], 0
     for m, value, label in number_tokens(question):
         if value in plan.vars and not label:
-            new_q += [question[cut:m.start()], write_number(values[value], like=m.group())]
+            new = write_number(values[value], like=m.group())
+            new_q += [with_article(question[cut:m.start()], new), new]
             cut = m.end()
     new_q.append(question[cut:])
     prose = _rewrite_prose(plan, solution, values, results)
@@ -429,7 +453,8 @@ def verify_twin(plan: Plan, question: str, solution: str, values: dict, results:
 
     The new solution's chain must re-execute; its `#### N` must be the recomputed answer; every var-linked
     number must appear in the new question; every step-linked number must equal that step's new written
-    result. Raises ChainError at the first failure.
+    result; every recomputed tied number must appear in the new question. Raises ChainError at the first
+    failure.
     """
     steps = verify_chain(solution)
     if len(steps) != len(plan.steps):
@@ -443,6 +468,25 @@ def verify_twin(plan: Plan, question: str, solution: str, values: dict, results:
                 raise ChainError(f"step {i + 1}: {leaf.text} does not match its source {ref.kind}")
     if final_answer(solution) != resolve(plan.answer, values, [s.result for s in steps]):
         raise ChainError("final answer differs from the re-executed chain")
+    for u, relation in plan.related.items():
+        if values[u] not in in_question or not relation.holds(values):
+            raise ChainError(f"tied number {format_number(u)} ({relation.describe()}) was not rewritten")
+
+
+def _draw_or_follow(plan: Plan, config: PerturbConfig, rng: random.Random) -> tuple[Plan, dict, list[Fraction]]:
+    """A valid draw, with the plan it was made under; raises Skip("no valid draw") when none is found."""
+    try:
+        return plan, *_draw(plan, config, rng)
+    except Skip as none:
+        if not plan.followers:
+            raise
+        # "$20 shoes" read by step 1 is tied to 4 * 5 = 20 of step 3: a free draw rarely hits 20 again, so
+        # the shoes follow the step, the tie holds by construction and either reading gives one chain
+        plan = replace(plan, derived=plan.derived | plan.followers)
+        try:
+            return plan, *_draw(plan, config, rng)
+        except Skip:
+            raise none from None
 
 
 def perturb_item(question: str, solution: str, config: PerturbConfig, index: int = 0) -> Twin:
@@ -453,17 +497,16 @@ def perturb_item(question: str, solution: str, config: PerturbConfig, index: int
     solution = annotate_prose(solution)
     plan = plan_item(question, solution)
     try:
-        values, results = _draw(plan, config, rng)
-    except Skip as none:
-        if not plan.followers:
-            raise
-        # "$20 shoes" read by step 1 is tied to 4 * 5 = 20 of step 3: a free draw rarely hits 20 again, so
-        # the shoes follow the step, the tie holds by construction and either reading gives one chain
-        plan = replace(plan, derived=plan.derived | plan.followers)
-        try:
-            values, results = _draw(plan, config, rng)
-        except Skip:
-            raise none from None
+        plan, values, results = _draw_or_follow(plan, config, rng)
+    except Skip:
+        if plan.relations:  # would a draw exist if the ties were not kept? then they cost this item
+            try:
+                _draw_or_follow(replace(plan, relations=[], related={}, held=set()), config,
+                                random.Random(f"{config.seed}:{index}"))
+            except Skip:
+                raise Skip("no valid draw") from None
+            raise Skip("no valid draw keeps the tied question numbers") from None
+        raise
     try:
         new_q, new_a = rewrite(plan, question, solution, values, results)
     except ChainError as e:  # "fifty" in the solution for a number drawn as 100: no word to write it
@@ -475,7 +518,7 @@ def perturb_item(question: str, solution: str, config: PerturbConfig, index: int
     changes = {format_number(v): format_number(values[v]) for v in sorted(plan.vars) if values[v] != v}
     new_q, new_a, swapped = swap_entities(new_q, new_a, rng, names=config.names, objects=config.objects)
     return Twin(index, new_q, new_a, format_number(final_answer(solution)), format_number(final_answer(new_a)),
-                {**changes, **swapped})
+                {**changes, **swapped}, relation_log(plan.relations, plan.related, values))
 
 
 def perturb_rows(rows: Sequence[dict], config: PerturbConfig) -> tuple[list[Twin], Coverage]:
@@ -483,9 +526,12 @@ def perturb_rows(rows: Sequence[dict], config: PerturbConfig) -> tuple[list[Twin
     twins, cov = [], Coverage(total=len(rows))
     for i, row in enumerate(rows):
         try:
-            twins.append(perturb_item(row["question"], row["answer"], config, i))
+            twin = perturb_item(row["question"], row["answer"], config, i)
         except Skip as e:
             cov.skipped[str(e)] += 1
+            continue
+        twins.append(twin)
+        cov.relations.update({action for action, _ in twin.relations})
     cov.perturbed = len(twins)
     return twins, cov
 

@@ -84,6 +84,11 @@ class Recipe:
     normalisation: Normalisation = field(default_factory=Normalisation)
     thresholds: Thresholds = field(default_factory=Thresholds)
     version: int = 1
+    id_field: str | None = None  # the row field that names an item (MATH's unique_id, test/geometry/802.json);
+    # an item without it, and every item when None, is "<dataset>/<split>/<row>"
+    id_source: str | None = None  # a dataset whose rows lend their id_field to rows of this one with the same
+    # first field (the full MATH test takes MATH500's unique_id for its 500 problems: its files' names are
+    # in no copy of it; see `lend_ids`)
 
     def __post_init__(self) -> None:
         if self.n < 1 or not 1 <= self.min_n <= self.n:
@@ -155,6 +160,22 @@ def load_recipe(bench: str, **overrides: Any) -> Recipe:
     data.setdefault("name", path.stem)
     recipe = _build(Recipe, {**data, "normalisation": norm, "thresholds": thr}, str(path))
     return replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def lend_ids(recipe: Recipe, rows: list[dict], data_root: str | None = None) -> list[dict]:
+    """`rows`, with the recipe's `id_field` filled in from `id_source` where a row lacks it and the source has a
+    row with the same first field (whitespace ignored). Rows that already carry the field are kept as they are."""
+    if not (recipe.id_field and recipe.id_source):
+        return rows
+    from tinyeval import data
+
+    def key(row: dict) -> str:
+        return " ".join(str(row.get(recipe.fields[0], "")).split())
+
+    names = {key(r): r[recipe.id_field] for r in data.load(recipe.id_source, recipe.split, data_root).rows
+             if r.get(recipe.id_field) is not None}
+    return [row if row.get(recipe.id_field) is not None or key(row) not in names
+            else {**row, recipe.id_field: names[key(row)]} for row in rows]
 
 
 def known_recipes() -> list[str]:

@@ -87,19 +87,34 @@ def _word_counts(texts: list[str], recipe: Recipe) -> tuple[ngrams.Encoded, np.n
     return enc, np.searchsorted(doc_of_word, np.arange(len(texts) + 1))
 
 
+def item_ids(rows: list[dict], recipe: Recipe, id_prefix: str | None = None) -> list[str]:
+    """Each row's item id: its `recipe.id_field` (MATH500's unique_id), else "<dataset>/<split>/<row>" (or
+    "<id_prefix>/<row>"). A name two rows share gets "#<row>" on the second, so ids stay unique."""
+    prefix = id_prefix or f"{recipe.dataset}/{recipe.split}"
+    out: list[str] = []
+    seen: set[str] = set()
+    for i, row in enumerate(rows):
+        name = row.get(recipe.id_field) if recipe.id_field else None
+        name = f"{prefix}/{i}" if name is None else str(name)
+        if name in seen:
+            name = f"{name}#{i}"
+        seen.add(name)
+        out.append(name)
+    return out
+
+
 def build_index(rows: list[dict], recipe: Recipe, id_prefix: str | None = None) -> NgramIndex:
     """Index every row of a benchmark under `recipe` (one item per row, or per field if not joined).
 
     All items are encoded as one batch (the scan's own path), so an item's k-grams are a slice of the
     batch's k-gram hashes: an item shorter than n is one k-gram of its own length, down to `min_n`.
     """
-    prefix = id_prefix or f"{recipe.dataset}/{recipe.split}"
     texts, ids, fields_of = [], [], []
-    for i, row in enumerate(rows):
+    for i, (row, name) in enumerate(zip(rows, item_ids(rows, recipe, id_prefix))):
         item_texts = recipe.item_texts(row)
         for f, text in enumerate(item_texts):
             texts.append(text)
-            ids.append(f"{prefix}/{i}" + ("" if len(item_texts) == 1 else f":{recipe.fields[f]}"))
+            ids.append(name + ("" if len(item_texts) == 1 else f":{recipe.fields[f]}"))
             fields_of.append(recipe.field_values(row) if recipe.join_fields else [])
     enc, bounds = _word_counts(texts, recipe)
     words = enc.words()

@@ -35,6 +35,8 @@ from typing import TypedDict
 
 from tinyeval import data
 from tinyeval.audit.json_types import typed_dict
+from tinyeval.audit.scan.config import load_recipe
+from tinyeval.audit.scan.index import item_ids
 from tinyeval.errors import TinyevalError
 from tinyeval.io import atomic_path, write_json
 
@@ -141,10 +143,11 @@ def _injections(spec: LabelledSpec, rng: random.Random, labels: Labels) -> list[
         kinds = [k for k in EDITS if bench == "gsm8k" or k != "no_annotations"]
         order = rng.sample(range(len(rows)), min(len(rows), spec.per_kind * len(kinds)))
         labels.injected[bench] = {}
+        ids = item_ids(rows, load_recipe(bench))
         for j, i in enumerate(order):
             kind = kinds[j % len(kinds)]
-            out.append((f"{bench}/test/{i}", EDITS[kind](rows[i][q_key], rows[i][a_key], rng)))
-            labels.injected[bench][f"{bench}/test/{i}"] = kind
+            out.append((ids[i], EDITS[kind](rows[i][q_key], rows[i][a_key], rng)))
+            labels.injected[bench][ids[i]] = kind
     negatives = [r["question"] + "\nAnswer: " + r["answer"] for r in data.load("gsm1k_public", "test").rows]
     math_train = data.load("math", "train").rows
     negatives += [r["problem"] + "\n" + r["solution"] for r in rng.sample(math_train, spec.negatives_prose)]
@@ -261,7 +264,7 @@ def evaluate(report: dict, labels: Labels, bench: str) -> dict:
     flagged = {v["id"] for v in report["items"] if v["contaminated"]}
     q_key, a_key = BENCH_FIELDS[bench]
     rows = data.load(bench, "test").rows
-    overlap = {i: shared_run(rows[int(i.rsplit("/", 1)[1])][q_key] + "\n" + rows[int(i.rsplit("/", 1)[1])][a_key],
-                             labels.texts)
+    row_of = dict(zip(item_ids(rows, load_recipe(bench)), rows))
+    overlap = {i: shared_run(row_of[i][q_key] + "\n" + row_of[i][a_key], labels.texts)
                for i in flagged - set(labels.injected[bench])}
     return score(flagged, labels.injected[bench], overlap, report["recipe"]["thresholds"]["min_span"])

@@ -101,24 +101,27 @@ def _expand(spec: str) -> list[str]:
     return [spec]
 
 
-def _file_tasks(path: str, text_field: str, split_bytes: int) -> list[ShardTask]:
+def _file_tasks(path: str, fields: dict, split_bytes: int) -> list[ShardTask]:
     try:
         st = os.stat(path)
     except OSError:  # a broken link
-        return [ShardTask(path, skipped.UNREADABLE, text_field=text_field)]
+        return [ShardTask(path, skipped.UNREADABLE, **fields)]
     fmt = registry.format_of(path)
     if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block the reader or never end
-        return [ShardTask(path, skipped.UNREADABLE, text_field=text_field)]
+        return [ShardTask(path, skipped.UNREADABLE, **fields)]
     if fmt is None:
-        return [ShardTask(path, skipped.UNKNOWN, text_field=text_field)]
+        return [ShardTask(path, skipped.UNKNOWN, **fields)]
     if registry.FORMATS[fmt].splittable and st.st_size > split_bytes:
-        return [ShardTask(path, fmt, s, min(s + split_bytes, st.st_size), text_field)
+        return [ShardTask(path, fmt, s, min(s + split_bytes, st.st_size), **fields)
                 for s in range(0, st.st_size, split_bytes)]
-    return [ShardTask(path, fmt, text_field=text_field)]
+    return [ShardTask(path, fmt, **fields)]
 
 
-def plan_tasks(corpus: list[str], text_field: str = "text", split_bytes: int = 16 << 20) -> list[ShardTask]:
-    """Shard tasks for every corpus argument, in a stable order (the order results are merged in)."""
+def plan_tasks(corpus: list[str], text_field: str = "text", split_bytes: int = 16 << 20,
+               id_field: str | None = None) -> list[ShardTask]:
+    """Shard tasks for every corpus argument, in a stable order (the order results are merged in); each
+    reads its documents' text from `text_field` and their own id from `id_field` (None: id, url, doc_id)."""
+    fields = {"text_field": text_field, "id_field": id_field}
     if not corpus:
         raise TinyevalError(NO_CORPUS.format(suffixes=", ".join(registry.suffixes())))
     tasks: list[ShardTask] = []
@@ -128,7 +131,7 @@ def plan_tasks(corpus: list[str], text_field: str = "text", split_bytes: int = 1
         if url is not None:
             if url.check is not None:
                 url.check(spec)
-            tasks.append(ShardTask(spec, url.name, text_field=text_field))
+            tasks.append(ShardTask(spec, url.name, **fields))
             continue
         for path in _expand(spec):
             try:
@@ -139,7 +142,7 @@ def plan_tasks(corpus: list[str], text_field: str = "text", split_bytes: int = 1
                 if (st.st_dev, st.st_ino) in planned:
                     continue
                 planned.add((st.st_dev, st.st_ino))
-            tasks += _file_tasks(path, text_field, split_bytes)
+            tasks += _file_tasks(path, fields, split_bytes)
     return tasks
 
 

@@ -77,7 +77,9 @@ def _kinds(counts: dict[str, int]) -> str:
 
 
 def _doc(hit: dict) -> str:
-    return f"{Path(hit['source']).name}@{hit['doc']}"
+    """"c4-0001.jsonl@48213 (doc-42)": the source, the document's offset (or row) and its own id, if any."""
+    named = f" ({hit['doc_id']})" if hit.get("doc_id") is not None else ""
+    return f"{Path(hit['source']).name}@{hit['doc']}{named}"
 
 
 def probes_markdown(section: dict) -> str:

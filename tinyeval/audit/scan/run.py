@@ -32,6 +32,8 @@ class AuditOptions:
     workers: int | None = None  # default: all cores
     address: str | None = None  # Ray cluster address (engine ray); None starts a local Ray
     text_field: str = "text"
+    id_field: str | None = None  # the corpus field that names a document in the report (None: the first of
+    # id, url, doc_id present); a document without it is named by its byte offset or row alone
     n: int | None = None  # override the recipe's n
     min_span: int | None = None  # override the recipe's thresholds.min_span
     decontaminate: str | None = None  # directory for the corpus without contaminated documents / spans
@@ -94,14 +96,16 @@ def run_audit(opts: AuditOptions, probes: ProbeConfig | None = None,
     both reports); `progress(done_bytes, total_bytes)` follows the scan."""
     from tinyeval import data
     from tinyeval.audit.scan import engines, plan, report
+    from tinyeval.audit.scan.config import lend_ids
     from tinyeval.audit.scan.index import build_index
     from tinyeval.audit.scan.verdict import merge
     from tinyeval.io import write_json
 
     corpus = list(opts.corpus or plan.sample_corpus(opts.data_root))
     recipe = _recipe(opts)
-    tasks = plan.plan_tasks(corpus, opts.text_field)
-    rows = data.load(recipe.dataset, recipe.split, opts.data_root).rows[: opts.limit]
+    tasks = plan.plan_tasks(corpus, opts.text_field, id_field=opts.id_field)
+    rows = lend_ids(recipe, data.load(recipe.dataset, recipe.split, opts.data_root).rows[: opts.limit],
+                    opts.data_root)
     t0 = time.perf_counter()
     index = build_index(rows, recipe)
     t1 = time.perf_counter()

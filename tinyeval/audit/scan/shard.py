@@ -33,6 +33,7 @@ class PairHit:
     item: int
     source: str
     doc: int  # the document's position: byte offset of its line/paragraph, or row number
+    doc_id: str | None  # the document's own id (its id/url field, `--id-field`), read for hit documents only
     hits: int  # matched n-gram occurrences in the document
     matched: int  # distinct item n-grams matched in the document
     span: int  # longest matched run, in words
@@ -123,7 +124,7 @@ class _Pairs:
         return self.run_len + self.r["k"][self.first] - 1
 
 
-def _pair_hit(p: _Pairs, j: int, batch: Batch, enc: ngrams.Encoded, source: str) -> PairHit:
+def _pair_hit(p: _Pairs, j: int, batch: Batch, enc: ngrams.Encoded, task: ShardTask) -> PairHit:
     d = int(p.doc[j])
     base = batch.bases[d] if batch.bases is not None else 0  # a window's offset in its document
     lo, hi = int(enc.doc_starts[d]), int(enc.doc_ends[d])
@@ -138,8 +139,9 @@ def _pair_hit(p: _Pairs, j: int, batch: Batch, enc: ngrams.Encoded, source: str)
     normalised = doc_bytes.decode("utf-8", "replace")
     exact = len(normalised) == len(original)
     text = original if exact else normalised
-    return PairHit(int(p.item[j]), source, batch.positions[d], int(p.hits[j]), int(p.matched[j]),
-                   int(p.span[j]), base + start, base + end, text[w0:min(w1, w0 + MAX_WINDOW)], base + w0, exact)
+    return PairHit(int(p.item[j]), task.source, batch.positions[d], batch.doc_id(d, task.id_field), int(p.hits[j]),
+                   int(p.matched[j]), int(p.span[j]), base + start, base + end, text[w0:min(w1, w0 + MAX_WINDOW)],
+                   base + w0, exact)
 
 
 def _flag_docs(p: _Pairs, index: NgramIndex, batch: Batch, enc: ngrams.Encoded,
@@ -209,7 +211,7 @@ def scan_task(task: ShardTask, index: NgramIndex, keep: int = 3, batch_bytes: in
             continue
         keys.append(np.unique((r["item"].astype(np.uint64) << np.uint64(32)) | r["pos"].astype(np.uint64)))
         p = _Pairs(r)
-        pairs += [_pair_hit(p, int(j), batch, enc, task.source) for j in _top(p, keep)]
+        pairs += [_pair_hit(p, int(j), batch, enc, task) for j in _top(p, keep)]
         if spans:
             _flag_docs(p, index, batch, enc, flagged)
     pairs.sort(key=lambda h: (h.item, -h.span, -h.hits, h.doc))

@@ -26,7 +26,8 @@ class Hit:
     """One confirmed (item, document) occurrence, as reported."""
 
     source: str
-    doc: int
+    doc: int  # byte offset of its line / paragraph, or its row number
+    doc_id: str | None  # the document's own id (its id/url field, `--id-field`); None when it has none
     start: int
     end: int
     span: int
@@ -65,8 +66,8 @@ def _confirm(index: NgramIndex, h: PairHit) -> Hit:
     snippet = window_words[al.dest_start:al.dest_end]
     if len(snippet) > SNIPPET_CHARS:
         snippet = snippet[: SNIPPET_CHARS - 1] + "…"
-    return Hit(h.source, h.doc, h.start, h.end, h.span, h.matched, h.hits, round(float(al.score), 2), snippet,
-               h.exact_offsets)
+    return Hit(h.source, h.doc, h.doc_id, h.start, h.end, h.span, h.matched, h.hits, round(float(al.score), 2),
+               snippet, h.exact_offsets)
 
 
 def merge(results: list[TaskResult], index: NgramIndex, keep: int = 3) -> Merged:

@@ -51,15 +51,16 @@ def batches(task: ShardTask, stats: Stats, batch_bytes: int, window: Window) -> 
     longer than a block is streamed (`long_lines`) and scanned in windows."""
     for offset, block in streams.blocks(task, stats, batch_bytes):
         if isinstance(block, streams.LongLine):
-            yield from batched(long_lines.docs(offset, block, task.text_field, stats), stats, batch_bytes, False,
-                               window)
+            yield from batched(long_lines.docs(offset, block, task.text_field, stats, id_field=task.id_field), stats,
+                               batch_bytes, False, window, task.id_field)
             continue
         plain = json_lines.decode_block(block, task.text_field)
         if plain is not None:
             data, offsets, line_starts = plain
             stats.docs += len(line_starts)
             if len(line_starts):
-                yield Batch(None, (offset + line_starts).tolist(), data=data, offsets=offsets)
+                yield Batch(None, (offset + line_starts).tolist(), data=data, offsets=offsets, lines=block,
+                            line_base=offset)
             continue
         b = np.frombuffer(block, dtype=np.uint8)
         ends = kernels.sparse_nonzero(b == 10) + 1
@@ -81,6 +82,7 @@ def batches(task: ShardTask, stats: Stats, batch_bytes: int, window: Window) -> 
             batch = Batch(texts, pos)
         stats.docs += len(batch)
         if len(batch):
+            batch.lines, batch.line_base = block, offset  # a document's id is read from its line on a hit
             yield batch
 
 

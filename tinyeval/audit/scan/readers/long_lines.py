@@ -8,6 +8,8 @@ line's bytes as skipped. Text is held back until the line ends or `hold` charact
 inherent to streaming, damage found after text was handed on does not take that text back (the line is
 counted as skipped *and* its text before the damage scanned).
 A repeated text key is scanned as one document of both values (`json.loads` keeps the last).
+The document's own id (a top-level string or scalar, `types.record_id`) is kept as the line is parsed; text
+handed on before the id was read (an id after more than `hold` characters of text) goes without it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import re
 from collections.abc import Iterator
 
 from tinyeval.audit.scan.readers.streams import LongLine
-from tinyeval.audit.scan.readers.types import Doc, Stats
+from tinyeval.audit.scan.readers.types import ID_FIELDS, Doc, Stats
 
 _WS = re.compile(rb"[ \t\r\n]*")
 _STRING_BODY = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*', re.DOTALL)  # up to the closing quote or a last lone "\"
@@ -26,6 +28,7 @@ _SCALAR = re.compile(rb"[^,}\]\s]*")
 _HIGH_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}$")
 MAX_TOKEN = 1 << 20  # a number this long is not JSON anyone writes: malformed
 MAX_DEPTH = 512
+MAX_ID = 4096  # characters of an id kept (a longer one is cut: ids are names, not documents)
 
 
 class Malformed(ValueError):
@@ -150,15 +153,37 @@ def _value(buf: _Buffer, depth: int = 0) -> None:
             raise Malformed() from None
 
 
-def _fields(buf: _Buffer, text_field: str) -> Iterator[str]:
-    """Text pieces of the line's object; raises Malformed when it is not an object with a string text."""
+def _id_value(buf: _Buffer) -> object:
+    """A string (its first MAX_ID characters) or scalar at the cursor, consumed; other values are skipped."""
+    first = buf.peek()
+    if first == b'"':
+        pieces, size = [], 0
+        for piece in _text(buf):
+            if size < MAX_ID:
+                pieces.append(piece)
+                size += len(piece)
+        return "".join(pieces)[:MAX_ID]
+    if first in (b"{", b"["):
+        _value(buf)
+        return None
+    try:
+        return json.loads(buf.scalar())
+    except ValueError:
+        raise Malformed() from None
+
+
+def _fields(buf: _Buffer, text_field: str, ids: dict | None = None) -> Iterator[str]:
+    """Text pieces of the line's object; raises Malformed when it is not an object with a string text. The
+    values of the keys in `ids` (the id fields) are put there as they are read."""
     buf.expect(b"{")
     found = False
     if buf.peek() != b"}":
         while True:
             key = "".join(_text(buf))
             buf.expect(b":")
-            if key != text_field:
+            if ids is not None and key in ids and key != text_field:
+                ids[key] = _id_value(buf)
+            elif key != text_field:
                 _value(buf)
             elif buf.peek() == b'"':
                 found = True
@@ -188,23 +213,26 @@ def _utf8_checked(line: LongLine, bad: list[bool]) -> Iterator[bytes]:
         yield chunk
 
 
-def docs(pos: int, line: LongLine, text_field: str, stats: Stats, hold: int = 4 << 20) -> Iterator[Doc]:
+def docs(pos: int, line: LongLine, text_field: str, stats: Stats, hold: int = 4 << 20,
+         id_field: str | None = None) -> Iterator[Doc]:
     """The line's document in pieces (the first with base 0), or nothing, the line counted as skipped.
 
     Up to `hold` characters are held back until the line has been read to its end, so a line shorter than
-    that is decided exactly as `json.loads` would decide it before any of its text is scanned."""
+    that is decided exactly as `json.loads` would decide it before any of its text is scanned. Each piece
+    carries the id fields read so far as its row (`record_id` picks the id from them)."""
     bad = [False]
     chunks = _utf8_checked(line, bad)
     buf, held, size, base = _Buffer(chunks), [], 0, 0
+    ids: dict = dict.fromkeys((id_field,) if id_field else ID_FIELDS)
     try:
         if not buf.peek():  # a blank line, as long as it is
             return
-        for text in _fields(buf, text_field):
+        for text in _fields(buf, text_field, ids):
             held.append(text)
             size += len(text)
             if size > hold:
                 for piece in held:
-                    yield Doc(pos, piece, None, base)
+                    yield Doc(pos, piece, dict(ids), base)
                     base += len(piece)
                 held, size = [], 0
     except Malformed as e:
@@ -213,8 +241,8 @@ def docs(pos: int, line: LongLine, text_field: str, stats: Stats, hold: int = 4 
         stats.skip("invalid_utf8" if bad[0] else e.kind, line.length)
         return
     if base == 0:
-        yield Doc(pos, "".join(held), None, 0)  # the whole text (an empty text is a document too)
+        yield Doc(pos, "".join(held), ids, 0)  # the whole text (an empty text is a document too)
     else:
         for piece in held:
-            yield Doc(pos, piece, None, base)
+            yield Doc(pos, piece, ids, base)
             base += len(piece)

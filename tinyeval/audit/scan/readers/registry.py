@@ -67,4 +67,4 @@ def read_batches(task: ShardTask, stats: Stats, batch_bytes: int = 1 << 20, keep
     if fmt.batches is not None and not keep_records:
         yield from fmt.batches(task, stats, batch_bytes, window or Window(chars=1 << 62))
     else:
-        yield from batched(fmt.docs(task, stats), stats, batch_bytes, keep_records, window)
+        yield from batched(fmt.docs(task, stats), stats, batch_bytes, keep_records, window, task.id_field)

@@ -1,11 +1,14 @@
 """What a corpus reader takes (a shard task) and gives (documents in batches), and what it counts (Stats).
 
 A document is located by `(source, position)`: the byte offset of its line (or paragraph) in the
-(decompressed) file, or its row number in a parquet file or hub dataset.
+(decompressed) file, or its row number in a parquet file or hub dataset. It is named by its own id, when its
+row has one (`record_id`: the task's `id_field`, else the first of `ID_FIELDS` present); the scan reads the
+id of a document only when the document has a hit (`Batch.doc_id`), so the hot loop never parses rows for it.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,6 +18,7 @@ import numpy as np
 
 from tinyeval.audit.scan import ngrams
 
+ID_FIELDS = ("id", "url", "doc_id")  # a row's own name, tried in this order when no id field is chosen
 SKIP_KINDS = ("malformed_json", "invalid_utf8", "missing_text", "empty_files", "truncated_files",
               "unreadable_files", "unknown_format")
 
@@ -28,6 +32,27 @@ class ShardTask:
     start: int = 0
     end: int | None = None  # byte range [start, end) of an uncompressed .jsonl; None = to the end
     text_field: str = "text"
+    id_field: str | None = None  # the row field that names a document ("a.b" reaches into an object);
+    # None: the first of ID_FIELDS present
+
+
+def record_id(record: object, field: str | None) -> str | None:
+    """A row's own name: its `field` ("metadata.url" reaches into an object), or with no field chosen the
+    first of `ID_FIELDS` it has; strings as they are, other values as compact JSON; None when it has none."""
+    if not isinstance(record, dict):
+        return None
+    value = None
+    if field is None:
+        value = next((record[k] for k in ID_FIELDS if record.get(k) is not None), None)
+    elif field in record:
+        value = record[field]
+    else:
+        value = record
+        for key in field.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass
@@ -87,9 +112,28 @@ class Batch:
     data: bytes | None = None  # documents back to back (compiled decoder or Arrow string column)
     offsets: np.ndarray | None = None  # (D + 1,) int64 document boundaries in `data`
     bases: list[int] | None = None  # character offset of each entry in its document (windows); None: all 0
+    ids: list[str | None] | None = None  # each document's own name (`record_id`), where the reader had rows
+    lines: bytes | None = None  # JSONL: the block the documents' lines lie in (`doc_id` parses one of them)
+    line_base: int = 0  # offset of `lines` in the stream (`positions` are offsets in the stream)
 
     def __len__(self) -> int:
         return len(self.positions)
+
+    def doc_id(self, d: int, field: str | None) -> str | None:
+        """Document d's own name (`record_id`): from the rows a reader kept, else by parsing its JSONL line
+        (only documents with a hit are asked); None for text files and rows without one."""
+        if self.ids is not None:
+            return self.ids[d]
+        if self.records is not None:
+            return record_id(self.records[d], field)
+        if self.lines is None:
+            return None
+        start = self.positions[d] - self.line_base
+        end = self.lines.find(b"\n", start)
+        try:
+            return record_id(json.loads(self.lines[start:end if end >= 0 else len(self.lines)]), field)
+        except ValueError:
+            return None
 
     def text(self, d: int) -> str:
         if self.texts is not None:

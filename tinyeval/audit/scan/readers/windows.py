@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from tinyeval.audit.scan.readers.types import Batch, Doc, Stats, Window
+from tinyeval.audit.scan.readers.types import Batch, Doc, Stats, Window, record_id
 
 _TOKEN = re.compile(r"\S+")
 _WORDY = re.compile(r"[0-9A-Za-z\u0080-\U0010ffff]")  # a token the normaliser keeps at least one word of
@@ -48,6 +48,7 @@ def windowed(docs: Iterator[Doc], window: Window | None) -> Iterator[Doc]:
             pos, record, text, base = doc.pos, doc.record, doc.text, 0
         else:
             text += doc.text
+            record = doc.record if doc.record is not None else record  # ids read since the first piece
         while window is not None and len(text) > window.chars:
             cut = _cut(text, window.chars)
             yield Doc(pos, text[:cut], record, base)
@@ -58,27 +59,31 @@ def windowed(docs: Iterator[Doc], window: Window | None) -> Iterator[Doc]:
 
 
 def batched(docs: Iterator[Doc], stats: Stats, batch_bytes: int, keep_records: bool,
-            window: Window | None) -> Iterator[Batch]:
-    """Documents (windows of long ones unless rows are kept) in batches of about `batch_bytes` characters."""
+            window: Window | None, id_field: str | None = None) -> Iterator[Batch]:
+    """Documents (windows of long ones unless rows are kept) in batches of about `batch_bytes` characters,
+    each with its own id (`record_id` of its row; a row already parsed costs a lookup)."""
     texts: list[str] = []
     positions: list[int] = []
     records: list[dict | None] = []
     bases: list[int] = []
+    ids: list[str | None] = []
     size = 0
 
     def batch() -> Batch:
-        return Batch(texts, positions, records if keep_records else None, bases=bases if any(bases) else None)
+        return Batch(texts, positions, records if keep_records else None, bases=bases if any(bases) else None,
+                     ids=ids)
 
     for pos, text, record, base in windowed(docs, None if keep_records else window):
         texts.append(text)
         positions.append(pos)
         bases.append(base)
+        ids.append(record_id(record, id_field))
         if keep_records:
             records.append(record)
         size += len(text)
         stats.docs += base == 0
         if size >= batch_bytes:
             yield batch()
-            texts, positions, records, bases, size = [], [], [], [], 0
+            texts, positions, records, bases, ids, size = [], [], [], [], [], 0
     if texts:
         yield batch()
