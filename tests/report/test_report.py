@@ -93,3 +93,14 @@ def test_report_json_matches_its_schema(run_dir):
     result = runner.invoke(app, ["report", str(run_dir), "--json"])
     assert result.exit_code == 0, result.output
     check(json.loads(result.stdout), list[ReportRow])
+
+
+def test_fixture_is_what_the_writer_writes():
+    """The golden results.json matches `ResultsJson` exactly (every key the runner always writes), and a load +
+    write round trip gives the same document back."""
+    from tinyeval.report.results import ResultsJson
+    from tinyeval.schema import check
+
+    raw = json.loads((FIXTURES / "results.json").read_text())
+    check(raw, ResultsJson)
+    assert results.Results.from_dict(raw).to_dict() == raw
