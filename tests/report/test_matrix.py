@@ -238,3 +238,37 @@ def test_board_reads_state_worker_step_reward_and_eta(tmp_path):
     assert "training" in row and "cpu1" in row and "2/8" in row and "reward 0.5" in row and "1:00 + eval" in row
     assert "cached" in line("base") and "queued" in line("lora-r1-sft") and "failed" in line("lora-r1-grpo")
     assert "1 queued · 1 running · 1 done · 1 failed" in text
+
+
+def test_dry_run_lists_units_gpu_hours_and_wall_clock(data_root):
+    """The paper's protocol on Qwen2.5-7B: 7 learning rates x 3 seeds per trained cell; wall-clock on --gpus N."""
+    from tinyeval.schema import check
+
+    def plan(*extra):
+        result = CliRunner().invoke(app, ["train-and-eval", "--model", "qwen2.5-7b", "--preset", "paper", "--dry-run",
+                                          *extra])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    on_8 = json.loads(plan("--json", "--gpus", "8"))
+    check(on_8, matrix.PlanJson)
+    total = on_8["total"]
+    assert total["units"] == 1 + 10 * 7 * 3 and total["seeds"] == 3 and len(total["learning_rates"]["grpo"]) == 7
+    assert {r["units"] for r in on_8["cells"] if r["algo"] != "–"} == {21}
+    assert total["gpu_hours"] / 8 <= total["wall_hours"] <= total["gpu_hours"] / 7  # 211 units pack 8 GPUs well
+    on_1 = json.loads(plan("--json", "--gpus", "1"))["total"]
+    assert on_1["wall_hours"] == pytest.approx(on_1["gpu_hours"], abs=0.2)
+    single = json.loads(plan("--json", "--seeds", "1", "--lr-sweep", "off"))
+    assert single["total"]["units"] == 11 and single["total"]["gpu_hours"] < total["gpu_hours"] / 15
+    text = " ".join(plan("--gpus", "8").split())
+    assert "211 units" in text and "hours wall-clock on 8 GPU(s)" in text
+
+
+def test_lr_sweep_option():
+    assert matrix.resolve_sweep("cpu", None) is None and matrix.resolve_sweep("paper", "off") is None
+    assert matrix.resolve_sweep("cpu", "preset") == {"grpo": (1.25e-3, 5e-3), "sft": (5e-4, 2e-3)}
+    assert matrix.resolve_sweep("paper", "1e-4,1e-5") == {"grpo": (1e-5, 1e-4), "sft": (1e-5, 1e-4)}
+    assert matrix.resolve_sweep("paper", "1e-5") is None  # one value: nothing to choose
+    for bad in ("fast", "1e-5,-1"):
+        with pytest.raises(TinyevalError, match="--lr-sweep"):
+            matrix.resolve_sweep("paper", bad)

@@ -151,10 +151,10 @@ def _print_plan(plan: dict, title: str, as_json: bool) -> None:
         title += f"\n{UNKNOWN_SIZE}"
         rows = [{k: "unknown" if v is None else v for k, v in r.items() if k != "note"} for r in rows]
     emit(rows, title, as_json)
-    lrs = "; ".join(f"{algo}: {', '.join(f'{x:g}' for x in v)}" for algo, v in total["learning_rates"].items())
-    console.print(f"{total['units']} units ({total['seeds']} seed(s); learning rates {lrs or '–'}), "
-                  f"{_unknown(total['gpu_hours'])} GPU-hours, {_unknown(total['wall_hours'])} hours wall-clock on "
-                  f"{total['gpus']} GPU(s) at {total['gpus_per_unit']} per unit")
+    lrs = "; ".join(f"{algo} {', '.join(f'{x:g}' for x in v)}" for algo, v in total["learning_rates"].items())
+    console.print(f"{total['units']} units: {total['seeds']} seed(s) per learning rate ({lrs or '–'})")
+    console.print(f"{_unknown(total['gpu_hours'])} GPU-hours; {_unknown(total['wall_hours'])} hours wall-clock on "
+                  f"{total['gpus']} GPU(s), {total['gpus_per_unit']} per unit")
 
 
 def _unknown(value) -> str:

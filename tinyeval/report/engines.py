@@ -4,8 +4,8 @@
          CUDA_VISIBLE_DEVICES; where there is no GPU, one per CPU core, each with one thread. A worker is a
          single-process `ProcessPoolExecutor` (spawn: CUDA and vLLM do not survive a fork) that lives for the whole
          round, so it keeps its GPUs, a killed worker breaks only its own executor (a fresh one replaces it and the
-         unit is reported failed, to be retried), and the live table can say which worker runs which unit. One
-         worker runs the jobs in this process.
+         unit is reported failed, to be retried), and the live table can say which worker runs which unit.
+         `--workers 1` runs the jobs in this process.
   ray    `--engine ray [--address auto|HOST:PORT]`: every job a Ray task with num_gpus=K (num_cpus=1 on a cluster
          without GPUs, where Ray gives the task one thread); Ray places them on the cluster's nodes. The run
          directory must be on a filesystem every node sees (units read the adapters other units trained).
@@ -91,7 +91,7 @@ def run_local(jobs: list[Job], workers: int | None, gpus_per_unit: int, address:
     """Every job on this machine's workers, each job given to the next idle worker."""
     pool = local_workers(workers, gpus_per_unit)[:max(1, len(jobs))]
     outcomes: list[Outcome] = []
-    if len(pool) == 1:
+    if workers == 1:  # only when asked for: a unit that killed a worker (on its retry, say) could kill this process
         with _pinned(pool[0].env()):
             for job in jobs:
                 outcomes.append(run_job(job, pool[0].name))
