@@ -157,3 +157,32 @@ def test_ray_engine_gives_the_same_bytes(reference, tiny_llama_dir, tmp_path, mo
     assert (cfg.out / "results.json").read_bytes() == (one.out / "results.json").read_bytes()
     workers = {u["worker"].split()[-1] for u in json.loads((cfg.out / "run.json").read_text())["units"]}
     assert workers == {"gpu0", "gpu1"}
+
+
+def test_ctrl_c_with_workers_stops_at_a_checkpoint_and_the_rerun_resumes(tiny_llama_dir, tmp_path, data_root):
+    """Ctrl-C reaches every process of the terminal's group: the training units stop at a checkpoint (interrupted,
+    not done), idle workers stay quiet, the command exits 130; the next run resumes the units."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "tinyeval.cli", "train-and-eval", "--model", str(tiny_llama_dir), "--preset", "cpu",
+            "--methods", "lora-r1-sft", "--tasks", "gsm8k", "--eval-limit", "2", "--max-gen-toks", "8",
+            "--backend", "hf", "--workers", "2", "--out", str(out), "--json"]
+    proc = subprocess.Popen([*argv, "--steps", "500"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    target = out / "cells" / "lora-r1-sft" / "seed-0" / "lr-0.002"
+    deadline = time.time() + 600
+    while not list((target / "train" / "checkpoints").glob("step-*")) and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert json.loads((target / "status.json").read_text())["state"] == "interrupted"
+    assert json.loads((target / "train" / "summary.json").read_text())["interrupted"]
+    steps = json.loads((target / "train" / "summary.json").read_text())["steps"]
+    again = subprocess.run([*argv, "--steps", str(steps + 2)], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "train: resume from step-" in (target / "log.txt").read_text()
+    assert [c["status"] for c in json.loads((out / "results.json").read_text())["cells"]] == ["done", "done"]

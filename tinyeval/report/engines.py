@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -67,8 +68,19 @@ def local_workers(workers: int | None, gpus_per_unit: int = 1) -> list[Worker]:
 
 
 def _pin(env: dict[str, str]) -> None:
-    """A worker process's initializer: its GPUs or its one CPU thread, before anything initialises them."""
+    """A worker process's initializer: its GPUs or its one CPU thread, before anything initialises them. An idle
+    worker ignores Ctrl-C (the terminal sends it to every process of the group); `_in_worker` hears it."""
     os.environ.update(env)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _in_worker(job: Job, worker: str) -> Outcome:
+    """`run_job` in a worker process: a Ctrl-C stops training at a checkpoint, or the job (its unit not done)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return run_job(job, worker)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextmanager
@@ -107,7 +119,7 @@ def run_local(jobs: list[Job], workers: int | None, gpus_per_unit: int, address:
         while queue or running:
             while queue and idle:
                 worker, job = idle.pop(0), queue.pop(0)
-                running[executors[worker.name].submit(run_job, job, worker.name)] = (job, worker)
+                running[executors[worker.name].submit(_in_worker, job, worker.name)] = (job, worker)
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 job, worker = running.pop(future)
