@@ -217,3 +217,23 @@ def test_vllm_engines_are_shut_down_explicitly():
     _release(SimpleNamespace(generator=engine(), scorer=SimpleNamespace(model=object())))  # SplitLM on CPU
     _release(SimpleNamespace(model=object()))  # HFLM: nothing to do
     assert calls == [ENGINE_SHUTDOWN_S, ENGINE_SHUTDOWN_S]
+
+
+def test_tinyeval_lora_adapter_gets_the_integrity_checks(tiny_llama_dir, tiny_lora_dir, tmp_path):
+    """A tinyeval LoRA folder holds PEFT's files too; its adapter.json makes it a tinyeval adapter, so an edited
+    weight is refused instead of being loaded as a plain PEFT LoRA."""
+    from tinyeval.adapters import AdapterConfig, attach
+    from tinyeval.eval.backends import is_peft_lora
+    from tinyeval.models import load_model
+
+    model, _ = load_model(str(tiny_llama_dir), dtype="float32")
+    saved = attach(model, AdapterConfig(method="lora", rank=1)).save(tmp_path / "lora")
+    assert (saved / "adapter_config.json").is_file() and not is_peft_lora(saved) and is_peft_lora(tiny_lora_dir)
+    weights = saved / "adapter_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x40  # one bit of one weight
+    weights.write_bytes(bytes(data))
+    with pytest.raises(TinyevalError, match="adapter_model.safetensors does not match the hash"):
+        evaluate(EvalConfig(model=str(tiny_llama_dir), adapter=saved, tasks=["gsm8k"], out=tmp_path / "run",
+                            **TINY))
+    assert not (tmp_path / "run").exists()

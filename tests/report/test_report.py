@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 from tinyeval.cli import app
 from tinyeval.errors import TinyevalError
 from tinyeval.report import render, results
-from tinyeval.report.results import TaskScore, delta
+from tinyeval.report.results import SeedRun, TaskScore
+from tinyeval.report.stats import delta, mean_score, seed_interval, t_quantile
 
 FIXTURES = Path(__file__).parent / "fixtures"
 runner = CliRunner()
@@ -64,7 +65,7 @@ def test_gate_rejects_unknown_task_and_cell(run_dir):
 def test_missing_or_bad_results_file(tmp_path):
     with pytest.raises(TinyevalError, match="no results.json"):
         results.load(tmp_path)
-    (tmp_path / "results.json").write_text('{"version": 1, "cells": []}')
+    (tmp_path / "results.json").write_text('{"version": 2, "cells": []}')
     with pytest.raises(TinyevalError, match="not a tinyeval results file"):
         results.load(tmp_path)
 
@@ -93,3 +94,48 @@ def test_report_json_matches_its_schema(run_dir):
     result = runner.invoke(app, ["report", str(run_dir), "--json"])
     assert result.exit_code == 0, result.output
     check(json.loads(result.stdout), list[ReportRow])
+
+
+def test_fixture_is_what_the_writer_writes():
+    """The golden results.json matches `ResultsJson` exactly (every key the runner always writes), and a load +
+    write round trip gives the same document back."""
+    from tinyeval.report.results import ResultsJson
+    from tinyeval.schema import check
+
+    raw = json.loads((FIXTURES / "results.json").read_text())
+    check(raw, ResultsJson)
+    assert results.Results.from_dict(raw).to_dict() == raw
+
+
+def test_version_1_results_still_render(tmp_path):
+    """A results.json written before seeds and sweeps (version 1) reads as one seed 0 per cell."""
+    shutil.copy(FIXTURES / "results_v1.json", tmp_path / "results.json")
+    old = results.load(tmp_path)
+    assert [[s.status for s in c.seeds] for c in old.cells] == [["done"]] * 3 + [["failed"]] and old.lr_sweep is None
+    assert render.rows(old)[1]["gsm8k"] == "50.0 / 75.0"
+    assert runner.invoke(app, ["report", str(tmp_path)]).exit_code == 0 and (tmp_path / "report.md").is_file()
+    assert runner.invoke(app, ["report", str(tmp_path), "--fail-under", "gsm8k=0.25"]).exit_code == 1  # lora-r8
+
+
+def test_seed_interval_is_a_student_t_interval():
+    seeds = [SeedRun(i, 1e-5, scores={"gsm8k": TaskScore("acc", v, 0.1, 4)}) for i, v in enumerate((0.2, 0.3, 0.4))]
+    interval = seed_interval(seeds, "gsm8k")
+    half = 4.302653 * 0.1 / math.sqrt(3)  # t(0.975, df 2) x sd / sqrt(k)
+    assert t_quantile(2) == pytest.approx(4.302653, abs=1e-6) and interval.k == 3
+    assert (interval.value, interval.low, interval.high) == (pytest.approx(0.3), pytest.approx(0.3 - half),
+                                                             pytest.approx(0.3 + half))
+    assert seed_interval(seeds[:1], "gsm8k") is None  # one seed: no interval across seeds
+    failed = seeds[:2] + [SeedRun(9, 1e-5, status="failed", error="boom")]
+    assert seed_interval(failed, "gsm8k").k == 2  # failed seeds do not count
+
+
+def test_mean_over_seeds_pairs_items_with_the_base():
+    """Each item's correctness is averaged over seeds, then paired with the base's items."""
+    seeds = [SeedRun(i, 1e-5, scores={"gsm8k": TaskScore("acc", sum(c) / 4, 0.2, 4, correct=c)})
+             for i, c in enumerate(([1, 1, 0, 0], [1, 0, 1, 0]))]
+    mean = mean_score(seeds, "gsm8k")
+    assert mean.value == 0.5 and mean.correct == [1.0, 0.5, 0.5, 0.0]
+    d = delta(mean, TaskScore("acc", 0.25, 0.2, 4, correct=[1, 0, 0, 0]))
+    diffs = [0.0, 0.5, 0.5, 0.0]
+    sd = math.sqrt(sum((x - 0.25) ** 2 for x in diffs) / 3)
+    assert d.paired and d.value == pytest.approx(0.25) and d.high - d.value == pytest.approx(1.959964 * sd / 2)

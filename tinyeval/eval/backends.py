@@ -39,7 +39,9 @@ class BackendSpec:
 
 
 def is_peft_lora(adapter: Path) -> bool:
-    return (adapter / "adapter_config.json").is_file()
+    """A plain PEFT LoRA folder. A tinyeval LoRA adapter also holds PEFT's files, but its adapter.json makes it a
+    tinyeval adapter: loaded through `tinyeval.adapters`, with the base-fingerprint and file-hash checks."""
+    return (adapter / "adapter_config.json").is_file() and not (adapter / "adapter.json").is_file()
 
 
 def _check_adapter(adapter: Path) -> None:

@@ -1,9 +1,12 @@
-"""The live table of `tinyeval train-and-eval`: one row per cell with its state, training step, latest reward,
-elapsed time and ETA.
+"""The live table of `tinyeval train-and-eval`: one row per unit (cell, seed, learning rate) with its state, the
+worker running it, its training step, latest reward, elapsed time and ETA, and a count of units queued / running /
+done / failed.
 
-The runner reports each cell's state (`update`); the step, reward and step time are read from the cell's
-`train/records.jsonl` at every refresh, so the trainer needs no callback and the table shows exactly what is on
-disk. Rendered by `tinyeval.quiet.live` while third-party output goes to each cell's log.txt.
+Everything is read from disk at each refresh, so units on other processes, or on other Ray nodes sharing the run
+directory, need no callback: the state and worker from the unit's status.json (written by `unit.run_job`; a file
+left by an earlier run is told apart by its run id), the step, reward and step time from its
+`train/records.jsonl`. The runner adds only what no file says: each outcome as it arrives (`finished`), e.g. a
+worker killed before it could write "failed". Rendered by `tinyeval.quiet.live`.
 """
 
 from __future__ import annotations
@@ -15,17 +18,19 @@ from pathlib import Path
 
 from rich.table import Table
 
-_STYLE = {"training": "bold yellow", "evaluating": "bold cyan", "done": "green", "cached": "green", "failed": "red"}
+_STYLE = {"training": "bold yellow", "scoring": "bold magenta", "evaluating": "bold cyan", "started": "yellow",
+          "done": "green", "cached": "green", "failed": "red", "interrupted": "red"}
+RUNNING = ("started", "training", "scoring", "evaluating")
 
 
 @dataclass
-class CellRow:
-    name: str
-    train_dir: Path
+class UnitRow:
+    key: str  # cell/seed-S/lr-L
+    unit_dir: Path
     total_steps: int | None  # None: not trained (base), or the dataset size is unknown
-    state: str = "queued"  # queued | training | evaluating | done | cached | failed
-    started: float | None = None
-    finished: float | None = None
+    outcome: str | None = None  # the latest outcome heard: done | cached | failed | interrupted
+    heard: float = 0.0  # when it was heard
+    seconds: float | None = None
 
 
 def _clock(seconds: float | None) -> str:
@@ -52,44 +57,66 @@ def latest_records(train_dir: Path, last: int = 10) -> list[dict]:
     return rows
 
 
+def _status(unit_dir: Path) -> dict | None:
+    try:
+        return json.loads((unit_dir / "status.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 class Board:
-    """State of every cell of a run; `table()` renders it (called by the live display at each refresh)."""
+    """State of every unit of a run; `table()` renders it (called by the live display at each refresh)."""
 
-    def __init__(self, title: str, rows: list[CellRow]) -> None:
-        self.title = title
-        self.rows = {r.name: r for r in rows}
+    def __init__(self, title: str, rows: list[UnitRow], run_id: str, max_rows: int = 30) -> None:
+        self.title, self.run_id, self.max_rows = title, run_id, max_rows
+        self.rows = {r.key: r for r in rows}
 
-    def update(self, name: str, state: str) -> None:
-        row = self.rows[name]
-        row.state = state
-        now = time.time()
-        if state in ("training", "evaluating") and row.started is None:
-            row.started = now
-        if state in ("done", "cached", "failed"):
-            row.finished = now
+    def finished(self, key: str, outcome: str, seconds: float | None = None) -> None:
+        row = self.rows[key]
+        row.outcome, row.heard, row.seconds = outcome, time.time(), seconds
 
-    def _progress(self, row: CellRow) -> tuple[str, str, str]:
-        """(step, reward, ETA) columns of one cell."""
+    def state(self, row: UnitRow) -> tuple[str, str, float | None]:
+        """(state, worker, elapsed seconds) of a unit: a running job's status.json, else the latest outcome."""
+        status = _status(row.unit_dir)
+        current = status is not None and status.get("run") == self.run_id
+        worker = status.get("worker", "–") if current else "–"
+        if current and status.get("state") in RUNNING and status.get("since", 0) > row.heard:
+            return status["state"], worker, time.time() - status["since"]
+        if row.outcome is not None:
+            return row.outcome, worker if row.outcome != "cached" else "–", row.seconds
+        return "queued", "–", None
+
+    def _progress(self, row: UnitRow, state: str) -> tuple[str, str, str]:
+        """(step, reward, ETA) columns of one unit."""
         total = "?" if row.total_steps is None else str(row.total_steps)
-        records = latest_records(row.train_dir)
+        records = latest_records(row.unit_dir / "train")
         if not records:
-            return (f"0/{total}" if row.state == "training" else "–"), "–", "–"
+            return (f"0/{total}" if state == "training" else "–"), "–", "–"
         last = records[-1]
         done = last.get("step", 0)
         reward = next((f"{k.removesuffix('_mean')} {last[k]:.3g}" for k in ("reward_mean", "loss") if k in last), "–")
         eta = "–"
-        if row.state == "training" and row.total_steps is not None:
+        if state == "training" and row.total_steps is not None:
             per_step = sum(r.get("step_s", 0.0) for r in records) / len(records)
             eta = _clock(per_step * max(0, row.total_steps - done)) + " + eval"
         return f"{done}/{total}", reward, eta
 
     def table(self) -> Table:
-        t = Table(title=self.title)
-        for col in ("cell", "state", "step", "reward", "elapsed", "ETA"):
-            t.add_column(col, justify="left" if col in ("cell", "state") else "right")
-        now = time.time()
-        for row in self.rows.values():
-            step, reward, eta = self._progress(row)
-            elapsed = None if row.started is None else (row.finished or now) - row.started
-            t.add_row(row.name, f"[{_STYLE.get(row.state, 'dim')}]{row.state}[/]", step, reward, _clock(elapsed), eta)
+        states = {key: self.state(row) for key, row in self.rows.items()}
+        counts: dict[str, int] = {}
+        for state, _, _ in states.values():
+            group = "running" if state in RUNNING else "done" if state == "cached" else state
+            counts[group] = counts.get(group, 0) + 1
+        shown = [k for k in self.rows if len(self.rows) <= self.max_rows or states[k][0] not in ("queued", "done",
+                                                                                              "cached")]
+        caption = " · ".join(f"{counts.get(g, 0)} {g}" for g in ("queued", "running", "done", "failed"))
+        if len(shown) < len(self.rows):
+            caption += f" (showing the {len(shown)} running or failed of {len(self.rows)} units)"
+        t = Table(title=self.title, caption=caption)
+        for col in ("unit", "state", "worker", "step", "reward", "elapsed", "ETA"):
+            t.add_column(col, justify="left" if col in ("unit", "state", "worker") else "right")
+        for key in shown:
+            state, worker, elapsed = states[key]
+            step, reward, eta = self._progress(self.rows[key], state)
+            t.add_row(key, f"[{_STYLE.get(state, 'dim')}]{state}[/]", worker, step, reward, _clock(elapsed), eta)
         return t

@@ -1,7 +1,8 @@
 """The method matrix of `tinyeval train-and-eval`: which cells to train, what each costs, from config alone.
 
-A cell is one (method, budget, algorithm) to train and then evaluate on the same suite. The plan needs no
-weights: trainable counts come from the adapters' planner on a meta-device model, and the cost estimate
+A cell is one (method, budget, algorithm) to train and then evaluate on the same suite; a unit of work is one
+(cell, seed, learning rate), and a cell is trained once per seed at every learning rate of its sweep (the paper's
+protocol: the best of seven learning rates per update size, three seeds). The plan needs no weights: trainable counts come from the adapters' planner on a meta-device model, and the cost estimate
 from a FLOPs model whose assumptions are spelled out in `CostModel`, so `--dry-run` of a 7B paper run
 works on a laptop.
 """
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import NotRequired, TypedDict
 
 from tinyeval.errors import TinyevalError
+from tinyeval.train.config import PAPER_LR_SWEEP
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,10 @@ class MatrixPreset:
     max_gen_toks: int | None = None  # None: each task's own budget (512 gsm8k, 1024 math500)
     eval_batch_size: int = 20  # HF backend batch
     full_above_3b: bool = False  # full fine-tuning of >3B models is opt-in (memory), per the issue
+    seeds: int = 1  # seeds per cell (`--seeds`)
+    lr_sweep: dict[str, tuple[float, ...]] = field(default_factory=dict)  # algo -> the `--lr-sweep preset` values
+    sweep_by_default: bool = False  # without `--lr-sweep`: sweep (the paper's protocol) or train at the preset's lr
+    dev_items: int = 256  # dev items carved from each cell's training split to choose the learning rate on
 
 
 _PAPER_CELLS = (
@@ -57,13 +63,16 @@ _PAPER_CELLS = (
 
 PRESETS: dict[str, MatrixPreset] = {
     "paper": MatrixPreset(_PAPER_CELLS, {"grpo": "paper-gsm8k", "sft": "paper-sft"},
-                          ("gsm8k", "math500", "tinyeval_nonmath", "tinyeval_legal")),
+                          ("gsm8k", "math500", "tinyeval_nonmath", "tinyeval_legal"), seeds=3,
+                          lr_sweep={"grpo": PAPER_LR_SWEEP, "sft": PAPER_LR_SWEEP}, sweep_by_default=True),
     "cpu": MatrixPreset(
         (CellSpec("base"), CellSpec("tinylora", "grpo", params=13), CellSpec("tinylora", "grpo", params=196),
          CellSpec("lora", "grpo", rank=1), CellSpec("lora", "sft", rank=1)),
         # 5 cells in <= 20 minutes on 2 AVX2 cores (`make demo`, BENCHMARKS.md demo): 40 GSM8K items per cell
         # with 256 new tokens (SmolLM2 rarely answers after that; it repeats itself); vLLM ~100 s per cell
-        {"grpo": "cpu", "sft": "cpu"}, ("gsm8k",), eval_limit=40, max_gen_toks=256, eval_batch_size=40),
+        # `--lr-sweep preset`: the presets' own lr and one 4x below it, 16 dev items
+        {"grpo": "cpu", "sft": "cpu"}, ("gsm8k",), eval_limit=40, max_gen_toks=256, eval_batch_size=40,
+        lr_sweep={"grpo": (1.25e-3, 5e-3), "sft": (5e-4, 2e-3)}, dev_items=16),
 }
 
 
@@ -168,8 +177,37 @@ UNKNOWN_SIZE = ("dataset size unknown (no data root, hub unreachable): steps, to
                 "estimated; pass --data-root or set TINYEVAL_DATA")
 
 
+def resolve_sweep(preset: str, value: str | None) -> dict[str, tuple[float, ...]] | None:
+    """`--lr-sweep`: None -> the preset's default; "preset" -> its lists; "off" -> no sweep; "1e-5,1e-4" -> those
+    values for every algorithm. A sweep of one value is no sweep (nothing to choose)."""
+    spec = PRESETS[preset]
+    if value is None:
+        value = "preset" if spec.sweep_by_default else "off"
+    if value == "off":
+        return None
+    if value == "preset":
+        if not spec.lr_sweep:
+            raise TinyevalError(f"preset '{preset}' has no learning-rate sweep; pass --lr-sweep 1e-5,1e-4")
+        return {algo: tuple(sorted(lrs)) for algo, lrs in spec.lr_sweep.items()}
+    try:
+        lrs = tuple(sorted({float(v) for v in value.split(",") if v.strip()}))
+    except ValueError:
+        raise TinyevalError(f"--lr-sweep '{value}': expected preset, off, or learning rates like 1e-5,1e-4") from None
+    if not lrs or min(lrs) <= 0:
+        raise TinyevalError(f"--lr-sweep '{value}': learning rates must be > 0")
+    return None if len(lrs) == 1 else {algo: lrs for algo in ("grpo", "sft")}
+
+
+def learning_rates(model: str, preset: str, cell: CellSpec, sweep: dict[str, tuple[float, ...]] | None,
+                   lr: float | None = None) -> tuple[float, ...]:
+    """The learning rates a trained cell is trained at: its algorithm's sweep, else `lr` or the train preset's."""
+    if sweep:
+        return sweep[cell.algo]
+    return (lr or train_configs(model, preset, cell)[0].lr,)
+
+
 class PlanRow(TypedDict):
-    """One row of `tinyeval train-and-eval --dry-run --json`; null marks what the data could not tell."""
+    """One cell of `tinyeval train-and-eval --dry-run --json`; null marks what the data could not tell."""
 
     cell: str
     method: str
@@ -177,32 +215,64 @@ class PlanRow(TypedDict):
     trainable: int
     bytes_bf16: int
     bytes_fp32: int
-    steps: int | None
-    gen_tokens: int | None  # rollouts plus evaluation generations
+    steps: int | None  # per unit
+    units: int  # (seed, learning rate) pairs trained; 1 for base
+    gen_tokens: int | None  # every unit's rollouts, dev and test generations
     train_tokens: int | None
     gpu_hours: float | None
     note: NotRequired[str]  # why a field is null
 
 
+class PlanTotal(TypedDict):
+    units: int
+    seeds: int
+    learning_rates: dict[str, list[float]]  # algo -> learning rates each cell of it trains at
+    gpu_hours: float | None
+    gpus: int
+    gpus_per_unit: int
+    wall_hours: float | None  # on `gpus` GPUs: the two rounds (train every unit, then test the chosen), packed
+
+
+class PlanJson(TypedDict):
+    """`tinyeval train-and-eval --dry-run --json`."""
+
+    cells: list[PlanRow]
+    total: PlanTotal
+
+
 def _train_cost(cell: CellSpec, model: str, preset: str, data_root: str | None,
-                cost: CostModel) -> tuple[int | None, int | None, int | None]:
-    """(steps, generated tokens, trained tokens) of one cell; all None when its dataset size is unknown."""
+                cost: CostModel) -> tuple[int | None, int | None, int | None, int]:
+    """(steps, generated tokens, trained tokens, rollout response length) of one unit; the first three None when its
+    dataset size is unknown."""
     if cell.algo is None:
-        return 0, 0, 0
+        return 0, 0, 0, 0
     loop, obj = train_configs(model, preset, cell)
-    steps = train_steps(loop, data_root)
-    if steps is None:
-        return None, None, None
     response = min(cost.mean_response_tokens.get(loop.task, cost.mean_response_tokens["default"]),
                    getattr(obj, "max_new_tokens", 10**9))
+    steps = train_steps(loop, data_root)
+    if steps is None:
+        return None, None, None, response
     samples = steps * loop.prompts_per_step * getattr(obj, "group_size", 1)
-    return steps, samples * response if cell.algo == "grpo" else 0, samples * (cost.mean_prompt_tokens + response)
+    gen = samples * response if cell.algo == "grpo" else 0
+    return steps, gen, samples * (cost.mean_prompt_tokens + response), response
+
+
+def makespan(hours: list[float], slots: int) -> float:
+    """Wall time of jobs packed longest first onto `slots` parallel slots (each to the least loaded one)."""
+    import heapq
+
+    loads = [0.0] * max(1, slots)
+    for h in sorted(hours, reverse=True):
+        heapq.heappush(loads, heapq.heappop(loads) + h)
+    return max(loads)
 
 
 def dry_run(model: str, preset: str, cells: list[CellSpec], tasks: list[str], eval_limit: int | None,
-            data_root: str | None = None, cost: CostModel = CostModel(),
-            max_gen_toks: int | None = None) -> list[PlanRow]:
-    """The plan as table rows: per cell, trainable parameters, bytes, tokens to generate, GPU-hours."""
+            data_root: str | None = None, cost: CostModel = CostModel(), max_gen_toks: int | None = None,
+            seeds: int = 1, sweep: dict[str, tuple[float, ...]] | None = None, dev_items: int = 256, gpus: int = 1,
+            gpus_per_unit: int = 1) -> PlanJson:
+    """The plan: per cell, trainable parameters, bytes, units, tokens, GPU-hours; in total, the wall-clock hours of
+    both rounds on `gpus` GPUs (`gpus_per_unit` per unit, perfect scaling within a unit assumed)."""
     from tinyeval.models import load_config, meta_model
 
     config = load_config(model)
@@ -212,15 +282,35 @@ def dry_run(model: str, preset: str, cells: list[CellSpec], tasks: list[str], ev
     eval_tokens = None if None in eval_items.values() else sum(
         n * min(cost.mean_response_tokens.get("math" if t == "math500" else t, 300), max_gen_toks or 10**9)
         for t, n in eval_items.items())
-    rows = []
+    rows, first_round, second_round, lrs = [], [], [], {}
     for c in cells:
-        steps, gen, train_tokens = _train_cost(c, model, preset, data_root, cost)
-        row = PlanRow(cell=c.name, method=c.method, algo=c.algo or "–", **sizes[c.name], steps=steps,
-                      gen_tokens=None, train_tokens=train_tokens, gpu_hours=None)
-        if gen is not None and eval_tokens is not None:
-            hours = cost.gpu_hours(n_params, gen + eval_tokens, train_tokens, c.method == "full")
-            row.update(gen_tokens=gen + eval_tokens, gpu_hours=round(hours, 2))
-        else:
+        steps, gen, train_tokens, response = _train_cost(c, model, preset, data_root, cost)
+        n_lrs = len(learning_rates(model, preset, c, sweep)) if c.algo else 1
+        units = n_lrs * seeds if c.algo else 1
+        row = PlanRow(cell=c.name, method=c.method, algo=c.algo or "–", **sizes[c.name], steps=steps, units=units,
+                      gen_tokens=None, train_tokens=None, gpu_hours=None)
+        if c.algo:
+            lrs[c.algo] = list(learning_rates(model, preset, c, sweep))
+        if gen is None or eval_tokens is None:
             row["note"] = UNKNOWN_SIZE
+            rows.append(row)
+            continue
+        dev = dev_items * response if n_lrs > 1 else 0  # each unit's greedy answers on the dev split
+        train_h = cost.gpu_hours(n_params, gen + dev, train_tokens, c.method == "full")
+        test_h = cost.gpu_hours(n_params, eval_tokens, 0, False)
+        tested = seeds if c.algo else 1
+        if n_lrs > 1:
+            first_round += [train_h] * units
+            second_round += [test_h] * tested
+        else:
+            first_round += [train_h + test_h] * units
+        row.update(gen_tokens=units * (gen + dev) + tested * eval_tokens, train_tokens=units * train_tokens,
+                   gpu_hours=round(units * train_h + tested * test_h, 2))
         rows.append(row)
-    return rows
+    known = all("note" not in r for r in rows)
+    slots = max(1, gpus // gpus_per_unit)
+    wall = (makespan(first_round, slots) + makespan(second_round, slots)) / gpus_per_unit if known else None
+    total = PlanTotal(units=sum(r["units"] for r in rows), seeds=seeds, learning_rates=lrs,
+                      gpu_hours=round(sum(r["gpu_hours"] for r in rows), 1) if known else None, gpus=gpus,
+                      gpus_per_unit=gpus_per_unit, wall_hours=None if wall is None else round(wall, 1))
+    return PlanJson(cells=rows, total=total)

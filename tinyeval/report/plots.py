@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinyeval.io import atomic_path
-from tinyeval.report.results import Results
+from tinyeval.report.results import Results, TaskScore
+from tinyeval.report.stats import mean_score
 
 _SERIES_STYLE = {"GRPO": dict(marker="o", color="tab:blue"), "SFT": dict(marker="s", color="tab:orange")}
 
@@ -18,36 +19,42 @@ def _save(fig, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
 
 
+def _y(score: TaskScore) -> float:
+    return 100 * (score.lenient if score.lenient is not None else score.value)
+
+
 def accuracy_vs_params(results: Results, task: str, path: Path) -> Path | None:
     """Score vs trainable parameters on a log axis, RL and SFT as separate series, base as a dashed line.
 
-    Each point is labelled with its method. Lenient accuracy is the y value for math tasks (correctness);
-    strict is drawn hollow at the same x so a format-only gain shows as a gap between the two markers.
+    The line joins each cell's mean over seeds, labelled with the cell; each seed is a small dot at the same x.
+    Lenient accuracy is the y value for math tasks (correctness); the strict mean is drawn hollow at the same x so
+    a format-only gain shows as a gap between the two markers.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cells = [c for c in results.cells if c.status == "done" and task in c.scores]
-    trained = [c for c in cells if c.algo is not None and c.trainable > 0]
+    means = {c.name: m for c in results.cells if (m := mean_score(c.seeds, task)) is not None}
+    trained = [c for c in results.cells if c.name in means and c.algo is not None and c.trainable > 0]
     if not trained:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for series in sorted({c.series for c in trained}):
         pts = sorted((c for c in trained if c.series == series), key=lambda c: c.trainable)
         style = _SERIES_STYLE.get(series, dict(marker="^", color="tab:green"))
-        ys = [100 * (c.scores[task].lenient if c.scores[task].lenient is not None else c.scores[task].value) for c in pts]
-        ax.plot([c.trainable for c in pts], ys, label=series, **style)
-        if all(c.scores[task].strict is not None for c in pts):
-            ax.scatter([c.trainable for c in pts], [100 * c.scores[task].strict for c in pts], facecolors="none",
+        ys = [_y(means[c.name]) for c in pts]
+        ax.plot([c.trainable for c in pts], ys, label=f"{series} (mean over seeds)", **style)
+        seeds = [(c.trainable, _y(s.scores[task])) for c in pts for s in c.done_seeds if task in s.scores]
+        ax.scatter(*zip(*seeds), s=10, color=style["color"], alpha=0.45, label=f"{series} (each seed)")
+        if all(means[c.name].strict is not None for c in pts):
+            ax.scatter([c.trainable for c in pts], [100 * means[c.name].strict for c in pts], facecolors="none",
                        edgecolors=style["color"], marker=style["marker"], label=f"{series} (strict)")
         for c, y in zip(pts, ys):
             ax.annotate(c.name, (c.trainable, y), textcoords="offset points", xytext=(3, 4), fontsize=7)
-    base = next((c for c in cells if c.method == "base"), None)
+    base = next((c for c in results.cells if c.method == "base" and c.name in means), None)
     if base is not None:
-        b = base.scores[task]
-        ax.axhline(100 * (b.lenient if b.lenient is not None else b.value), color="gray", ls="--", label="base")
+        ax.axhline(_y(means[base.name]), color="gray", ls="--", label="base")
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (log)")
     ax.set_ylabel(f"{task} accuracy (%, hollow = strict)")
@@ -60,21 +67,25 @@ def accuracy_vs_params(results: Results, task: str, path: Path) -> Path | None:
 
 
 def training_curves(results: Results, path: Path, key: str = "reward_mean") -> Path | None:
-    """Per-cell training curve of `key` (mean reward for GRPO, loss for SFT) against the step."""
+    """Per-cell training curves of `key` (mean reward for GRPO, loss for SFT) against the step, one per seed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cells = [c for c in results.cells if c.curve]
+    cells = [c for c in results.cells if any(s.curve for s in c.seeds)]
     if not cells:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, algo, metric in ((axes[0], "grpo", key), (axes[1], "sft", "loss")):
         for c in (c for c in cells if c.algo == algo):
-            pts = [(r["step"], r[metric]) for r in c.curve if metric in r]
-            if pts:
-                ax.plot(*zip(*pts), label=c.name)
+            color = None
+            for seed in c.seeds:  # one line per seed, one colour and label per cell
+                pts = [(r["step"], r[metric]) for r in seed.curve if metric in r]
+                if pts:
+                    line, = ax.plot(*zip(*pts), label=c.name if color is None else None, color=color,
+                                    alpha=1.0 if len(c.seeds) == 1 else 0.7)
+                    color = line.get_color()
         ax.set_title(f"{algo.upper()}: {metric}")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

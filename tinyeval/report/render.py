@@ -1,6 +1,8 @@
 """Views of a `Results`: one row model, rendered as a rich table, as Markdown, and checked by a CI gate.
 
-All views share `rows()`, so the terminal table, report.md and `--json` can never disagree.
+All views share `rows()`, so the terminal table, report.md and `--json` can never disagree. A cell's score is the
+mean over the seeds of its chosen learning rate (`stats.mean_score`), shown beside the 95% interval across seeds
+and the paired per-item interval of its difference to the base model.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from typing import TypedDict
 from rich.table import Table
 
 from tinyeval.errors import TinyevalError
-from tinyeval.report.results import Cell, Results, TaskScore, delta
+from tinyeval.report.results import Cell, Results, TaskScore
+from tinyeval.report.stats import delta, mean_score, seed_interval
 
 
 def _pct(x: float | None) -> str:
@@ -35,39 +38,49 @@ def _bytes(n: int) -> str:
     return str(n)
 
 
-ReportRow = TypedDict("ReportRow", {"cell": str, "algo": str, "trainable": str, "bytes (bf16)": str, "status": str})
+ReportRow = TypedDict("ReportRow", {"cell": str, "algo": str, "lr": str, "seeds": str, "trainable": str,
+                                    "bytes (bf16)": str, "status": str})
 ReportRow.__doc__ = """One row of `tinyeval report --json` and `tinyeval train-and-eval --json`: display text, plus
-per task of the run a "<task>" score and a "Δ <task>" versus base (strings too), hence `__extra__`."""
+per task of the run a "<task>" mean score, a "seeds <task>" 95% interval across seeds and a "Δ <task>" versus base
+(strings too), hence `__extra__`."""
 ReportRow.__extra__ = True
 
 
 def rows(results: Results) -> list[ReportRow]:
-    """One display row per cell: method, trainable params, bytes, each task's score and Δ vs base."""
+    """One display row per cell: method, learning rate, seeds, trainable params, bytes, and per task the mean score,
+    its interval across seeds and its Δ vs base."""
     base = next((c for c in results.cells if c.method == "base"), None)
     out = []
     for cell in results.cells:
-        row = {"cell": cell.name, "algo": cell.algo or "–", "trainable": f"{cell.trainable:,}",
-               "bytes (bf16)": _bytes(cell.bytes_bf16), "status": cell.status}
+        done = len(cell.done_seeds)
+        row = {"cell": cell.name, "algo": cell.algo or "–", "lr": "–" if cell.lr is None else f"{cell.lr:g}",
+               "seeds": str(done) if done == len(cell.seeds) else f"{done}/{len(cell.seeds)}",
+               "trainable": f"{cell.trainable:,}", "bytes (bf16)": _bytes(cell.bytes_bf16), "status": cell.status}
         for task in results.tasks:
-            score = cell.scores.get(task)
+            score = mean_score(cell.seeds, task)
             row[task] = _score_text(score)
+            row[f"seeds {task}"] = str(seed_interval(cell.seeds, task) or "–")
             if base is not None:
-                d = delta(score, base.scores[task]) if score and cell is not base and task in base.scores else None
+                base_score = mean_score(base.seeds, task)
+                d = delta(score, base_score) if score and base_score and cell is not base else None
                 row[f"Δ {task}"] = str(d) if d else "–"
         out.append(row)
     return out
 
 
-def math_note(results: Results) -> str:
-    tasks = [t for t in results.tasks if any(c.scores.get(t) and c.scores[t].strict is not None for c in results.cells)]
-    return (f"Math tasks ({', '.join(tasks)}) show strict / lenient accuracy (%): strict needs the requested answer "
-            "format, lenient only the right value; their gap is format compliance. Δ is the primary metric's change "
-            "vs base in points, with a 95% CI (paired over items when available).") if tasks else ""
+def note(results: Results) -> str:
+    tasks = [t for t in results.tasks if any(t in s.scores and s.scores[t].strict is not None
+                                             for c in results.cells for s in c.seeds)]
+    math = (f"Math tasks ({', '.join(tasks)}) show strict / lenient accuracy (%): strict needs the requested answer "
+            "format, lenient only the right value; their gap is format compliance. ") if tasks else ""
+    return (math + "Scores are means over the seeds of each cell's learning rate; \"seeds\" is the primary metric's "
+            "95% Student-t interval across seeds (two or more seeds). Δ is the primary metric's change vs base in "
+            "points, with a 95% CI (paired over items when available, each item's correctness averaged over seeds).")
 
 
 def table(results: Results) -> Table:
     data = rows(results)
-    t = Table(title=f"tinyeval train-and-eval · {results.model} · preset {results.preset}", caption=math_note(results))
+    t = Table(title=f"tinyeval train-and-eval · {results.model} · preset {results.preset}", caption=note(results))
     for key in data[0] if data else []:
         t.add_column(key, overflow="fold", justify="left" if key in ("cell", "algo", "status") else "right")
     for row in data:
@@ -79,20 +92,39 @@ def markdown(results: Results, plots: list[str] | None = None) -> str:
     """report.md: ready to paste into a CI job summary (GitHub's $GITHUB_STEP_SUMMARY)."""
     data = rows(results)
     lines = [f"# tinyeval: {results.model} (preset `{results.preset}`)", ""]
-    if results.created:
-        lines += [f"Run started {results.created}.", ""]
+    sweep = "; ".join(f"{algo} {', '.join(f'{x:g}' for x in lrs)}" for algo, lrs in (results.lr_sweep or {}).items())
+    lines += [f"Seeds: {', '.join(map(str, results.seeds))}. " + (
+        f"Learning rates swept ({sweep}), each cell's chosen on a dev split of its training set." if sweep else
+        "Each cell trained at its training preset's learning rate."), ""]
     if data:
         keys = list(data[0])
         lines += ["| " + " | ".join(keys) + " |", "|" + "|".join("---" for _ in keys) + "|"]
         lines += ["| " + " | ".join(r[k].replace("|", "\\|") for k in keys) + " |" for r in data]
-    if note := math_note(results):
-        lines += ["", note]
-    failed = [c for c in results.cells if c.status == "failed"]
+    lines += ["", note(results)]
+    lines += _lr_choices(results)
+    failed = [c for c in results.cells if c.status in ("failed", "partial")]
     if failed:
-        lines += ["", "## Failed cells", ""] + [f"- `{c.name}`: {c.error}" for c in failed]
+        lines += ["", "## Failed cells", ""] + [f"- `{c.name}` ({c.status}): {c.error}" for c in failed]
     for path in plots or []:
         lines += ["", f"![{path}]({path})"]
     return "\n".join(lines) + "\n"
+
+
+def _lr_choices(results: Results) -> list[str]:
+    """report.md's section on how each cell's learning rate was chosen (absent without a sweep)."""
+    chosen = [c for c in results.cells if c.lr_choice]
+    if not chosen:
+        return []
+    lines = ["", "## Learning rates", "", f"Chosen per cell by {chosen[0].lr_choice['rule']}.", "",
+             "| cell | dev task | dev items | chosen | dev accuracy per learning rate (mean over seeds) |",
+             "|---|---|---|---|---|"]
+    for c in chosen:
+        choice = c.lr_choice
+        tried = ", ".join(f"{x['lr']:g}: " + ("–" if x["dev_accuracy"] is None else f"{x['dev_accuracy'] * 100:.1f}")
+                          for x in choice["candidates"])
+        lr = "–" if choice["chosen"] is None else f"{choice['chosen']:g}"
+        lines.append(f"| {c.name} | {choice['task']} | {len(choice['dev_rows'])} | {lr} | {tried} |")
+    return lines
 
 
 @dataclass(frozen=True)
@@ -123,7 +155,7 @@ def gate(results: Results, thresholds: list[Threshold]) -> list[str]:
             raise TinyevalError(f"--fail-under names task '{th.task}', not in this run ({', '.join(results.tasks)})")
         cells: list[Cell] = [results.cell(th.cell)] if th.cell else [c for c in results.cells if c.method != "base"]
         for cell in cells:
-            score = cell.scores.get(th.task)
+            score = mean_score(cell.seeds, th.task)
             if score is None or score.value < th.value:
                 got = "missing" if score is None else f"{score.value:.4f}"
                 failures.append(f"{cell.name} {th.task}: {got} < {th.value}")
