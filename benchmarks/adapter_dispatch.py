@@ -43,9 +43,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from adapter_overhead_bf16 import build, fwd_bwd  # the same model and step, at another width
+from anchors import BenchRecord  # benchmarks/anchors.py
 from machine import describe  # benchmarks/machine.py
 
-from tinyeval.adapters import AdapterConfig, attach
 from tinyeval.io import write_json
 from tinyeval.models import ALIASES
 
@@ -105,19 +106,7 @@ class Details(TypedDict):
     cpu_time: CpuTime | None
 
 
-class Record(TypedDict):
-    name: str
-    metric: str
-    unit: str
-    tinyeval: float
-    anchor_name: str
-    anchor: float
-    ratio: float
-    target: str
-    command: str
-    date: str
-    machine: dict[str, Any]
-    skipped: dict[str, str]
+class Record(BenchRecord):
     details: Details
 
 
@@ -136,32 +125,13 @@ class OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def tiny_arch(shape: str, layers: int, width: int) -> dict:
-    """`shape`'s bundled architecture at `layers` depth and hidden size `width` (same heads, head_dim width/heads)."""
-    arch = dict(ALIASES[shape].arch)
+def tiny(shape: str, width: int) -> dict:
+    """Overrides of `shape`'s architecture for hidden size `width` (rounded to the heads; the same heads)."""
+    arch = ALIASES[shape].arch
     heads = arch["num_attention_heads"]
     hidden = max(width // heads, 2) * heads
-    arch.update(num_hidden_layers=layers, hidden_size=hidden, intermediate_size=2 * hidden, vocab_size=1024)
-    if "head_dim" in arch:
-        arch["head_dim"] = hidden // heads
-    return arch
-
-
-def build(shape: str, layers: int, width: int):
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**tiny_arch(shape, layers, width)),
-                                             dtype=torch.bfloat16).eval()
-    h = attach(model, AdapterConfig(u=1, n_tie=16, rank=2, svd_cache=False))
-    with torch.no_grad():
-        h.state.v.fill_(0.01)
-    return model, h
-
-
-def fwd_bwd(model, embeds: torch.Tensor, labels: torch.Tensor) -> None:
-    x = embeds.detach().requires_grad_(True)
-    model(inputs_embeds=x, labels=labels).loss.backward()
+    small = {"hidden_size": hidden, "intermediate_size": 2 * hidden, "vocab_size": 1024}
+    return {**small, "head_dim": hidden // heads} if "head_dim" in arch else small
 
 
 def sides(model, h):
@@ -170,7 +140,7 @@ def sides(model, h):
 
 def count_at_depth(shape: str, layers: int, width: int, batch: int, tokens: int):
     """(Counts, {side: op Counter}, adapted modules per layer) of one fwd+bwd after a warm-up one."""
-    model, h = build(shape, layers, width)
+    model, h = build(shape, layers, "cpu", **tiny(shape, width))
     ids = torch.randint(0, 1024, (batch, tokens), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         embeds = model.get_input_embeddings()(ids)
@@ -190,7 +160,7 @@ def count_at_depth(shape: str, layers: int, width: int, batch: int, tokens: int)
 
 def cpu_time(shape: str, width: int, batch: int, tokens: int, repeats: int) -> CpuTime:
     """Median fwd+bwd wall time, base and adapted alternating, at depth 2 and the tiny width, one thread."""
-    model, h = build(shape, 2, width)
+    model, h = build(shape, 2, "cpu", **tiny(shape, width))
     ids = torch.randint(0, 1024, (batch, tokens), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         embeds = model.get_input_embeddings()(ids)
@@ -224,7 +194,7 @@ def measure(shape: str, width: int, batch: int, tokens: int, repeats: int, timed
     ms_per_op = (H200["adapted_ms"] - H200["base_ms"]) / (before["adapted"] - before["base"])
     projected = H200["base_ms"] + ms_per_op * extra_full
     return Details(
-        shape=shape, layers=depth, width=tiny_arch(shape, 1, width)["hidden_size"], batch=batch, tokens=tokens,
+        shape=shape, layers=depth, width=tiny(shape, width)["hidden_size"], batch=batch, tokens=tokens,
         adapted_modules_per_layer=per, depth_1=one, depth_2=two, per_layer=layer,
         per_pass_extra_kernel_ops=extra_pass,
         per_module_extra_kernel_ops=round((layer["kernels"]["adapted"] - layer["kernels"]["base"]) / per, 2),
