@@ -18,7 +18,7 @@ are identical, so ops(L) = fixed + L × per_layer, extrapolated to the real dept
 Both sides take the same `inputs_embeds` with requires_grad (benchmarks/adapter_overhead_bf16.py's protocol);
 the base is the same model inside `handle.disabled()`. TinyLoRA: u = 1, n_tie = 16, rank 2, v non-zero.
 
-`projected_h200`: the H200's milliseconds per extra op, calibrated on a3da480 (130.2 ms for its 3,920 extra
+`projected_h200`: the H200's milliseconds per extra op, calibrated on a3da480 (130.2 ms for its 3,919 extra
 kernel ops as counted here, `BEFORE`), applied to this run's extra ops; a rough guide (it lumps each module's
 Python overhead into its ops), not a measurement. CPU wall time (`--no-time` skips it): median of
 `--repeats` fwd+bwd at the tiny width, one thread, where dispatch is all there is; a loaded machine inflates
@@ -50,13 +50,13 @@ from machine import describe  # benchmarks/machine.py
 from tinyeval.io import write_json
 from tinyeval.models import ALIASES
 
-# The H200 check of 2026-12-04 (commit a3da480, torch 2.11 + CUDA 13): fwd+bwd ms, base and adapted, and the
-# extra kernel ops per pass that this script counts at a3da480 for the same layout (28 layers, 196 modules).
+# The H200 check of 2026-12-04 (commit a3da480, torch 2.11 + CUDA 13): fwd+bwd ms and CUDA kernels per step (torch
+# profiler), base and adapted. BEFORE: what this script counted and timed at a3da480 (same layout and protocol).
 H200 = {"base_ms": 86.7, "adapted_ms": 216.9, "kernels_base": 3239, "kernels_adapted": 8279}
 BEFORE = {"commit": "a3da480", "extra_kernel_ops_per_module": 20.0, "extra_all_ops_per_module": 35.0,
-          "extra_kernel_ops_per_pass": 0, "kernel_ops_full_depth": {"base": 2900, "adapted": 6820},
+          "extra_kernel_ops_per_pass": -1, "kernel_ops_full_depth": {"base": 2900, "adapted": 6819},
           "all_ops_full_depth": {"base": 5160, "adapted": 12020},
-          "cpu_time": {"base_ms": 3.675, "adapted_ms": 7.359, "overhead": 2.002}}
+          "cpu_time": {"base_ms": 3.951, "adapted_ms": 8.116, "overhead": 2.054}}
 NO_KERNEL = {"empty", "empty_strided", "empty_like", "new_empty", "new_empty_strided", "detach", "alias",
              "_unsafe_view", "lift_fresh"}
 
