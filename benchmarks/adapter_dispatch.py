@@ -99,7 +99,7 @@ class Details(TypedDict):
     per_pass_extra_kernel_ops: int
     per_module_extra_kernel_ops: float
     per_module_extra_all_ops: float
-    per_module_extra_by_op: dict[str, float]
+    per_module_extra_by_op: dict[str, float]  # depth 2's extra ops by name / its adapted modules (per-pass incl.)
     full_depth: Counts
     before: dict[str, Any]
     projected_h200: Projection
@@ -173,8 +173,8 @@ def cpu_time(shape: str, width: int, batch: int, tokens: int, repeats: int) -> C
                 if i >= 2:
                     runs[side].append(time.perf_counter() - t0)
     med = {s: statistics.median(v) * 1e3 for s, v in runs.items()}
-    return CpuTime(base_ms=round(med["base"], 3), adapted_ms=round(med["adapted"], 3),
-                   overhead=round(med["adapted"] / med["base"], 3), repeats=repeats, threads=torch.get_num_threads())
+    return CpuTime(base_ms=round(med["base"], 3), adapted_ms=round(med["adapted"], 3), repeats=repeats,
+                   overhead=round(med["adapted"] / med["base"], 3), threads=torch.get_num_threads())
 
 
 def measure(shape: str, width: int, batch: int, tokens: int, repeats: int, timed: bool) -> Details:

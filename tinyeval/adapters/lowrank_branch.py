@@ -3,7 +3,7 @@ modules together, and two GEMMs per module in forward, three in backward.
 
 Why batched: on an H200 (2026-12-04, Qwen2.5-1.5B shape, bf16, 8 × 256 tokens, 196 adapted modules) a step of
 the former per-module path took 2.5× the base's fwd+bwd while the GPU was busy for a quarter of it: each module
-built its own R = Σ v P, B R, the bf16 pair and casts (~20 extra aten ops per module and pass, counted by
+built its own R = Σ v P, B R, the bf16 pair and casts (20 extra kernel ops per module and pass, counted by
 benchmarks/adapter_dispatch.py), and the step was bound by the CPU launching them. Here the per-module work is
 only what must touch the activations; everything of size (out, r) or smaller is done once per pass for all
 modules by a few batched ops over modules stacked by shape.
@@ -14,16 +14,19 @@ Per module i, frozen W in the model dtype, A = Vᵀ (r, in), B R (out, r) in fp3
               fp32 accumulator, rounded once)
     backward  gx = g W;  gx += (g [hi | lo]) [A; A]   (in place);   S_i += h2[:, :r]ᵀ g   (r, out), into a sink
 
-hi + lo ≈ B R is a pair of model-dtype matrices (hi = B R rounded, lo = the rest rounded): ~16 mantissa bits, so
-the forward follows small updates of v instead of moving in steps of B R's bf16 ulp. S_i is B R's gradient
-(transposed, rounded once to the model dtype, as the per-module path had it). Autograd does not see B R at all:
-each module's backward adds S_i into a sink it shares with every module, and returns nothing for it; the modules
-take a zero-size `token` as input, made by `_Sink` from v, so autograd runs `_Sink.backward` after every module
-backward of the graph, and that one turns all sinks into v's gradient with a few batched ops:
-dR_i = Bᵢᵀ Sᵢᵀ, dv[g] += Σ_rs dR_i P_i. The sink is zeroed after each use, so graphs of several forwards, or one
-graph backpropagated twice (retain_graph), give the same gradient as separate branches would; a backward that
-does not reach v (`autograd.grad` w.r.t. the inputs only) does not write the sink. Higher-order gradients
-through the branch are not supported (nor were they before).
+Every activation-size tensor stays in the model dtype and is allocated once, as in the base (the former fp32
+side branch, `(out + delta.float()).to(bf16)`, made three fp32 copies of the activations and autograd mirrored
+them). hi + lo ≈ B R is a pair of model-dtype matrices (hi = B R rounded, lo = the rest rounded): ~16 mantissa
+bits, so the forward follows small updates of v instead of moving in steps of B R's bf16 ulp. S_i is B R's
+gradient (transposed, rounded once to the model dtype, as the per-module path had it).
+
+Autograd does not see B R at all: each module's backward adds S_i into a sink it shares with every module and
+returns nothing for it; the modules take a zero-size `token` as input, made by `_Sink` from v, so autograd runs
+`_Sink.backward` after every module backward of the graph, and that one turns all sinks into v's gradient with a
+few batched ops: dR_i = Bᵢᵀ Sᵢᵀ, dv[g] += Σ_rs dR_i P_i. The sink is zeroed after each use, so graphs of several
+forwards, or one graph backpropagated twice (retain_graph), give the same gradient as separate branches would; a
+backward that does not reach v (`autograd.grad` w.r.t. the inputs only) does not write the sink. Higher-order
+gradients (`create_graph=True`) through the branch are not supported.
 """
 
 from __future__ import annotations
