@@ -97,11 +97,12 @@ class Record(TypedDict):
     details: Details
 
 
-def build(shape: str, layers: int, device: str):
-    """A random-init bf16 model with `shape`'s bundled architecture at `layers` depth, TinyLoRA attached."""
+def build(shape: str, layers: int, device: str, **arch):
+    """A random-init bf16 model with `shape`'s bundled architecture (fields in `arch` overridden) at `layers`
+    depth, TinyLoRA attached."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    cfg = AutoConfig.for_model(**{**ALIASES[shape].arch, "num_hidden_layers": layers})
+    cfg = AutoConfig.for_model(**{**ALIASES[shape].arch, "num_hidden_layers": layers, **arch})
     torch.manual_seed(0)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
@@ -151,6 +152,8 @@ def bytes_at_depth(shape: str, layers: int, batch: int, tokens: int) -> tuple[Si
     for side, ctx in (("base", h.disabled), ("adapted", nullcontext)):
         with ctx():
             fwd_bwd(model, embeds, ids)  # warm-up: lazy buffers, allocator caches
+            with torch.no_grad():
+                h.state.v.add_(0.001)  # as an optimizer step would: the adapter prepares its operands again
             total[side], peak[side] = allocations(lambda: fwd_bwd(model, embeds, ids))
         print(f"  depth {layers} {side}: {total[side] / GIB:.3f} GiB allocated, peak {peak[side] / GIB:.3f} GiB",
               flush=True)

@@ -28,6 +28,7 @@ def test_record_is_valid_and_bf16_traffic_is_within_target(tmp_path):
     check(json.loads(out.read_text()), bench.Record)
     d = record["details"]
     assert d["layers"] == 30 and d["adapted_modules_per_layer"] == 7
-    assert d["bytes_fixed"]["adapted"] == d["bytes_fixed"]["base"]  # the adapter allocates only inside the layers
+    # the adapter allocates inside the layers, and outside them only v-sized tensors (its gradient) once per pass
+    assert 0 <= d["bytes_fixed"]["adapted"] - d["bytes_fixed"]["base"] <= 1024
     assert 0 < d["bytes_per_layer"]["base"] < d["bytes_per_layer"]["adapted"]
     assert record["ratio"] >= 0.87 and d["per_layer_ratio"] >= 0.87  # measured 0.93 / 0.92 at 128 tokens

@@ -1,4 +1,5 @@
-"""The bf16/fp16 unmerged path (`_BranchLinear`): fp32-reference numerics and no fp32 copy of the activations.
+"""The bf16/fp16 unmerged path (`lowrank_branch`): fp32-reference numerics, no fp32 copy of the activations, and
+few ops per adapted module.
 
 Parametrised over the devices present (cpu always, cuda when available), so a GPU machine runs the same checks.
 """
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from tinyeval.adapters import AdapterConfig, attach
-from tinyeval.adapters.lowrank import _BranchLinear
+from tinyeval.adapters.lowrank_branch import _BranchLinear, _Sink, hi_lo
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -30,6 +31,13 @@ def branch_inputs(dtype: torch.dtype, device: str, bias: bool):
     return [t if t is None else t.to(device) for t in (x, W, b, A, BR, gy)]
 
 
+def branch(x, W, b, A, BR):
+    """One module through `_BranchLinear`, with BR's gradient (the sink, transposed, in fp32) reaching BR."""
+    sink = torch.zeros(BR.shape[1], BR.shape[0], dtype=W.dtype, device=W.device)  # (r, out)
+    token = _Sink.apply(BR, lambda: sink.t().float()) if BR.requires_grad else None
+    return _BranchLinear.apply(x, W, b, torch.cat([A, A]).to(W.dtype), hi_lo(BR.detach(), W.dtype), sink, token)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("bias", [False, True])
@@ -37,7 +45,7 @@ def test_branch_matches_the_fp64_reference_within_low_precision_tolerance(device
     x, W, b, A, BR, gy = branch_inputs(dtype, device, bias)
     x.requires_grad_(True)
     BR.requires_grad_(True)
-    y = _BranchLinear.apply(x, W, b, A, BR)
+    y = branch(x, W, b, A, BR)
     y.backward(gy)
     assert y.dtype == dtype and x.grad.dtype == dtype and BR.grad.dtype == torch.float32
     # the former fp32 side branch: base rounded, fp32 delta added, rounded once more
@@ -54,7 +62,7 @@ def test_branch_matches_the_fp64_reference_within_low_precision_tolerance(device
 @pytest.mark.parametrize("device", DEVICES)
 def test_zero_delta_is_the_base_output_bit_for_bit(device):
     x, W, b, A, BR, _ = branch_inputs(torch.bfloat16, device, bias=True)
-    assert torch.equal(_BranchLinear.apply(x, W, b, A, torch.zeros_like(BR)), F.linear(x, W, b))
+    assert torch.equal(branch(x, W, b, A, torch.zeros_like(BR)), F.linear(x, W, b))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -113,3 +121,78 @@ def test_bf16_module_makes_no_fp32_copy_of_its_activations(make_llama, device):
     big = [(dt, n) for dt, n in mode.seen if n >= activation]
     assert big and h.state.v.grad is not None
     assert [n for dt, n in big if dt != torch.bfloat16] == []
+
+
+
+def bf16_adapted(make_llama, device: str):
+    """A bf16 tiny Llama with TinyLoRA (u = 2, untied), v non-zero; its embeddings (requiring grad) and loss."""
+    model = make_llama(dtype="bfloat16").to(device)
+    h = attach(model, AdapterConfig(params=28, svd_cache=False))
+    with torch.no_grad():
+        h.state.v.copy_(torch.randn(h.state.v.shape, generator=torch.Generator().manual_seed(5)).to(device))
+    ids = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(1)).to(device)
+    embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
+    return model, h, embeds, lambda: model(inputs_embeds=embeds, labels=ids).loss
+
+
+def v_grad(h, run) -> torch.Tensor:
+    h.state.v.grad = None
+    run()
+    return h.state.v.grad.clone()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_v_gradient_is_right_in_every_backward_pattern(make_llama, device):
+    """v's gradient reaches it through one sink that every backward empties: accumulation, a retained graph, two
+    forwards in one loss, a backward that does not reach v first, a no-grad pass first, and checkpointing."""
+    from tinyeval.train.memory import checkpointing, enable_gradient_checkpointing
+
+    model, h, embeds, loss = bf16_adapted(make_llama, device)
+    once = v_grad(h, lambda: loss().backward())
+    assert once.abs().sum() > 0
+
+    def accumulate():
+        loss().backward()
+        loss().backward()
+
+    def retained():
+        out = loss()
+        out.backward(retain_graph=True)
+        out.backward()
+
+    def inputs_only_first():
+        out = loss()
+        torch.autograd.grad(out, embeds, retain_graph=True)  # reaches every module, not v: no sink write
+        out.backward()
+
+    assert torch.equal(v_grad(h, accumulate), 2 * once)
+    assert torch.equal(v_grad(h, retained), 2 * once)
+    assert torch.equal(v_grad(h, inputs_only_first), once)
+    torch.testing.assert_close(v_grad(h, lambda: (loss() + loss()).backward()), 2 * once, rtol=1e-2, atol=0)
+    with torch.no_grad():
+        h.state.v.mul_(1.0)  # a new version of the same v
+        loss()  # builds operands without a gradient sink: the next pass must rebuild them with one
+    assert torch.equal(v_grad(h, lambda: loss().backward()), once)
+    enable_gradient_checkpointing(model)
+    with checkpointing(model):  # non-reentrant: the layers' forward runs again inside the backward
+        assert torch.equal(v_grad(h, lambda: loss().backward()), once)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_operands_follow_v_the_device_and_copies(make_llama, device):
+    """A change of v (an optimizer step), `.to()` and deepcopy each give the outputs of freshly built operands."""
+    import copy
+
+    model, h, _, loss = bf16_adapted(make_llama, device)
+    before = loss()
+    opt = torch.optim.SGD([h.state.v], lr=1.0)
+    before.backward()
+    opt.step()
+    stepped = loss().detach()
+    assert stepped != before
+    h.state._forget()
+    assert torch.equal(loss().detach(), stepped)
+    twin = copy.deepcopy(model)  # the operands hold autograd nodes: a copy starts without them
+    assert twin.tinyeval_adapter._branches == {}
+    model.float()
+    assert loss().dtype == torch.float32 and h.state._branches == {}

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinyeval.adapters.handle import AdapterHandle
+from tinyeval.adapters.lowrank_branch import LOW_PRECISION, Branches, Layout, branch_linear
 from tinyeval.adapters.planner import TYING, Plan, Target, choose_tying, sized
 from tinyeval.errors import TinyevalError
 
@@ -81,6 +82,34 @@ class LowRankState(nn.Module):
         self.factors = nn.ModuleList(factors)
         self.active = True  # False inside `disabled()`
         self.merged = False
+        self._layouts: dict = {}  # (device, dtype) -> lowrank_branch.Layout: stacked frozen factors
+        self._branches: dict = {}  # dtype -> lowrank_branch.Branches for the current v
+        self.register_load_state_dict_post_hook(LowRankState._forget)
+
+    def branches(self, dtype: torch.dtype) -> Branches:
+        """Every module's bf16/fp16 branch operands for the current v, built once per value of v (an optimizer
+        step or any in-place change of v bumps its version and so rebuilds them) and per dtype."""
+        v = self.v
+        key = (v._version, v.data_ptr(), torch.is_grad_enabled() and v.requires_grad,
+               torch.is_inference_mode_enabled())
+        cached = self._branches.get(dtype)
+        if cached is None or not cached.usable(key):
+            layout = self._layouts.get((v.device, dtype))
+            if layout is None:
+                layout = self._layouts[(v.device, dtype)] = Layout(self.factors, dtype)
+            cached = self._branches[dtype] = Branches(self, layout, dtype, key)
+        return cached
+
+    def _forget(self, *_) -> None:
+        """Drop the stacked factors and branch operands (after `.to()`, a state-dict load)."""
+        self._layouts, self._branches = {}, {}
+
+    def _apply(self, fn, recurse=True):
+        self._forget()
+        return super()._apply(fn, recurse)
+
+    def __getstate__(self):  # deepcopy / pickle: the caches hold autograd nodes
+        return {**super().__getstate__(), "_layouts": {}, "_branches": {}}
 
     def core(self, i: int) -> torch.Tensor:
         """R for module i: Σᵢ v[g, i] P[i]. (r, r), fp32, differentiable in v."""
@@ -124,50 +153,15 @@ class _FoldedLinear(torch.autograd.Function):
         return grad_x, None, None, None, grad_br
 
 
-class _BranchLinear(torch.autograd.Function):
-    """y = x Wᵀ + b + (x Aᵀ)(BR)ᵀ for a frozen bf16/fp16 W, rounded once, with gradients for x and BR only.
-
-    Every full-size (tokens × features) tensor stays in the model dtype and is allocated once, as in the base:
-    the input is projected to rank r in the model dtype (h = x Aᵀ, (N, r)), and the delta is added into the
-    base output by one in-place GEMM whose fp32 accumulator holds base + delta, so the sum is rounded once
-    (what the fp32 side branch, `(out + delta.float()).to(bf16)`, did with three fp32 copies of the activations).
-    BR enters that GEMM as a pair hi + lo of model-dtype matrices (K = 2r): ~16 mantissa bits, so the forward
-    follows small updates of v as the fp32 branch did instead of moving in steps of BR's bf16 ulp. Backward: the
-    base's x-gradient GEMM with (g BR) A added in place, and gᵀ h for BR (N-long sums in fp32, rounded once).
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, W: torch.Tensor, bias: torch.Tensor | None, A: torch.Tensor,
-                BR: torch.Tensor) -> torch.Tensor:
-        lp = W.dtype
-        x2 = x.reshape(-1, x.shape[-1])  # (N, in)
-        A_lp, hi = A.to(lp), BR.to(lp)  # (r, in), (out, r)
-        lo = (BR - hi.float()).to(lp)  # BR ≈ hi + lo
-        h = x2 @ A_lp.t()  # (N, r)
-        out = F.linear(x2, W, bias)  # (N, out)
-        out.addmm_(torch.cat([h, h], 1), torch.cat([hi, lo], 1).t())  # base + delta, one rounding
-        ctx.save_for_backward(W, A_lp, hi, h)
-        return out.view(*x.shape[:-1], out.shape[-1])
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        W, A_lp, hi, h = ctx.saved_tensors
-        g = grad.reshape(-1, grad.shape[-1])  # (N, out)
-        grad_x = grad_br = None
-        if ctx.needs_input_grad[0]:
-            grad_x = (g @ W).addmm_(g @ hi, A_lp).view(*grad.shape[:-1], W.shape[1])  # (..., in)
-        if ctx.needs_input_grad[4]:
-            grad_br = (h.t() @ g).t().float()  # (out, r); (r, N) @ (N, out) packs less than gᵀ h
-        return grad_x, None, None, None, grad_br
-
-
 class _DeltaForward:
     """Replaces forward of adapted module i while attached: base linear plus the delta, active and unmerged.
 
     Frozen fp32 weights take the folded path (`_FoldedLinear`), frozen bf16/fp16 weights the in-place branch
-    (`_BranchLinear`: one rounding of base + delta, no fp32 copy of the activations, so a bf16 model does not round
-    tiny updates of v away and the exported LoRA reproduces it). Anything else (fp64, trainable base weights, an
-    input in another dtype) adds the delta as a separate fp32 branch through autograd, like PEFT's LoRA forward.
+    (`lowrank_branch`: one rounding of base + delta, no fp32 copy of the activations, so a bf16 model does not
+    round tiny updates of v away and the exported LoRA reproduces it; every module's delta is prepared once per
+    value of v, so a module adds two GEMMs to the forward and three to the backward). Anything else (fp64,
+    trainable base weights, an input in another dtype) adds the delta as a separate fp32 branch through autograd,
+    like PEFT's LoRA forward.
     """
 
     def __init__(self, module: nn.Linear, state: LowRankState, i: int):
@@ -177,13 +171,13 @@ class _DeltaForward:
         s, m = self.state, self.module
         if not s.active or s.merged:
             return F.linear(x, m.weight, m.bias)
+        frozen = not m.weight.requires_grad and (m.bias is None or not m.bias.requires_grad)
+        if frozen and x.dtype == m.weight.dtype and x.dtype in LOW_PRECISION:
+            return branch_linear(x, m.weight, m.bias, s.branches(x.dtype), self.i)
         f = s.factors[self.i]
         BR = f.B @ s.core(self.i)  # (out, r), differentiable in v
-        frozen = not m.weight.requires_grad and (m.bias is None or not m.bias.requires_grad)
         if frozen and x.dtype == m.weight.dtype == torch.float32:
             return _FoldedLinear.apply(x, m.weight, m.bias, f.A, BR)
-        if frozen and x.dtype == m.weight.dtype and m.weight.dtype in (torch.bfloat16, torch.float16):
-            return _BranchLinear.apply(x, m.weight, m.bias, f.A, BR)
         out = F.linear(x, m.weight, m.bias)
         return (out + F.linear(F.linear(x.float(), f.A), BR)).to(out.dtype)  # (..., r) -> (..., out)
 
