@@ -18,7 +18,6 @@ import statistics
 import sys
 import time
 import traceback
-from contextlib import nullcontext
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -194,7 +193,6 @@ def cmd_prep() -> None:
 # ---- GRPO: tinyeval ---------------------------------------------------------------------------------------
 
 def cmd_grpo() -> None:
-    import torch
 
     from tinyeval.train.recipes import build, run
 

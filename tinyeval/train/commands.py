@@ -16,6 +16,17 @@ from tinyeval.quiet import Verbose
 RUN_FLAGS = ("out", "algo", "preset", "resume", "nproc", "verbose", "as_json")  # how to run, not what to train
 
 
+GradientCheckpointing = Annotated[Optional[bool], typer.Option(
+    "--gradient-checkpointing/--no-gradient-checkpointing",
+    help="Recompute activations in backward: less GPU memory, ~1.3x the step time (default off).")]
+KeepAnnotations = Annotated[Optional[bool], typer.Option(
+    "--keep-annotations/--strip-annotations", help="sft: keep GSM8K's <<expr=value>> in targets.")]
+Nproc = Annotated[int, typer.Option("--nproc", help=(
+    "Shard a full fine-tune (--method full --algo sft) over N processes with FSDP2, one per GPU (gloo on a "
+    "CPU). Same as `torchrun --nproc-per-node N -m tinyeval.cli train ...`; the run's files are those of one "
+    "process, and it resumes with any N."))]
+
+
 def _opt(help: str, flag: str | None = None):
     return typer.Option(flag, help=help) if flag else typer.Option(help=help)
 
@@ -61,24 +72,18 @@ def train(
         "vLLM weight sync: lora (new LoRARequest) | merge (into the engine's weights) | auto (merge on CPU).")] = None,
     gen_batch: Annotated[Optional[int], _opt("HF generate batch size.")] = None,
     micro_batch: Annotated[Optional[int], _opt("Sequences per forward/backward.")] = None,
-    gradient_checkpointing: Annotated[Optional[bool], typer.Option(
-        "--gradient-checkpointing/--no-gradient-checkpointing",
-        help="Recompute activations in backward: less GPU memory, ~1.3x the step time (default off).")] = None,
+    gradient_checkpointing: GradientCheckpointing = None,
     checkpoint_every: Annotated[Optional[int], _opt("Steps between checkpoints.")] = None,
     limit: Annotated[Optional[int], _opt("Use only the first N training prompts.")] = None,
     dtype: Annotated[Optional[str], _opt("Base weights dtype: auto | bfloat16 | float32.")] = None,
     seed: Annotated[Optional[int], _opt("Seed (adapter init, data order, sampling).")] = None,
     threads: Annotated[Optional[int], _opt("torch CPU threads.")] = None,
     max_seq_tokens: Annotated[Optional[int], _opt("sft: prompt + target cap; longer examples are skipped.")] = None,
-    keep_annotations: Annotated[Optional[bool], typer.Option(
-        "--keep-annotations/--strip-annotations", help="sft: keep GSM8K's <<expr=value>> in targets.")] = None,
+    keep_annotations: KeepAnnotations = None,
     eval_every: Annotated[Optional[int], _opt("sft: held-out loss every N steps (0: at the end only).")] = None,
     eval_examples: Annotated[Optional[int], _opt("sft: held-out examples for that loss.")] = None,
     data_root: Annotated[Optional[str], typer.Option("--data-root", help="Data root (default: $TINYEVAL_DATA).")] = None,
-    nproc: Annotated[int, typer.Option("--nproc", help=(
-        "Shard a full fine-tune (--method full --algo sft) over N processes with FSDP2, one per GPU (gloo on a "
-        "CPU). Same as `torchrun --nproc-per-node N -m tinyeval.cli train ...`; the run's files are those of one "
-        "process, and it resumes with any N."))] = 1,
+    nproc: Nproc = 1,
     verbose: Verbose = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
