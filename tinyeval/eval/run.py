@@ -84,6 +84,8 @@ class EvalSettings(TypedDict):
     seed: int
     merge: bool | None
     data_root: str | None  # the data root in force (absolute); None: the hub
+    tp: int  # vllm: tensor_parallel_size (1 on CPU)
+    dp: int  # vllm: data_parallel_size (1 on CPU)
     log_samples: bool
     chat_template: bool
     fewshot_as_multiturn: bool
