@@ -9,6 +9,9 @@ document against it, field by field, with JSON types (a boolean is `true`, a cou
 
     check(json.loads(text), Summary)  # raises SchemaError("$.steps: expected int, got str '3'")
 
+`typed_dict(SomeDataclass)` derives the schema of what `dataclasses.asdict` writes, so a field added to the dataclass is
+in its schema too (tuples become lists, nested dataclasses their own schema, `X | None` stays a union).
+
 Supported: TypedDict (total or not, `Required` / `NotRequired`), `list[X]`, `dict[str, X]`, unions (`X | None`),
 `Literal[...]`, `Any`, and the scalars `str`, `int` (never a bool), `float` (an int is a float in JSON) and `bool`.
 A TypedDict's unknown keys are errors unless it declares `__extra__ = True` (free-form mappings such as lm-eval's
@@ -17,9 +20,21 @@ per-task metrics).
 
 from __future__ import annotations
 
+import dataclasses
 import types
 import typing
-from typing import Any, Literal, NotRequired, Required, Union, get_args, get_origin, get_type_hints, is_typeddict
+from typing import (
+    Any,
+    Literal,
+    NotRequired,
+    Required,
+    TypedDict,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+    is_typeddict,
+)
 
 
 class SchemaError(ValueError):
@@ -102,3 +117,23 @@ def check_lines(lines: typing.Iterable[Any], tp: Any, name: str = "$") -> int:
     for n, row in enumerate(lines, 1):
         check(row, tp, f"{name}[{n - 1}]")
     return n
+
+
+def _json_type(tp: Any) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return typed_dict(tp)
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (tuple, list):
+        return list[_json_type(args[0])] if args else list
+    if origin is dict:
+        return dict[str, _json_type(args[1])] if args else dict
+    if origin in (Union, types.UnionType):
+        return Union[tuple(_json_type(a) for a in args)]  # noqa: UP007 - built from a runtime tuple
+    return tp
+
+
+def typed_dict(cls: type, name: str | None = None, **override: Any) -> type:
+    """The TypedDict of `dataclasses.asdict(cls(...))`; `override` replaces the type of named fields."""
+    hints = get_type_hints(cls)
+    fields = {f.name: override.get(f.name, _json_type(hints[f.name])) for f in dataclasses.fields(cls)}
+    return TypedDict(name or f"{cls.__name__}JSON", fields)  # type: ignore[operator]

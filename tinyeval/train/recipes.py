@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict, get_args, get_origin, get_type_hints
+from typing import Any, TypedDict, get_origin, get_type_hints
 
 import torch
 
@@ -184,21 +184,9 @@ def build(algo: str, preset: str | None = None, **options) -> tuple[LoopConfig, 
     return LoopConfig(**routed["loop"], adapter=adapter), r.config(**routed["objective"])
 
 
-def json_schema(cls: type) -> type:
-    """The TypedDict of config dataclass `cls` as config.json holds it (`dataclasses.asdict`, then JSON): tuples
-    become lists, a nested dataclass its own schema. Derived, so it cannot drift from the dataclass."""
-    def as_json(tp: Any) -> Any:
-        if dataclasses.is_dataclass(tp):
-            return json_schema(tp)
-        return list[get_args(tp)[0]] if get_origin(tp) is tuple else tp
-
-    hints = get_type_hints(cls)
-    return TypedDict(f"{cls.__name__}JSON", {f.name: as_json(hints[f.name]) for f in dataclasses.fields(cls)})
-
-
 def config_schema(algo: str) -> type:
     """The TypedDict of a run's config.json: {"algo", "loop": LoopConfig, <algo>: the recipe's config}."""
-    return TypedDict("ConfigFile", {"algo": str, "loop": json_schema(LoopConfig), algo: json_schema(recipe(algo).config)})
+    return TypedDict("ConfigFile", {"algo": str, "loop": schema.typed_dict(LoopConfig), algo: schema.typed_dict(recipe(algo).config)})
 
 
 def _from_json(cls: type, raw: dict) -> Any:

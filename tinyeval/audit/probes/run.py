@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, TypedDict
 
-from tinyeval.audit.json_types import typed_dict
 from tinyeval.audit.perturb.twins import CoverageJSON
 from tinyeval.audit.probes import generation, membership
 from tinyeval.audit.probes.config import BENCHMARKS, Model, ProbeConfig, ProbeData, Signal, SignalRow, sample
 from tinyeval.errors import TinyevalError
+from tinyeval.schema import typed_dict
 
 # Each probe: (model, data, config) -> signals. Their names are config.PROBES.
 PROBES: dict[str, Callable[[Model, ProbeData, ProbeConfig], list[Signal]]] = {

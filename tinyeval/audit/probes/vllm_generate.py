@@ -13,9 +13,9 @@ from pathlib import Path
 
 def vllm_generate(model_dir: str | Path, dtype: str,
                   gpu_memory_utilization: float = 0.45) -> Callable[[Sequence[str], int], list[str]]:
-    from vllm import SamplingParams
-
     import atexit
+
+    from vllm import SamplingParams
 
     from tinyeval.vllm import make_llm, shutdown
 

@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import TypedDict
 
 from tinyeval import data
-from tinyeval.audit.json_types import typed_dict
 from tinyeval.audit.scan.config import load_recipe
 from tinyeval.audit.scan.index import item_ids
 from tinyeval.errors import TinyevalError
 from tinyeval.io import atomic_path, write_json
+from tinyeval.schema import typed_dict
 
 GROUPS = {"verbatim": "verbatim+reformatted", "no_annotations": "verbatim+reformatted",
           "numbers": "verbatim+reformatted", "format": "verbatim+reformatted", "question_only": "partial",

@@ -13,12 +13,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
-from tinyeval.audit.json_types import typed_dict
 from tinyeval.audit.scan import gate
 from tinyeval.audit.scan.config import Recipe
 from tinyeval.audit.scan.index import NgramIndex
 from tinyeval.audit.scan.verdict import ItemJSON, Merged, SummaryJSON, summary
 from tinyeval.io import dumps_json, write_json, write_text
+from tinyeval.schema import typed_dict
 
 TOP_ITEMS_MD = 50
 

@@ -12,11 +12,11 @@ from typing import TypedDict
 
 import numpy as np
 
-from tinyeval.audit.json_types import typed_dict
 from tinyeval.audit.scan import ngrams
 from tinyeval.audit.scan.index import NgramIndex
 from tinyeval.audit.scan.readers.types import Stats
 from tinyeval.audit.scan.shard import PairHit, TaskResult
+from tinyeval.schema import typed_dict
 
 SNIPPET_CHARS = 240
 
