@@ -18,19 +18,27 @@ from tinyeval.train.config import PAPER_LR_SWEEP
 
 @dataclass(frozen=True)
 class CellSpec:
-    """One cell: `method` + budget (`params` for TinyLoRA, `rank` for LoRA / LoRA-XS) + `algo`."""
+    """One cell: `method` + budget (`params` for TinyLoRA, `rank` for LoRA / LoRA-XS) + `algo`.
+
+    TinyLoRA ablations keep the budget and change how it is spent: `tying` (tiled | structured) and the frozen SVD
+    rank `rank` (the paper's r = 2); a cell that differs from those defaults says so in its name
+    (tinylora-13-structured-grpo, tinylora-13-r4-grpo)."""
 
     method: str  # base | tinylora | lora-xs | lora | full
     algo: str | None = None  # grpo | sft | None (base: evaluated, never trained)
     params: int | None = None
     rank: int = 2
+    tying: str = "tiled"  # TinyLoRA only
 
     @property
     def name(self) -> str:
         if self.method == "base":
             return "base"
         budget = {"tinylora": f"-{self.params}", "lora": f"-r{self.rank}", "lora-xs": f"-r{self.rank}"}
-        return f"{self.method}{budget.get(self.method, '')}-{self.algo}"
+        ablation = ""
+        if self.method == "tinylora":
+            ablation = ("" if self.tying == "tiled" else f"-{self.tying}") + ("" if self.rank == 2 else f"-r{self.rank}")
+        return f"{self.method}{budget.get(self.method, '')}{ablation}-{self.algo}"
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,7 @@ def plan_rows(config, cells: list[CellSpec]) -> dict[str, dict]:
         if c.method == "base":
             rows[c.name] = {"trainable": 0, "bytes_bf16": 0, "bytes_fp32": 0}
         else:
-            p = plan(config, params=c.params, rank=c.rank, method=c.method)
+            p = plan(config, params=c.params, tying=c.tying, rank=c.rank, method=c.method)
             rows[c.name] = {"trainable": p.trainable, "bytes_bf16": p.bytes_bf16, "bytes_fp32": p.bytes_fp32}
     return rows
 

@@ -130,7 +130,8 @@ def train_settings(job: Job):
     overrides = dict(s.train_overrides)
     if job.dev is not None:
         overrides["limit"] = min(overrides.get("limit") or job.dev.train_rows, job.dev.train_rows)
-    knobs = dict(model=s.model, method=unit.cell.method, params=unit.cell.params, rank=unit.cell.rank, seed=unit.seed,
+    knobs = dict(model=s.model, method=unit.cell.method, params=unit.cell.params, rank=unit.cell.rank,
+                 tying=unit.cell.tying, seed=unit.seed,
                  lr=unit.lr, data_root=s.data_root, threads=None if torch.cuda.is_available() else 1, **overrides)
     return recipes.build(unit.cell.algo, PRESETS[s.preset].train_preset[unit.cell.algo], **knobs)
 
