@@ -108,3 +108,28 @@ def math_process_results(doc: dict, results: list[str]) -> dict[str, int]:
 
 def _or_invalid(text: str | None) -> str:
     return INVALID if text is None else text
+
+
+# ---- arith: generated held-out problems and their twins ------------------------------------------------
+
+ARITH_TWIN_SEED = 7  # the twins' operand draws; changing it changes the task's config hash (it is in the YAML)
+
+
+def arith_dataset(twins: bool = False, seed: int = ARITH_TWIN_SEED, **_metadata):
+    """`custom_dataset` hook: arith's held-out test problems (`tinyeval.train.tasks.arith_questions`), or with
+    `twins` one twin per problem (same template, name and item; operands redrawn at `seed`, answer recomputed;
+    never a training question). Each doc carries `item_id` "arith/test/<row>": a twin its original's, so scores on
+    originals and twins pair item by item."""
+    import random
+
+    import datasets
+
+    from tinyeval.train.tasks import arith_questions, arith_twin
+
+    test = arith_questions("test")
+    rows = [{"question": q, "answer": f"#### {ans}", "item_id": f"arith/test/{i}"} for i, (q, ans) in enumerate(test)]
+    if twins:
+        rng, train = random.Random(seed), {q for q, _ in arith_questions("train")}
+        made = [(row, arith_twin(row["question"], rng, train | {row["question"]})) for row in rows]
+        rows = [{**row, "question": t[0], "answer": f"#### {t[1]}"} for row, t in made if t is not None]
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})

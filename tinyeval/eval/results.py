@@ -33,7 +33,10 @@ class TaskRow(TypedDict):
     num_fewshot: int | None
     metrics: dict[str, float]  # every "metric,filter" lm-eval reported
     correct: list[int]  # per-item 0/1 of the primary metric, in item order
+    ids: list[str]  # per-item id in the audit's scheme ("gsm8k/test/17", MATH's unique_id); a twin: its original's
     strict: NotRequired[float]
+    strict_correct: NotRequired[list[int]]  # per-item 0/1 strict, in item order (math tasks)
+    lenient_correct: NotRequired[list[int]]  # per-item 0/1 lenient
     lenient: NotRequired[float]
     format_rate: NotRequired[float]
     right_answer_wrong_format: NotRequired[int]
@@ -71,7 +74,16 @@ MATH_TASKS: dict[str, MathScoring] = {
     "gsm8k_cot_8shot": _GSM8K,
     "gsm8k_parity": _GSM8K,
     "math500": MathScoring("math_verify", "strict-boxed", "lenient"),
+    "arith": _GSM8K,
+    "arith_twins": _GSM8K,
 }
+
+
+def item_id(task: str, doc_id: int, doc: dict | None) -> str:
+    """An item's id: the doc's own `item_id` (twins carry their original's) or `unique_id` (MATH), else
+    "<task>/test/<row>", the audit's scheme (`tinyeval.audit.scan.index.item_ids`)."""
+    doc = doc or {}
+    return str(doc.get("item_id") or doc.get("unique_id") or f"{task}/test/{doc_id}")
 
 
 def config_hash(task_config: dict, settings: dict) -> str:
@@ -116,6 +128,8 @@ def decompose(samples: list[dict], scoring: MathScoring) -> dict:
         "format_rate": sum(formatted.values()) / n,
         "right_answer_wrong_format": sum(l_ok[i] and not s_ok[i] for i in ids),
         "right_format_wrong_answer": sum(formatted[i] and not s_ok[i] for i in ids),
+        "strict_correct": [int(s_ok[i]) for i in ids],
+        "lenient_correct": [int(l_ok[i]) for i in ids],
     }
 
 
@@ -135,7 +149,8 @@ def summarize_task(name: str, out: dict, settings: dict) -> TaskRow:
     row = TaskRow(metric=metric, filter=filt, value=res[primary], stderr=_stderr(res.get(f"{metric}_stderr,{filt}")),
                   n=out["n-samples"][name]["effective"], config_hash=config_hash(out["configs"][name], settings),
                   version=out["versions"].get(name), num_fewshot=out["n-shot"].get(name),
-                  metrics={k: res[k] for k in keys}, correct=[int(docs[i][metric]) for i in sorted(docs)])
+                  metrics={k: res[k] for k in keys}, correct=[int(docs[i][metric]) for i in sorted(docs)],
+                  ids=[item_id(name, i, docs[i].get("doc")) for i in sorted(docs)])
     if scoring:
         row.update(decompose(samples, scoring))
     return row

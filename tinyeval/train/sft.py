@@ -66,9 +66,17 @@ def _math_pairs(split: str, root: str | None, keep: bool) -> list[tuple[str, str
     return [(f"{r['problem']}\n{MATH_SUFFIX}", r["solution"]) for r in rows]
 
 
+def _arith_pairs(split: str, root: str | None, keep: bool) -> list[tuple[str, str]]:
+    """arith's problems with the answer in the requested format: exactly what GRPO's strict reward wants."""
+    from tinyeval.train.tasks import get_task
+
+    return [(user, f"#### {gold}") for user, gold in get_task("arith").rows(split, root)]
+
+
 SFT_TASKS: dict[str, Callable[[str, str | None, bool], list[tuple[str, str]]]] = {
     "gsm8k": _gsm8k_pairs,
     "math": _math_pairs,
+    "arith": _arith_pairs,
 }
 
 

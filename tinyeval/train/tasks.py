@@ -16,6 +16,7 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from tinyeval import data
 from tinyeval.errors import TinyevalError
@@ -72,13 +73,53 @@ def arith_problem(rng: random.Random) -> tuple[str, int]:
     name, item = rng.choice(_NAMES), rng.choice(_ITEMS)
     a, b = rng.randint(2, 9), rng.randint(2, 9)
     if rng.randrange(2) == 0:
-        return f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?", a + b
-    return f"{name} has {a + b} {item} and gives away {b}. How many {item} are left?", a
+        return _ARITH_ADD.format(name=name, item=item, a=a, b=b), a + b
+    return _ARITH_SUB.format(name=name, item=item, total=a + b, b=b), a
 
 
-def _arith_rows(split: str, root: str | None, n: int = 2000) -> list[tuple[str, object]]:
-    rng = random.Random({"train": 0, "test": 1}[split])  # fixed sets: the test set never overlaps by seed
-    return [(f"{q}\n{ARITH_SUFFIX}", str(ans)) for q, ans in (arith_problem(rng) for _ in range(n))]
+_ARITH_ADD = "{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?"
+_ARITH_SUB = "{name} has {total} {item} and gives away {b}. How many {item} are left?"
+_ARITH_PARSE = (re.compile(r"(?P<name>\w+) has (?P<a>\d+) (?P<item>\w+) and gets (?P<b>\d+) more\."),
+                re.compile(r"(?P<name>\w+) has (?P<total>\d+) (?P<item>\w+) and gives away (?P<b>\d+)\."))
+
+
+def arith_twin(question: str, rng: random.Random, avoid: set[str]) -> tuple[str, int] | None:
+    """The same problem (template, name, item) with both operands redrawn: a new question, none of `avoid` (the
+    training questions and the original), its answer recomputed; None when 50 draws find none."""
+    add, sub = (m.match(question) for m in _ARITH_PARSE)
+    for _ in range(50):
+        a, b = rng.randint(2, 9), rng.randint(2, 9)
+        if add:
+            q, ans = _ARITH_ADD.format(name=add["name"], item=add["item"], a=a, b=b), a + b
+        elif sub:
+            q, ans = _ARITH_SUB.format(name=sub["name"], item=sub["item"], total=a + b, b=b), a
+        else:
+            raise TinyevalError(f"not an arith question: {question[:60]!r}")
+        if q not in avoid:
+            return q, ans
+    return None
+
+
+@lru_cache(maxsize=4)
+def arith_questions(split: str, n: int = 2000) -> tuple[tuple[str, int], ...]:
+    """The split's (question, answer) pairs, fixed: train draws `n` problems from seed 0; test draws `n` from seed 1
+    and keeps the first occurrence of each question that is not in train (1,472 of 2,000: 10 names x 8 items x 2
+    templates x 64 operand pairs leave many repeats), so a held-out score is held out."""
+    rng = random.Random({"train": 0, "test": 1}[split])
+    drawn = [arith_problem(rng) for _ in range(n)]
+    if split == "train":
+        return tuple(drawn)
+    seen = {q for q, _ in arith_questions("train", n)}
+    out = []
+    for q, ans in drawn:
+        if q not in seen:
+            seen.add(q)
+            out.append((q, ans))
+    return tuple(out)
+
+
+def _arith_rows(split: str, root: str | None) -> list[tuple[str, object]]:
+    return [(f"{q}\n{ARITH_SUFFIX}", str(ans)) for q, ans in arith_questions(split)]
 
 
 # ---- multiple choice (LSAT) and labels (LegalBench) -----------------------------------------------------
