@@ -11,7 +11,7 @@ import typer
 from tinyeval.quiet import Verbose
 
 
-def render_run(run_dir: Path, fail_under: list[str], as_json: bool) -> None:
+def render_run(run_dir: Path, fail_under: list[str], as_json: bool, fail_if_drop: bool = False) -> None:
     """Write report.md and the plots beside results.json, print the table, and apply the CI gate."""
     from tinyeval.console import console, emit
     from tinyeval.io import write_text
@@ -28,7 +28,7 @@ def render_run(run_dir: Path, fail_under: list[str], as_json: bool) -> None:
     else:
         console.print(render.table(results))
         console.print(f"report: {out / 'report.md'}" + (f"; plots: {', '.join(written)}" if written else ""))
-    failures = render.gate(results, thresholds)
+    failures = render.gate(results, thresholds, fail_if_drop)
     for line in failures:
         print(f"FAIL {line}", file=sys.stderr)
     if failures:
@@ -39,10 +39,12 @@ def report(
     run_dir: Annotated[Path, typer.Argument(help="A train-and-eval output directory (or its results.json).")],
     fail_under: Annotated[Optional[list[str]], typer.Option(
         "--fail-under", help="CI gate: TASK=VALUE or CELL/TASK=VALUE (fraction); exit 1 if any score is below.")] = None,
+    fail_if_drop: Annotated[bool, typer.Option("--fail-if-drop", help="CI gate: exit 1 if any cell's gain drops on "
+                                               "twins (tinyeval/report/verdict.py).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
 ) -> None:
     """Re-render a run's table, report.md and PNG plots from results.json; optionally gate CI on scores."""
-    render_run(run_dir, fail_under or [], as_json)
+    render_run(run_dir, fail_under or [], as_json, fail_if_drop)
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -61,7 +63,8 @@ def _workers(value: str) -> int | None:
 
 def train_and_eval(
     model: Annotated[str, typer.Option("--model", "-m", help="Alias (qwen2.5-7b, smollm2-135m), hub id or path.")],
-    preset: Annotated[str, typer.Option(help="Matrix preset: paper (the paper's cells) | cpu (SmolLM2 demo).")] = "paper",
+    preset: Annotated[str, typer.Option(help="Matrix preset: paper (the paper's cells) | cpu (SmolLM2 demo) | claims-cpu "
+                                                "(the paper's claims at 135M).")] = "paper",
     methods: Annotated[Optional[str], typer.Option(help="Comma-separated cell or method names to keep "
                                                    "(e.g. tinylora,lora-r1-sft); base is always kept.")] = None,
     tasks: Annotated[Optional[str], typer.Option(help="Comma-separated eval tasks/groups (default: the preset's).")] = None,
@@ -85,10 +88,12 @@ def train_and_eval(
     eval_limit: Annotated[Optional[int], typer.Option(help="Evaluate the first N items of each task.")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Override every cell's training steps (smoke runs).")] = None,
     max_gen_toks: Annotated[Optional[int], typer.Option(help="Eval generation limit (default: the preset's, else per task).")] = None,
-    backend: Annotated[str, typer.Option(help="Eval backend: hf | vllm | auto.")] = "auto",
+    backend: Annotated[Optional[str], typer.Option(help="Eval backend: hf | vllm | auto (default: the preset's).")] = None,
     seed: Annotated[int, typer.Option(help="First seed of every cell's training and evaluation.")] = 0,
     fail_under: Annotated[Optional[list[str]], typer.Option(
         "--fail-under", help="CI gate: TASK=VALUE or CELL/TASK=VALUE; exit 1 if any score is below.")] = None,
+    fail_if_drop: Annotated[bool, typer.Option("--fail-if-drop", help="CI gate: exit 1 if any cell's gain drops on "
+                                               "twins (tinyeval/report/verdict.py).")] = False,
     data_root: Annotated[Optional[str], typer.Option("--data-root", help="Data root (default: $TINYEVAL_DATA).")] = None,
     verbose: Verbose = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
@@ -126,13 +131,13 @@ def train_and_eval(
 
     run_dir = out or Path("runs") / f"{model.replace('/', '_')}-{preset}"
     cfg = runner.RunConfig(model=model, preset=preset, out=run_dir, cells=cells, tasks=suite, eval_limit=limit,
-                           max_gen_toks=gen_toks, backend=backend, eval_batch_size=spec.eval_batch_size,
+                           max_gen_toks=gen_toks, backend=backend or spec.backend, eval_batch_size=spec.eval_batch_size,
                            seeds=list(range(seed, seed + n_seeds)), lr_sweep=sweep,
                            dev_items=dev_items or spec.dev_items, train_overrides={"steps": steps} if steps else {},
                            data_root=data_root, verbose=verbose, engine=engine, workers=_workers(workers),
                            gpus_per_unit=gpus_per_unit, address=address)
     results = _run_with_board(cfg, as_json)
-    render_run(run_dir, fail_under or [], as_json)
+    render_run(run_dir, fail_under or [], as_json, fail_if_drop)
     if any(c.status != "done" for c in results.cells):
         raise typer.Exit(1)
 

@@ -16,6 +16,9 @@ from tinyeval.errors import TinyevalError
 from tinyeval.train.config import PAPER_LR_SWEEP
 
 
+CONTROL_REWARDS = ("random", "format")
+
+
 @dataclass(frozen=True)
 class CellSpec:
     """One cell: `method` + budget (`params` for TinyLoRA, `rank` for LoRA / LoRA-XS) + `algo`.
@@ -29,6 +32,7 @@ class CellSpec:
     params: int | None = None
     rank: int = 2
     tying: str = "tiled"  # TinyLoRA only
+    reward: str | None = None  # GRPO: None = the train preset's; "random" / "format": a control cell (see below)
 
     @property
     def name(self) -> str:
@@ -38,7 +42,14 @@ class CellSpec:
         ablation = ""
         if self.method == "tinylora":
             ablation = ("" if self.tying == "tiled" else f"-{self.tying}") + ("" if self.rank == 2 else f"-r{self.rank}")
-        return f"{self.method}{budget.get(self.method, '')}{ablation}-{self.algo}"
+        control = f"-{self.reward}" if self.reward else ""
+        return f"{self.method}{budget.get(self.method, '')}{ablation}-{self.algo}{control}"
+
+    @property
+    def control(self) -> bool:
+        """A control cell: trained on a reward that cannot teach the task (random draws, or format only), with the
+        same adapter and budget as the cell it controls. A gain it shares with that cell is not learning."""
+        return self.reward in CONTROL_REWARDS
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,7 @@ class MatrixPreset:
     lr_sweep: dict[str, tuple[float, ...]] = field(default_factory=dict)  # algo -> the `--lr-sweep preset` values
     sweep_by_default: bool = False  # without `--lr-sweep`: sweep (the paper's protocol) or train at the preset's lr
     dev_items: int = 256  # dev items carved from each cell's training split to choose the learning rate on
+    backend: str = "auto"  # eval backend unless --backend says (auto: vLLM where installed)
 
 
 _PAPER_CELLS = (
@@ -73,14 +85,30 @@ PRESETS: dict[str, MatrixPreset] = {
     "paper": MatrixPreset(_PAPER_CELLS, {"grpo": "paper-gsm8k", "sft": "paper-sft"},
                           ("gsm8k", "math500", "tinyeval_nonmath", "tinyeval_legal"), seeds=3,
                           lr_sweep={"grpo": PAPER_LR_SWEEP, "sft": PAPER_LR_SWEEP}, sweep_by_default=True),
+    # `make demo`: a slice of claims-cpu in <= 10 minutes on 2 AVX2 cores with 2 workers. The task SmolLM2 learns
+    # (arith), held-out items and their twins; base vs TinyLoRA (u = 1 per module: 210 parameters) trained by GRPO,
+    # by SFT and by GRPO on random rewards (the control), 2 seeds. HF eval: 100 short greedy answers per task take
+    # ~30 s on one core, less than one vLLM-CPU engine start.
     "cpu": MatrixPreset(
-        (CellSpec("base"), CellSpec("tinylora", "grpo", params=13), CellSpec("tinylora", "grpo", params=196),
-         CellSpec("lora", "grpo", rank=1), CellSpec("lora", "sft", rank=1)),
-        # 5 cells in <= 20 minutes on 2 AVX2 cores (`make demo`, BENCHMARKS.md demo): 40 GSM8K items per cell
-        # with 256 new tokens (SmolLM2 rarely answers after that; it repeats itself); vLLM ~100 s per cell
-        # `--lr-sweep preset`: the presets' own lr and one 4x below it, 16 dev items
-        {"grpo": "cpu", "sft": "cpu"}, ("gsm8k",), eval_limit=40, max_gen_toks=256, eval_batch_size=40,
-        lr_sweep={"grpo": (1.25e-3, 5e-3), "sft": (5e-4, 2e-3)}, dev_items=16),
+        (CellSpec("base"), CellSpec("tinylora", "grpo", params=210), CellSpec("tinylora", "sft", params=210),
+         CellSpec("tinylora", "grpo", params=210, reward="random")),
+        {"grpo": "cpu", "sft": "cpu-arith"}, ("arith", "arith_twins"), eval_limit=100, eval_batch_size=100, seeds=2,
+        lr_sweep={"grpo": (5e-3, 2e-2), "sft": (5e-3, 2e-2)}, dev_items=48, backend="hf"),
+    # The paper's five claims at 135M (benchmarks/claims.py): GRPO and SFT at 1, 13, 210 (every module, u = 1)
+    # TinyLoRA parameters, LoRA-XS r2, LoRA r1 and full fine-tuning; at 13 parameters structured tying and frozen
+    # ranks 1 and 4 (GRPO); the random-reward control; 3 seeds, two learning rates per algorithm chosen on 48 dev
+    # items; 128 held-out items and their twins. Sized for ~2.5 h on 2 AVX2 cores with 2 workers (10 GRPO steps
+    # ~2.5 min a unit, SFT ~1 min, each evaluation ~40 s).
+    "claims-cpu": MatrixPreset(
+        (CellSpec("base"),
+         *(CellSpec("tinylora", algo, params=p) for algo in ("grpo", "sft") for p in (1, 13, 210)),
+         *(CellSpec(m, algo, rank=r) for algo in ("grpo", "sft") for m, r in (("lora-xs", 2), ("lora", 1))),
+         CellSpec("full", "grpo"), CellSpec("full", "sft"),
+         CellSpec("tinylora", "grpo", params=13, tying="structured"),
+         CellSpec("tinylora", "grpo", params=13, rank=1), CellSpec("tinylora", "grpo", params=13, rank=4),
+         CellSpec("tinylora", "grpo", params=13, reward="random")),
+        {"grpo": "cpu", "sft": "cpu-arith"}, ("arith", "arith_twins"), eval_limit=128, eval_batch_size=128, seeds=3,
+        lr_sweep={"grpo": (5e-3, 2e-2), "sft": (5e-3, 2e-2)}, sweep_by_default=True, dev_items=48, backend="hf"),
 }
 
 

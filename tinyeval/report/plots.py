@@ -23,6 +23,12 @@ def _y(score: TaskScore) -> float:
     return 100 * (score.lenient if score.lenient is not None else score.value)
 
 
+def _twin_of(results: Results, task: str) -> str | None:
+    from tinyeval.eval.tasks import TWINS
+
+    return next((t for t, orig in TWINS.items() if orig == task and t in results.tasks), None)
+
+
 def accuracy_vs_params(results: Results, task: str, path: Path) -> Path | None:
     """Score vs trainable parameters on a log axis, RL and SFT as separate series, base as a dashed line.
 
@@ -36,7 +42,8 @@ def accuracy_vs_params(results: Results, task: str, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     means = {c.name: m for c in results.cells if (m := mean_score(c.seeds, task)) is not None}
-    trained = [c for c in results.cells if c.name in means and c.algo is not None and c.trainable > 0]
+    trained = [c for c in results.cells if c.name in means and c.algo is not None and c.trainable > 0
+               and not c.name.endswith(("-random", "-format"))]
     if not trained:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -50,11 +57,19 @@ def accuracy_vs_params(results: Results, task: str, path: Path) -> Path | None:
         if all(means[c.name].strict is not None for c in pts):
             ax.scatter([c.trainable for c in pts], [100 * means[c.name].strict for c in pts], facecolors="none",
                        edgecolors=style["color"], marker=style["marker"], label=f"{series} (strict)")
+        twin = _twin_of(results, task)
+        twin_means = [mean_score(c.seeds, twin) if twin else None for c in pts]
+        if any(m is not None for m in twin_means):
+            ax.scatter([c.trainable for c, m in zip(pts, twin_means) if m], [_y(m) for m in twin_means if m],
+                       marker="x", color=style["color"], label=f"{series} on {twin}")
         for c, y in zip(pts, ys):
             ax.annotate(c.name, (c.trainable, y), textcoords="offset points", xytext=(3, 4), fontsize=7)
     base = next((c for c in results.cells if c.method == "base" and c.name in means), None)
     if base is not None:
         ax.axhline(_y(means[base.name]), color="gray", ls="--", label="base")
+    for c in results.cells:  # controls: a reference line each, not a point of the budget series
+        if c.name.endswith(("-random", "-format")) and c.name in means:
+            ax.axhline(_y(means[c.name]), color="tab:red", ls=":", lw=1, label=f"control {c.name}")
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (log)")
     ax.set_ylabel(f"{task} accuracy (%, hollow = strict)")
@@ -99,7 +114,11 @@ def training_curves(results: Results, path: Path, key: str = "reward_mean") -> P
 def render_all(results: Results, out_dir: Path) -> list[str]:
     """Write every plot for `results` into out_dir; returns their file names (for report.md links)."""
     written = []
+    from tinyeval.eval.tasks import TWINS
+
     for task in results.tasks:
+        if task in TWINS and TWINS[task] in results.tasks:
+            continue  # drawn as crosses on its original's plot
         if accuracy_vs_params(results, task, out_dir / f"accuracy_vs_params_{task}.png"):
             written.append(f"accuracy_vs_params_{task}.png")
     if training_curves(results, out_dir / "training_curves.png"):

@@ -15,6 +15,29 @@ from rich.table import Table
 from tinyeval.errors import TinyevalError
 from tinyeval.report.results import Cell, Results, TaskScore
 from tinyeval.report.stats import delta, mean_score, seed_interval
+from tinyeval.report.verdict import TwinCheck, twin_check
+
+
+def twin_pairs(results: Results) -> dict[str, str]:
+    """original task -> its twin task, for the twin tasks of the run whose original is in the run too."""
+    from tinyeval.eval.tasks import TWINS
+
+    return {orig: twin for twin, orig in TWINS.items() if twin in results.tasks and orig in results.tasks}
+
+
+def twin_checks(results: Results) -> dict[tuple[str, str], TwinCheck]:
+    """(cell, original task) -> the cell's `TwinCheck` against the base model, for every trained cell."""
+    base = next((c for c in results.cells if c.method == "base"), None)
+    if base is None:
+        return {}
+    out = {}
+    for orig, twin in twin_pairs(results).items():
+        b_orig, b_twin = mean_score(base.seeds, orig), mean_score(base.seeds, twin)
+        for cell in results.cells:
+            if cell is not base:
+                out[(cell.name, orig)] = twin_check(mean_score(cell.seeds, orig), b_orig, mean_score(cell.seeds, twin),
+                                                    b_twin)
+    return out
 
 
 def _pct(x: float | None) -> str:
@@ -50,6 +73,7 @@ def rows(results: Results) -> list[ReportRow]:
     """One display row per cell: method, learning rate, seeds, trainable params, bytes, and per task the mean score,
     its interval across seeds and its Δ vs base."""
     base = next((c for c in results.cells if c.method == "base"), None)
+    twins, checks = twin_pairs(results), twin_checks(results)
     out = []
     for cell in results.cells:
         done = len(cell.done_seeds)
@@ -64,6 +88,10 @@ def rows(results: Results) -> list[ReportRow]:
                 base_score = mean_score(base.seeds, task)
                 d = delta(score, base_score) if score and base_score and cell is not base else None
                 row[f"Δ {task}"] = str(d) if d else "–"
+            if task in twins:  # every row gets the columns (views read the first row's keys)
+                check = checks.get((cell.name, task))
+                row[f"Δ orig−twins {task}"] = str(check.difference) if check and check.difference else "–"
+                row[f"verdict {task}"] = check.verdict if check else "–"
         out.append(row)
     return out
 
@@ -75,7 +103,13 @@ def note(results: Results) -> str:
             "format, lenient only the right value; their gap is format compliance. ") if tasks else ""
     return (math + "Scores are means over the seeds of each cell's learning rate; \"seeds\" is the primary metric's "
             "95% Student-t interval across seeds (two or more seeds). Δ is the primary metric's change vs base in "
-            "points, with a 95% CI (paired over items when available, each item's correctness averaged over seeds).")
+            "points, with a 95% CI (paired over items when available, each item's correctness averaged over seeds)."
+            + (" Twins: \"Δ orig−twins\" is the cell's lenient gain on originals minus its gain on their twins over "
+               "the same items (95% CI); the verdict's rule is in tinyeval/report/verdict.py (README: how to read a "
+               "verdict)." if twin_pairs(results) else "")
+            + (" Cells ending -random / -format are controls (GRPO on random rewards / on the answer format only, "
+               "same adapter and budget): a gain they share is not learning." if any(
+                   c.name.endswith(("-random", "-format")) for c in results.cells) else ""))
 
 
 def table(results: Results) -> Table:
@@ -147,9 +181,11 @@ def parse_threshold(spec: str) -> Threshold:
     return Threshold(task, number, cell or None)
 
 
-def gate(results: Results, thresholds: list[Threshold]) -> list[str]:
-    """Violations of the thresholds, as readable lines; an empty list means the gate passes."""
-    failures = []
+def gate(results: Results, thresholds: list[Threshold], fail_if_drop: bool = False) -> list[str]:
+    """Violations of the thresholds (and with `fail_if_drop`, every cell whose gain drops on twins), as readable
+    lines; an empty list means the gate passes."""
+    failures = [f"{cell} {task}: drops on twins (gain on originals minus gain on twins {c.difference})"
+                for (cell, task), c in twin_checks(results).items() if fail_if_drop and c.verdict == "drops on twins"]
     for th in thresholds:
         if th.task not in results.tasks:
             raise TinyevalError(f"--fail-under names task '{th.task}', not in this run ({', '.join(results.tasks)})")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 from tinyeval.errors import TinyevalError
 
@@ -34,6 +34,9 @@ class TaskScoreJson(TypedDict):
     strict: float | None
     lenient: float | None
     correct: list[int] | None
+    ids: NotRequired[list[str] | None]  # per-item id (a twin item: its original's), so tasks pair item by item
+    strict_correct: NotRequired[list[int] | None]  # per-item 0/1 strict (math tasks)
+    lenient_correct: NotRequired[list[int] | None]  # per-item 0/1 lenient
 
 
 class CurvePoint(TypedDict, total=False):
@@ -117,6 +120,9 @@ class TaskScore:
     strict: float | None = None
     lenient: float | None = None
     correct: list[int] | list[float] | None = None  # per-item 0/1 of the primary metric, item order fixed by the task
+    ids: list[str] | None = None  # per-item ids (absent in files written before they were kept)
+    strict_correct: list[int] | list[float] | None = None
+    lenient_correct: list[int] | list[float] | None = None
 
     @classmethod
     def from_dict(cls, raw: dict) -> TaskScore:

@@ -41,10 +41,13 @@ def mean_score(seeds: list[SeedRun], task: str) -> TaskScore | None:
         values = [getattr(s, name) for s in scores]
         return None if None in values else _mean(values)
 
-    items = [s.correct for s in scores]
-    same_items = None not in items and len({len(c) for c in items}) == 1
+    def per_item(name: str) -> list[float] | None:
+        items = [getattr(s, name) for s in scores]
+        same = None not in items and len({len(c) for c in items}) == 1 and len({tuple(s.ids or ()) for s in scores}) == 1
+        return [_mean(list(col)) for col in zip(*items)] if same else None
+
     return TaskScore(scores[0].metric, avg("value"), avg("stderr"), scores[0].n, avg("strict"), avg("lenient"),
-                     [_mean(list(col)) for col in zip(*items)] if same_items else None)
+                     per_item("correct"), scores[0].ids, per_item("strict_correct"), per_item("lenient_correct"))
 
 
 @dataclass(frozen=True)

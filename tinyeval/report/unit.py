@@ -130,10 +130,20 @@ def train_settings(job: Job):
     overrides = dict(s.train_overrides)
     if job.dev is not None:
         overrides["limit"] = min(overrides.get("limit") or job.dev.train_rows, job.dev.train_rows)
+    if unit.cell.reward == "random":  # p: the base policy's mean of the reward the controlled cell trains on
+        overrides.update(reward="random", random_p_from=_preset_reward(s.preset))
+    elif unit.cell.reward:
+        overrides["reward"] = unit.cell.reward
     knobs = dict(model=s.model, method=unit.cell.method, params=unit.cell.params, rank=unit.cell.rank,
                  tying=unit.cell.tying, seed=unit.seed,
                  lr=unit.lr, data_root=s.data_root, threads=None if torch.cuda.is_available() else 1, **overrides)
     return recipes.build(unit.cell.algo, PRESETS[s.preset].train_preset[unit.cell.algo], **knobs)
+
+
+def _preset_reward(preset: str) -> str:
+    from tinyeval.train.config import GRPO_PRESETS, GRPOConfig
+
+    return GRPO_PRESETS[PRESETS[preset].train_preset["grpo"]].get("reward", GRPOConfig.reward)
 
 
 def _trained(train_dir: Path) -> bool:

@@ -58,7 +58,11 @@ def train(
     max_prompt_tokens: Annotated[Optional[int], _opt("Longer prompts are skipped with a warning.")] = None,
     temperature: Annotated[Optional[float], _opt("Sampling temperature.")] = None,
     top_p: Annotated[Optional[float], _opt("Nucleus sampling.")] = None,
-    reward: Annotated[Optional[str], _opt("strict | lenient | format.")] = None,
+    reward: Annotated[Optional[str], _opt("strict | lenient | format | random (the random-reward control).")] = None,
+    random_p: Annotated[Optional[float], _opt("--reward random: Bernoulli p (default: the base policy's mean "
+                                              "--random-p-from reward, measured before step 1).")] = None,
+    random_p_from: Annotated[Optional[str], _opt("--reward random: the reward p is measured with "
+                                                 "(strict | lenient | format).")] = None,
     format_weight: Annotated[Optional[float], _opt("Weight of the optional format reward (0: off).")] = None,
     adv_scale: Annotated[Optional[str], _opt("Advantage scale: group | batch | none.")] = None,
     aggregation: Annotated[Optional[str], _opt("Loss aggregation: token-mean | seq-mean | dr-grpo.")] = None,

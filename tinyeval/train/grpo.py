@@ -22,7 +22,7 @@ from tinyeval.train.logprobs import token_logprobs
 from tinyeval.train.loop import StepRecord
 from tinyeval.train.loss import MICRO_WEIGHTS, LossConfig, advantages, grpo_loss
 from tinyeval.train.memory import checkpointing
-from tinyeval.train.rewards import score
+from tinyeval.train.rewards import random_rewards, score
 from tinyeval.train.tasks import Task
 from tinyeval.train.types import Example, Trajectory
 
@@ -84,8 +84,10 @@ class GRPO:
 
     name = "grpo"
 
-    def __init__(self, handle, tokenizer, engine, task: Task, cfg: GRPOConfig, micro_batch: int) -> None:
+    def __init__(self, handle, tokenizer, engine, task: Task, cfg: GRPOConfig, micro_batch: int,
+                 seed: int = 0) -> None:
         self.handle, self.tokenizer, self.engine, self.task, self.cfg = handle, tokenizer, engine, task, cfg
+        self.seed = seed  # the random-reward control's draws
         self.micro_batch = micro_batch
         self.inner_epochs = cfg.inner_epochs
         self.loss_cfg = LossConfig(cfg.eps_low, cfg.eps_high, cfg.aggregation, cfg.kl_coef, cfg.tis_cap,
@@ -96,7 +98,8 @@ class GRPO:
         prompts = [e.prompt for e in examples for _ in range(cfg.group_size)]
         golds = [e.gold for e in examples for _ in range(cfg.group_size)]
         ro = self.engine.generate(prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_p)
-        scored = score(ro.texts, golds, self.task.grade, cfg.reward, cfg.format_weight)
+        draws = random_rewards(len(prompts), cfg.random_p, self.seed, prompts) if cfg.reward == "random" else None
+        scored = score(ro.texts, golds, self.task.grade, cfg.reward, cfg.format_weight, draws=draws)
         adv = advantages(scored.rewards, cfg.group_size, cfg.adv_scale, scored.valid)  # [N]
         ids = torch.cat([ro.prompt_ids, ro.completion_ids], 1)  # [N, P+T]
         attn = torch.cat([ro.prompt_mask, ro.completion_mask], 1)

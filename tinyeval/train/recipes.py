@@ -100,6 +100,7 @@ class Summary(TypedDict):
 
 class GRPOSummary(Summary):
     engine: str  # the rollout engine that ran (hf | vllm)
+    random_p: float | None  # reward "random": the Bernoulli p its draws used (calibrated or given); else null
 
 
 class SFTSummary(Summary):
@@ -128,8 +129,28 @@ def _grpo(ctx: Context) -> Prepared:
     examples = load_examples(task, ctx.tokenizer, ctx.loop, ctx.objective.max_prompt_tokens)
     engine = make_engine(ctx.objective, ctx.handle, ctx.tokenizer, ctx.loop.model,
                          ctx.loop.prompts_per_step * ctx.objective.group_size)
-    objective = GRPO(ctx.handle, ctx.tokenizer, engine, task, ctx.objective, ctx.loop.micro_batch)
-    return Prepared(objective, examples, lambda: {"engine": engine.name}, engine.close)
+    cfg = ctx.objective
+    if cfg.reward == "random" and cfg.random_p is None:
+        cfg = dataclasses.replace(cfg, random_p=_calibrate(engine, task, examples, cfg, ctx.loop.seed))
+    objective = GRPO(ctx.handle, ctx.tokenizer, engine, task, cfg, ctx.loop.micro_batch, ctx.loop.seed)
+    return Prepared(objective, examples, lambda: {"engine": engine.name, "random_p": cfg.random_p}, engine.close)
+
+
+def _calibrate(engine, task, examples, cfg, seed: int) -> float:
+    """The random-reward control's p, from the policy before training (the adapter's no-op start) on a seeded sample
+    of training prompts; seeded apart from the run's own RNG, so a resumed run measures the same p."""
+    import random
+
+    import torch
+
+    from tinyeval.train.rewards import calibrate
+
+    picked = random.Random(seed).sample(range(len(examples)), min(cfg.calibration_prompts, len(examples)))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return calibrate(lambda ps: engine.generate(ps, cfg.max_new_tokens, cfg.temperature, cfg.top_p).texts,
+                         [examples[i].prompt for i in picked], [examples[i].gold for i in picked], task.grade,
+                         cfg.random_p_from, cfg.group_size)
 
 
 def _sft(ctx: Context) -> Prepared:
