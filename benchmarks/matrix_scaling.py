@@ -1,11 +1,11 @@
 """Units of the train-and-eval matrix per hour on this CPU: 2 local workers against 1, one thread per unit each.
 
-    python benchmarks/matrix_scaling.py                  # the record (run it on an idle machine: ~20-25 min here)
+    python benchmarks/matrix_scaling.py                  # the record (run it on an idle machine: ~8-10 min here)
     python benchmarks/matrix_scaling.py --smoke          # does it run? (~2 min, smallest cells, no record)
 
 Runs the same small matrix twice with `tinyeval train-and-eval` into fresh output directories: SmolLM2-135M, the
-cpu preset's GRPO and SFT cells with `--steps`, `--seeds` and a short HF evaluation (`--eval-limit` items,
-`--max-gen-toks`), once with `--workers 1` (units one after another in the CLI's process) and once with
+cpu preset's (the demo's) GRPO and SFT cells with `--steps`, `--seeds` and a short HF evaluation on held-out arith
+(`--eval-limit` items, `--max-gen-toks`), once with `--workers 1` (units one after another in the CLI's process) and once with
 `--workers 2` (two spawned workers, one per core). Every CPU unit runs on one thread whatever the worker count, so
 both runs must write the same results.json bytes (checked). Units per hour are counted over the scheduler's own
 wall time (run.json's `wall_s`: both rounds, worker start-up included; the CLI's import and report rendering,
@@ -35,7 +35,7 @@ def run_matrix(out: Path, workers: int, args: argparse.Namespace) -> dict:
     """One `tinyeval train-and-eval` run into a fresh `out`; its wall time, run.json and results.json bytes."""
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "tinyeval.cli", "train-and-eval", "--model", args.model, "--preset", "cpu",
-           "--methods", args.methods, "--tasks", "gsm8k", "--steps", str(args.steps), "--seeds", str(args.seeds),
+           "--methods", args.methods, "--tasks", "arith", "--steps", str(args.steps), "--seeds", str(args.seeds),
            "--eval-limit", str(args.eval_limit), "--max-gen-toks", str(args.max_gen_toks), "--backend", "hf",
            "--workers", str(workers), "--out", str(out), "--json"]
     start = time.perf_counter()
@@ -51,16 +51,16 @@ def run_matrix(out: Path, workers: int, args: argparse.Namespace) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--methods", default="tinylora-13-grpo,lora-r1-grpo,lora-r1-sft")
+    ap.add_argument("--methods", default="tinylora-210-grpo,tinylora-210-sft")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--seeds", type=int, default=2)
-    ap.add_argument("--eval-limit", type=int, default=8)
-    ap.add_argument("--max-gen-toks", type=int, default=96)
+    ap.add_argument("--eval-limit", type=int, default=32)
+    ap.add_argument("--max-gen-toks", type=int, default=32)
     ap.add_argument("--out", default="runs/matrix-scaling", help="parent of the two fresh run directories")
     ap.add_argument("--smoke", action="store_true", help="smallest settings (2 units), no record written")
     args = ap.parse_args()
     if args.smoke:
-        args.methods, args.steps, args.seeds, args.eval_limit, args.max_gen_toks = "tinylora-13-grpo", 1, 1, 1, 8
+        args.methods, args.steps, args.seeds, args.eval_limit, args.max_gen_toks = "tinylora-210-grpo", 1, 1, 1, 8
     machine = describe()  # taken before the runs: the load they started under
     load_before = os.getloadavg()
 

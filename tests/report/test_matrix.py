@@ -35,18 +35,18 @@ def test_dry_run_rows_and_cli(data_root):
 
 
 def test_methods_filter_and_unknown_preset():
-    cells = matrix.select("cpu", methods=["lora"])
+    cells = matrix.select("cpu-gsm8k", methods=["lora"])
     assert [c.name for c in cells] == ["base", "lora-r1-grpo", "lora-r1-sft"]
     with pytest.raises(TinyevalError, match="not in preset"):
-        matrix.select("cpu", methods=["dora"])
+        matrix.select("cpu-gsm8k", methods=["dora"])
     with pytest.raises(TinyevalError, match="unknown matrix preset"):
         matrix.select("huge")
 
 
 @pytest.fixture
 def tiny_run(tiny_llama_dir, tmp_path, data_root):
-    cells = matrix.select("cpu", methods=["tinylora-13-grpo", "lora-r1-sft"])
-    cfg = runner.RunConfig(model=str(tiny_llama_dir), preset="cpu", out=tmp_path / "run", cells=cells,
+    cells = matrix.select("cpu-gsm8k", methods=["tinylora-13-grpo", "lora-r1-sft"])
+    cfg = runner.RunConfig(model=str(tiny_llama_dir), preset="cpu-gsm8k", out=tmp_path / "run", cells=cells,
                            tasks=["gsm8k"], eval_limit=2, max_gen_toks=8, backend="hf",
                            train_overrides={"steps": 2, "limit": 8}, workers=1)
     return cfg, matrix.plan_rows(load_config(str(tiny_llama_dir)), cells)
@@ -166,7 +166,7 @@ def test_dry_run_without_data_says_the_size_is_unknown(monkeypatch):
 def test_dry_run_json_matches_its_schema(data_root):
     from tinyeval.schema import check
 
-    result = CliRunner().invoke(app, ["train-and-eval", "--model", "qwen2.5-7b", "--preset", "cpu", "--dry-run",
+    result = CliRunner().invoke(app, ["train-and-eval", "--model", "qwen2.5-7b", "--preset", "cpu-gsm8k", "--dry-run",
                                       "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
@@ -188,7 +188,7 @@ def test_cli_run_writes_typed_json_and_keeps_the_terminal_quiet(tiny_llama_dir, 
 
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "tinyeval.cli", "train-and-eval", "--model", str(tiny_llama_dir),
-                           "--preset", "cpu", "--methods", "tinylora-13-grpo", "--tasks", "gsm8k", "--eval-limit", "2",
+                           "--preset", "cpu-gsm8k", "--methods", "tinylora-13-grpo", "--tasks", "gsm8k", "--eval-limit", "2",
                            "--max-gen-toks", "8", "--steps", "1", "--backend", "hf", "--out", str(out), "--json"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -199,7 +199,7 @@ def test_cli_run_writes_typed_json_and_keeps_the_terminal_quiet(tiny_llama_dir, 
     check(json.loads((out / "run.json").read_text()), RunJson)
     assert [c["status"] for c in results["cells"]] == ["done", "done"]
     for unit_dir in (out / "cells" / "base" / "seed-0" / "lr-none", out / "cells" / "tinylora-13-grpo" / "seed-0" /
-                     "lr-0.005"):
+                     "lr-0.02"):
         check(json.loads((unit_dir / "unit.json").read_text()), UnitJson)
         check(json.loads((unit_dir / "status.json").read_text()), StatusJson)
         assert "Running generate_until requests" in (unit_dir / "log.txt").read_text()
@@ -265,8 +265,8 @@ def test_dry_run_lists_units_gpu_hours_and_wall_clock(data_root):
 
 
 def test_lr_sweep_option():
-    assert matrix.resolve_sweep("cpu", None) is None and matrix.resolve_sweep("paper", "off") is None
-    assert matrix.resolve_sweep("cpu", "preset") == {"grpo": (1.25e-3, 5e-3), "sft": (5e-4, 2e-3)}
+    assert matrix.resolve_sweep("cpu-gsm8k", None) is None and matrix.resolve_sweep("paper", "off") is None
+    assert matrix.resolve_sweep("cpu-gsm8k", "preset") == {"grpo": (1.25e-3, 5e-3), "sft": (5e-4, 2e-3)}
     assert matrix.resolve_sweep("paper", "1e-4,1e-5") == {"grpo": (1e-5, 1e-4), "sft": (1e-5, 1e-4)}
     assert matrix.resolve_sweep("paper", "1e-5") is None  # one value: nothing to choose
     for bad in ("fast", "1e-5,-1"):

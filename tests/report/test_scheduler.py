@@ -20,7 +20,7 @@ SWEEP = {"grpo": (1.25e-3, 5e-3), "sft": (5e-4, 2e-3)}
 
 
 def config(model, out, **overrides) -> runner.RunConfig:
-    settings = dict(model=str(model), preset="cpu", out=out, cells=matrix.select("cpu", methods=["lora-r1-sft"]),
+    settings = dict(model=str(model), preset="cpu-gsm8k", out=out, cells=matrix.select("cpu-gsm8k", methods=["lora-r1-sft"]),
                     tasks=["gsm8k"], eval_limit=2, max_gen_toks=8, backend="hf", seeds=[0, 1], lr_sweep=SWEEP,
                     dev_items=2, train_overrides={"steps": 2, "limit": 8}, workers=1)
     return runner.RunConfig(**{**settings, **overrides})
@@ -166,7 +166,7 @@ def test_ctrl_c_with_workers_stops_at_a_checkpoint_and_the_rerun_resumes(tiny_ll
     import sys
 
     out = tmp_path / "run"
-    argv = [sys.executable, "-m", "tinyeval.cli", "train-and-eval", "--model", str(tiny_llama_dir), "--preset", "cpu",
+    argv = [sys.executable, "-m", "tinyeval.cli", "train-and-eval", "--model", str(tiny_llama_dir), "--preset", "cpu-gsm8k",
             "--methods", "lora-r1-sft", "--tasks", "gsm8k", "--eval-limit", "2", "--max-gen-toks", "8",
             "--backend", "hf", "--workers", "2", "--out", str(out), "--json"]
     proc = subprocess.Popen([*argv, "--steps", "500"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

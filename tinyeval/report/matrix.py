@@ -85,6 +85,13 @@ PRESETS: dict[str, MatrixPreset] = {
     "paper": MatrixPreset(_PAPER_CELLS, {"grpo": "paper-gsm8k", "sft": "paper-sft"},
                           ("gsm8k", "math500", "tinyeval_nonmath", "tinyeval_legal"), seeds=3,
                           lr_sweep={"grpo": PAPER_LR_SWEEP, "sft": PAPER_LR_SWEEP}, sweep_by_default=True),
+    # The first demo (GSM8K): five cells, 40 GSM8K items per cell with 256 new tokens; SmolLM2 scores ~0 there, so it
+    # shows the machinery rather than an effect. The scheduler's tests and matrix_scaling run its tiny cells.
+    "cpu-gsm8k": MatrixPreset(
+        (CellSpec("base"), CellSpec("tinylora", "grpo", params=13), CellSpec("tinylora", "grpo", params=196),
+         CellSpec("lora", "grpo", rank=1), CellSpec("lora", "sft", rank=1)),
+        {"grpo": "cpu", "sft": "cpu"}, ("gsm8k",), eval_limit=40, max_gen_toks=256, eval_batch_size=40,
+        lr_sweep={"grpo": (1.25e-3, 5e-3), "sft": (5e-4, 2e-3)}, dev_items=16),
     # `make demo`: a slice of claims-cpu in <= 10 minutes on 2 AVX2 cores with 2 workers. The task SmolLM2 learns
     # (arith), held-out items and their twins; base vs TinyLoRA (u = 1 per module: 210 parameters) trained by GRPO,
     # by SFT and by GRPO on random rewards (the control), 2 seeds. HF eval: 100 short greedy answers per task take
