@@ -16,7 +16,7 @@ engine's (a per-request seed crashes CPU sampling), and lm-eval's vLLM module as
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinyeval.errors import TinyevalError
@@ -36,6 +36,7 @@ class BackendSpec:
     workdir: Path  # scratch space for exported LoRAs / merged checkpoints
     tp: int = 1  # vllm: tensor_parallel_size
     dp: int = 1  # vllm: data_parallel_size
+    proof: dict = field(default_factory=dict)  # filled by the vLLM backend: the merged weights' LivenessJson
 
 
 def is_peft_lora(adapter: Path) -> bool:
@@ -68,6 +69,33 @@ def apply_adapter(model, adapter: Path):
     return load_adapter(model, adapter).merged_model()
 
 
+class _PeftHandle:
+    """A PEFT LoRA folder behind the two handle methods the liveness proof needs."""
+
+    def __init__(self, model, adapter: Path) -> None:
+        from peft import PeftModel
+
+        try:
+            self.model = PeftModel.from_pretrained(model, str(adapter))
+        except (ValueError, RuntimeError, KeyError) as e:
+            raise TinyevalError(f"adapter {adapter} does not fit this model: {str(e).splitlines()[0]}") from None
+
+    def disabled(self):
+        return self.model.disable_adapter()
+
+    def merged_model(self):
+        return self.model.merge_and_unload()
+
+
+def merge_with_proof(model, tokenizer, adapter: Path, dtype: str):
+    """(`model` with the adapter merged, the `liveness.LivenessJson` proving the merged weights are the adapter's)."""
+    from tinyeval.adapters import load_adapter
+    from tinyeval.eval.liveness import merged_with_proof
+
+    _check_adapter(adapter)
+    return merged_with_proof(model, tokenizer, adapter, dtype, _PeftHandle if is_peft_lora(adapter) else load_adapter)
+
+
 def _device() -> str:
     import torch
 
@@ -83,9 +111,12 @@ def build_hf(spec: BackendSpec):
     if spec.adapter is not None:
         _check_adapter(spec.adapter)  # before the model loads: a wrong path fails in a second, not a minute
     model, tok = load_model(spec.model, dtype=spec.dtype, device=_device())
+    proof = None
     if spec.adapter is not None:
-        model = apply_adapter(model, spec.adapter)
-    return HFLM(pretrained=model, tokenizer=tok, batch_size=spec.batch_size, device=_device())
+        model, proof = merge_with_proof(model, tok, spec.adapter, spec.dtype)
+    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=spec.batch_size, device=_device())
+    lm.liveness = proof  # read by `eval.run` into results.json
+    return lm
 
 
 def _import_lm_eval_vllm():
@@ -133,8 +164,10 @@ def vllm_inputs(spec: BackendSpec) -> tuple[str, Path | None]:
     if is_peft_lora(spec.adapter) and not merge:
         return base, spec.adapter
     model, tok = load_model(spec.model, dtype=spec.dtype)
-    if merge:
-        return str(merged_checkpoint(apply_adapter(model, spec.adapter), tok, spec.workdir / "merged")), None
+    if merge:  # the merged weights are checked against the unmerged adapter before vLLM loads them
+        merged, proof = merge_with_proof(model, tok, spec.adapter, spec.dtype)
+        spec.proof.update(proof, served="vllm-merged")
+        return str(merged_checkpoint(merged, tok, spec.workdir / "merged")), None
     from tinyeval.adapters import load_adapter
 
     return base, Path(load_adapter(model, spec.adapter).export_lora(spec.workdir / "lora"))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from tinyeval.errors import TinyevalError
+from tinyeval.eval.liveness import LivenessJson
 from tinyeval.eval.results import GroupRow, TaskRow
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")  # auto: tinyeval.models.default_dtype()
@@ -106,6 +107,7 @@ class EvalRecord(TypedDict):
     tasks: dict[str, TaskRow]
     group_scores: dict[str, GroupRow]
     extra: dict[str, Any]  # `EvalConfig.extra` as given (e.g. the train-and-eval cell)
+    liveness: LivenessJson | None  # proof that the scored model is the adapter (tinyeval.eval.liveness); null: none
 
 
 class Sample(TypedDict):
@@ -188,6 +190,7 @@ def evaluate(cfg: EvalConfig) -> EvalRecord:
                                     loglikelihood, Path(work), cfg.tp, cfg.dp)
         lm = backends.BACKENDS[backend](spec)
         loglik_backend = getattr(lm, "loglikelihood_backend", backend)
+        liveness = getattr(lm, "liveness", None) or spec.proof or None
         try:
             out = simple_evaluate(cfg, lm, chat, data_root)
         finally:
@@ -210,6 +213,7 @@ def evaluate(cfg: EvalConfig) -> EvalRecord:
         tasks=tasks,
         group_scores={g: row for g in out.get("group_subtasks", {}) if (row := results.summarize_group(g, out))},
         extra=cfg.extra,
+        liveness=liveness,
     )
     write_json(cfg.out / "results.json", record)
     return record

@@ -59,6 +59,7 @@ class SeedJson(TypedDict):
     scores: dict[str, TaskScoreJson]
     curve: list[CurvePoint]
     error: str | None
+    liveness: NotRequired[dict | None]  # eval.liveness.LivenessJson of the scored model (null: base, or not kept)
 
 
 class CandidateJson(TypedDict):
@@ -137,6 +138,7 @@ class SeedRun:
     scores: dict[str, TaskScore] = field(default_factory=dict)
     curve: list[dict] = field(default_factory=list)  # per-step training records (step, reward, ...)
     error: str | None = None
+    liveness: dict | None = None  # eval.liveness.LivenessJson: the adapter was proven live before scoring
 
     @classmethod
     def from_dict(cls, raw: dict) -> SeedRun:

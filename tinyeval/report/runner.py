@@ -199,7 +199,7 @@ def _seed_run(cfg: RunConfig, unit: Unit, outcome: Outcome | None) -> SeedRun:
     if path.is_file():
         raw = json.loads(path.read_text())
         return SeedRun(raw["seed"], raw["lr"], "done", {t: TaskScore(**s) for t, s in raw["scores"].items()},
-                       raw["curve"])
+                       raw["curve"], liveness=raw.get("liveness"))
     return SeedRun(unit.seed, unit.lr, "failed", error=outcome.error if outcome else "not evaluated")
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Literal, TypedDict
 
 from tinyeval import quiet
+from tinyeval.eval.liveness import LivenessJson
 from tinyeval.io import read_jsonl, write_json
 from tinyeval.report.matrix import PRESETS, CellSpec
 from tinyeval.report.results import CurvePoint, TaskScoreJson
@@ -108,6 +109,7 @@ class UnitJson(TypedDict):
     lr: float | None
     scores: dict[str, TaskScoreJson]
     curve: list[CurvePoint]
+    liveness: LivenessJson | None  # the proof that the scored model was this unit's adapter (null: base model)
 
 
 # ---- the phases -----------------------------------------------------------------------------------------
@@ -205,7 +207,7 @@ def _test(job: Job, unit_dir: Path) -> None:
     keep = TaskScoreJson.__annotations__
     scores = {task: {k: v for k, v in score.items() if k in keep} for task, score in record["tasks"].items()}
     write_json(unit_dir / "unit.json", UnitJson(seed=unit.seed, lr=unit.lr, scores=scores, curve=curve(
-        unit_dir / "train")))
+        unit_dir / "train"), liveness=record["liveness"]))
     log(unit_dir, f"evaluated in {record['seconds']} s")
 
 
