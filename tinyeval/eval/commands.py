@@ -33,6 +33,9 @@ def evaluate(
                                    "vLLM's LoRA kernels are ~3x slower).")] = None,
     tp: Annotated[int, typer.Option("--tp", help="vllm: tensor_parallel_size, GPUs per model copy.")] = 1,
     dp: Annotated[int, typer.Option("--dp", help="vllm: data_parallel_size, model copies (needs Ray).")] = 1,
+    clean_from: Annotated[Optional[Path], typer.Option(
+        "--clean-from", help="An audit directory (`tinyeval audit BENCH --out DIR`): also score each task it covers "
+                             "without the items it flags (results.json tasks.<name>.clean).")] = None,
     data_root: DataRoot = None,
     verbose: Verbose = False,
     as_json: JsonFlag = False,
@@ -48,7 +51,7 @@ def evaluate(
     cfg = EvalConfig(model=model, tasks=[t.strip() for t in tasks.split(",") if t.strip()], out=out,
                      adapter=adapter, backend=backend, limit=limit, num_fewshot=num_fewshot, chat=chat,
                      max_gen_toks=max_gen_toks, batch_size=batch_size, dtype=dtype, seed=seed, merge=merge,
-                     data_root=data_root, tp=tp, dp=dp)
+                     data_root=data_root, tp=tp, dp=dp, clean_from=clean_from)
     what = f"{model}" + (f" + {adapter}" if adapter else "") + f" on {', '.join(cfg.tasks)}"
     with quiet.into(out / "log.txt", verbose), quiet.status(f"evaluating {what} (log: {out / 'log.txt'})",
                                                               enabled=not as_json and not verbose):
@@ -56,3 +59,11 @@ def evaluate(
     title = f"tinyeval eval: {model}" + (f" + {adapter}" if adapter else "") + f" ({record['backend']}, " \
             f"{record['seconds']:.0f} s) -> {out / 'results.json'}"
     emit(table_rows({**record["tasks"], **record["group_scores"]}), title, as_json)
+    for name, row in record["tasks"].items():
+        if "clean" in row and not as_json:
+            c = row["clean"]
+            shown = "–" if c["value"] is None else f"{100 * c['value']:.1f}"
+            emit_line = f"clean subset of {name}: {shown} on {c['n']} items ({c['dropped']} flagged by {c['audit']})"
+            from tinyeval.console import console
+
+            console.print(emit_line)

@@ -133,3 +133,23 @@ def arith_dataset(twins: bool = False, seed: int = ARITH_TWIN_SEED, **_metadata)
         made = [(row, arith_twin(row["question"], rng, train | {row["question"]})) for row in rows]
         rows = [{**row, "question": t[0], "answer": f"#### {t[1]}"} for row, t in made if t is not None]
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
+
+
+def plain_number_target(doc: dict) -> str:
+    """A gold answer stored as a bare number (GSM1k's CSV), canonical like `gsm8k_target`."""
+    return canonical_number(grading.normalize_number(str(doc["answer"])))
+
+
+# ---- GSM8K twins: built from the perturbation engine when the task loads ----------------------------------
+
+def gsm8k_twins_dataset(seed: int = 0, data_root: str | None = None, **_metadata):
+    """`custom_dataset` hook: one verified twin per GSM8K test item `tinyeval.audit.perturb` covers at `seed`
+    (the `tinyeval perturb` engine: numbers redrawn, chain re-executed, answer verified), in dataset order, each
+    with its original's `item_id` "gsm8k/test/<row>". Items without a safe twin are left out (about 15%)."""
+    import datasets
+
+    from tinyeval.audit.perturb.twins import PerturbConfig, perturb_rows
+
+    twins, _ = perturb_rows(data.load("gsm8k", "test", data_root).rows, PerturbConfig(seed=seed))
+    rows = [{"question": t.question, "answer": t.answer, "item_id": f"gsm8k/test/{t.index}"} for t in twins]
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})

@@ -41,6 +41,29 @@ class TaskRow(TypedDict):
     format_rate: NotRequired[float]
     right_answer_wrong_format: NotRequired[int]
     right_format_wrong_answer: NotRequired[int]
+    clean: NotRequired[CleanJson]  # `tinyeval eval --clean-from`: the score without the items an audit flags
+
+
+class CleanJson(TypedDict):
+    """A task's score on its clean subset: the items an audit (`tinyeval audit --out DIR`) does not flag."""
+
+    audit: str  # the audit's report.json
+    dropped: int  # scored items the audit flags (left out below)
+    n: int  # items kept
+    value: float | None  # the primary metric over the kept items (null: none kept)
+    strict: float | None
+    lenient: float | None
+
+
+def clean_score(row: TaskRow, flagged: set[str], audit: str) -> CleanJson:
+    """`row`'s scores over the items whose id `flagged` does not hold (per-item lists, so nothing is re-run)."""
+    keep = [i for i, item in enumerate(row["ids"]) if item not in flagged]
+
+    def mean(values: list[int] | None) -> float | None:
+        return sum(values[i] for i in keep) / len(keep) if values is not None and keep else None
+
+    return CleanJson(audit=audit, dropped=len(row["ids"]) - len(keep), n=len(keep), value=mean(row["correct"]),
+                     strict=mean(row.get("strict_correct")), lenient=mean(row.get("lenient_correct")))
 
 
 class GroupRow(TypedDict):
@@ -76,6 +99,8 @@ MATH_TASKS: dict[str, MathScoring] = {
     "math500": MathScoring("math_verify", "strict-boxed", "lenient"),
     "arith": _GSM8K,
     "arith_twins": _GSM8K,
+    "gsm8k_twins": _GSM8K,
+    "gsm1k_public": _GSM8K,
 }
 
 

@@ -43,6 +43,7 @@ class EvalConfig:
     tp: int = 1  # vllm: tensor_parallel_size (GPUs holding one copy of the model)
     dp: int = 1  # vllm: data_parallel_size (copies, each given a share of the requests; needs Ray)
     log_samples: bool = True
+    clean_from: Path | None = None  # an audit directory: also score every task without the items it flags
     extra: dict = field(default_factory=dict)  # recorded in results.json as is (e.g. the training cell)
 
     def __post_init__(self) -> None:
@@ -50,6 +51,7 @@ class EvalConfig:
 
         self.out = Path(self.out)
         self.adapter = Path(self.adapter) if self.adapter is not None else None
+        self.clean_from = Path(self.clean_from) if self.clean_from is not None else None
         if self.backend not in (*BACKENDS, "auto"):
             raise TinyevalError(f"unknown backend '{self.backend}'; choose hf, vllm or auto")
         if self.dtype not in DTYPES:
@@ -88,6 +90,7 @@ class EvalSettings(TypedDict):
     tp: int  # vllm: tensor_parallel_size (1 on CPU)
     dp: int  # vllm: data_parallel_size (1 on CPU)
     log_samples: bool
+    clean_from: str | None  # the audit directory of --clean-from
     chat_template: bool
     fewshot_as_multiturn: bool
     loglikelihood_backend: str  # who scored log-likelihood requests (hf on CPU vLLM runs)
@@ -168,6 +171,19 @@ def _preflight(cfg: EvalConfig, data_root: str | None) -> bool:
     return has_template
 
 
+def _add_clean(tasks: dict, audit_dir: Path) -> None:
+    """Each task the audit covers (or whose original it covers, for a twin task) gets its clean-subset score."""
+    from tinyeval.audit.clean import flagged_items
+    from tinyeval.eval.results import clean_score
+    from tinyeval.eval.tasks import TWINS
+
+    flagged = flagged_items(audit_dir)
+    for name, row in tasks.items():
+        ids = flagged.get(name, flagged.get(TWINS.get(name, ""), None))
+        if ids is not None:
+            row["clean"] = clean_score(row, ids, str(audit_dir))
+
+
 def evaluate(cfg: EvalConfig) -> EvalRecord:
     """Run the evaluation and write `cfg.out`; returns the results.json content."""
     from tinyeval import data
@@ -198,6 +214,8 @@ def evaluate(cfg: EvalConfig) -> EvalRecord:
     settings = {"chat_template": chat, "fewshot_as_multiturn": chat}
     tasks = {name: results.summarize_task(name, out, settings) for name in out["results"]
              if name in out["configs"]}
+    if cfg.clean_from is not None:
+        _add_clean(tasks, cfg.clean_from)
     for name in tasks:
         write_jsonl(cfg.out / "samples" / f"{name}.jsonl", out.get("samples", {}).get(name, []))
     adapter = str(cfg.adapter) if cfg.adapter else None
@@ -205,7 +223,7 @@ def evaluate(cfg: EvalConfig) -> EvalRecord:
         model=cfg.model, adapter=adapter, backend=backend,
         settings=EvalSettings(**{k: v for k, v in asdict(cfg).items() if k not in ("extra", "out")} | settings | {
             "backend": backend, "loglikelihood_backend": loglik_backend, "dtype": dtype, "adapter": adapter,
-            "data_root": data_root}),
+            "data_root": data_root, "clean_from": str(cfg.clean_from) if cfg.clean_from else None}),
         lm_eval_version=out.get("lm_eval_version"),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         seconds=round(time.time() - started, 1),

@@ -15,7 +15,7 @@ from tinyeval.errors import TinyevalError
 
 TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
 # A twin task -> the task whose items it perturbs: its items carry the originals' ids, so the report pairs them.
-TWINS: dict[str, str] = {"arith_twins": "arith"}
+TWINS: dict[str, str] = {"arith_twins": "arith", "gsm8k_twins": "gsm8k"}
 GROUPS = ("tinyeval_math", "tinyeval_nonmath", "tinyeval_legal", "tinyeval_all")
 
 

@@ -94,6 +94,9 @@ def train_and_eval(
         "--fail-under", help="CI gate: TASK=VALUE or CELL/TASK=VALUE; exit 1 if any score is below.")] = None,
     fail_if_drop: Annotated[bool, typer.Option("--fail-if-drop", help="CI gate: exit 1 if any cell's gain drops on "
                                                "twins (tinyeval/report/verdict.py).")] = False,
+    clean_from: Annotated[Optional[Path], typer.Option("--clean-from", help="An audit directory (`tinyeval audit BENCH "
+                                                       "--out DIR`): add each cell's Δ on the items it does not "
+                                                       "flag.")] = None,
     data_root: Annotated[Optional[str], typer.Option("--data-root", help="Data root (default: $TINYEVAL_DATA).")] = None,
     verbose: Verbose = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
@@ -119,6 +122,10 @@ def train_and_eval(
         raise TinyevalError("--seeds and --gpus must be >= 1")
     for gate in fail_under or []:
         render.parse_threshold(gate)  # a malformed gate fails now, not after hours of training
+    if clean_from is not None:
+        from tinyeval.audit.clean import flagged_items
+
+        flagged_items(clean_from)  # a missing or broken audit fails now too
     if dry_run:
         plan = matrix.dry_run(model, preset, cells, suite, limit, data_root, max_gen_toks=gen_toks, seeds=n_seeds,
                               sweep=sweep, dev_items=dev_items or spec.dev_items, gpus=gpus,
@@ -135,7 +142,7 @@ def train_and_eval(
                            seeds=list(range(seed, seed + n_seeds)), lr_sweep=sweep,
                            dev_items=dev_items or spec.dev_items, train_overrides={"steps": steps} if steps else {},
                            data_root=data_root, verbose=verbose, engine=engine, workers=_workers(workers),
-                           gpus_per_unit=gpus_per_unit, address=address)
+                           gpus_per_unit=gpus_per_unit, address=address, clean_from=clean_from)
     results = _run_with_board(cfg, as_json)
     render_run(run_dir, fail_under or [], as_json, fail_if_drop)
     if any(c.status != "done" for c in results.cells):

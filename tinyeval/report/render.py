@@ -25,6 +25,31 @@ def twin_pairs(results: Results) -> dict[str, str]:
     return {orig: twin for twin, orig in TWINS.items() if twin in results.tasks and orig in results.tasks}
 
 
+def flagged_of(results: Results, task: str) -> set[str] | None:
+    """The ids `--clean-from`'s audit flags for `task` (a twin task: its original's); None when it covers neither."""
+    from tinyeval.eval.tasks import TWINS
+
+    flagged = (results.clean_from or {}).get("flagged", {})
+    ids = flagged.get(task, flagged.get(TWINS.get(task, ""), None))
+    return None if ids is None else set(ids)
+
+
+def _without(score: TaskScore | None, flagged: set[str]) -> TaskScore | None:
+    """`score` restricted to the items `flagged` does not hold (None without per-item ids)."""
+    import dataclasses
+
+    if score is None or not score.ids or score.correct is None:
+        return None
+    keep = [i for i, item in enumerate(score.ids) if item not in flagged]
+    if not keep:
+        return None
+    pick = lambda xs: None if xs is None else [xs[i] for i in keep]  # noqa: E731
+    correct = pick(score.correct)
+    return dataclasses.replace(score, value=sum(correct) / len(correct), n=len(keep), correct=correct,
+                               ids=pick(score.ids), strict_correct=pick(score.strict_correct),
+                               lenient_correct=pick(score.lenient_correct), stderr=None)
+
+
 def twin_checks(results: Results) -> dict[tuple[str, str], TwinCheck]:
     """(cell, original task) -> the cell's `TwinCheck` against the base model, for every trained cell."""
     base = next((c for c in results.cells if c.method == "base"), None)
@@ -88,6 +113,11 @@ def rows(results: Results) -> list[ReportRow]:
                 base_score = mean_score(base.seeds, task)
                 d = delta(score, base_score) if score and base_score and cell is not base else None
                 row[f"Δ {task}"] = str(d) if d else "–"
+            if flagged_of(results, task) is not None:
+                kept = _without(score, flagged_of(results, task)) if score else None
+                b = _without(mean_score(base.seeds, task), flagged_of(results, task)) if base else None
+                d = delta(kept, b) if kept and b and cell is not base else None
+                row[f"Δ clean {task}"] = f"{d} (n {d.k})" if d else "–"
             if task in twins:  # every row gets the columns (views read the first row's keys)
                 check = checks.get((cell.name, task))
                 row[f"Δ orig−twins {task}"] = str(check.difference) if check and check.difference else "–"

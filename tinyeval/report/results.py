@@ -97,6 +97,13 @@ class CellJson(TypedDict):
     error: str | None
 
 
+class CleanFromJson(TypedDict):
+    """The audit a run's clean columns leave items out by: benchmark -> the ids it flags (sorted)."""
+
+    audit: str
+    flagged: dict[str, list[str]]
+
+
 class ResultsJson(TypedDict):
     """train-and-eval's results.json (schema version 2)."""
 
@@ -107,6 +114,7 @@ class ResultsJson(TypedDict):
     seeds: list[int]
     lr_sweep: dict[str, list[float]] | None  # algo -> learning rates tried; null: one per cell, the preset's
     cells: list[CellJson]
+    clean_from: NotRequired[CleanFromJson | None]  # `--clean-from`: the audit and the ids it flags
 
 
 @dataclass
@@ -186,6 +194,7 @@ class Results:
     seeds: list[int] = field(default_factory=lambda: [0])
     lr_sweep: dict[str, list[float]] | None = None
     version: int = SCHEMA_VERSION
+    clean_from: dict | None = None  # CleanFromJson
 
     def cell(self, name: str) -> Cell:
         for c in self.cells:
@@ -195,7 +204,8 @@ class Results:
 
     def to_dict(self) -> ResultsJson:
         return ResultsJson(version=self.version, model=self.model, preset=self.preset, tasks=self.tasks,
-                           seeds=self.seeds, lr_sweep=self.lr_sweep, cells=[c.to_dict() for c in self.cells])
+                           seeds=self.seeds, lr_sweep=self.lr_sweep, cells=[c.to_dict() for c in self.cells],
+                           clean_from=self.clean_from)
 
     @classmethod
     def from_dict(cls, raw: dict) -> Results:
@@ -205,7 +215,7 @@ class Results:
             raise TinyevalError(f"results.json has schema version {raw.get('version')}, expected {SCHEMA_VERSION}")
         return cls(model=raw["model"], preset=raw["preset"], tasks=list(raw["tasks"]),
                    cells=[Cell.from_dict(c) for c in raw["cells"]], seeds=list(raw["seeds"]),
-                   lr_sweep=raw["lr_sweep"])
+                   lr_sweep=raw["lr_sweep"], clean_from=raw.get("clean_from"))
 
 
 def _from_version_1(raw: dict) -> dict:

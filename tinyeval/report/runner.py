@@ -56,6 +56,7 @@ class RunConfig:
     workers: int | None = None  # None: one per GPU, or per CPU core
     gpus_per_unit: int = 1
     address: str | None = None
+    clean_from: Path | None = None  # an audit directory: the report adds each cell's Δ on the unflagged items
 
     def settings(self) -> Settings:
         return Settings(self.model, self.preset, self.out, tuple(self.tasks), self.eval_limit, self.max_gen_toks,
@@ -130,7 +131,7 @@ def run(cfg: RunConfig, plan_rows: dict[str, dict], done=lambda outcome: None, r
     results = Results(model=cfg.model, preset=cfg.preset, tasks=list(cfg.tasks), seeds=list(cfg.seeds),
                       lr_sweep=swept if sweeping else None,
                       cells=[_cell(cfg, spec, plan_rows[spec.name], units[spec.name], chosen[spec.name], outcomes)
-                             for spec in cfg.cells])
+                             for spec in cfg.cells], clean_from=_clean_from(cfg.clean_from))
     write_json(cfg.out / "results.json", results.to_dict())
     write_json(cfg.out / "run.json", RunJson(
         started=started, engine=cfg.engine, workers=cfg.workers, gpus_per_unit=cfg.gpus_per_unit, address=cfg.address,
@@ -138,6 +139,14 @@ def run(cfg: RunConfig, plan_rows: dict[str, dict], done=lambda outcome: None, r
         units=[UnitRunJson(unit=o.key, phases=o.phases, status=o.status, worker=o.worker, attempt=o.attempt,
                            seconds=o.seconds) for o in history]))
     return results
+
+
+def _clean_from(audit_dir: Path | None) -> dict | None:
+    if audit_dir is None:
+        return None
+    from tinyeval.audit.clean import flagged_items
+
+    return {"audit": str(audit_dir), "flagged": {k: sorted(v) for k, v in flagged_items(audit_dir).items()}}
 
 
 def _all(units: dict[str, list[Unit]]) -> list[Unit]:
