@@ -102,7 +102,8 @@ PRESETS: dict[str, MatrixPreset] = {
         {"grpo": "cpu", "sft": "cpu-arith"}, ("arith", "arith_twins"), eval_limit=100, eval_batch_size=100, seeds=2,
         lr_sweep={"grpo": (5e-3, 2e-2), "sft": (5e-3, 2e-2)}, dev_items=48, backend="hf"),
     # The paper's five claims at 135M (benchmarks/claims.py): GRPO and SFT at 1, 13, 210 (every module, u = 1)
-    # TinyLoRA parameters, LoRA-XS r2, LoRA r1 and full fine-tuning; at 13 parameters structured tying and frozen
+    # TinyLoRA parameters, LoRA-XS r2, LoRA r1 and full fine-tuning; near 13 parameters structured tying (14: its
+    # nearest budget, one v per module type per half of the depth; any bias favours it) and frozen
     # ranks 1 and 4 (GRPO); the random-reward control; 3 seeds, two learning rates per algorithm chosen on 48 dev
     # items; 128 held-out items and their twins. Sized for ~2.5 h on 2 AVX2 cores with 2 workers (10 GRPO steps
     # ~2.5 min a unit, SFT ~1 min, each evaluation ~40 s).
@@ -111,7 +112,7 @@ PRESETS: dict[str, MatrixPreset] = {
          *(CellSpec("tinylora", algo, params=p) for algo in ("grpo", "sft") for p in (1, 13, 210)),
          *(CellSpec(m, algo, rank=r) for algo in ("grpo", "sft") for m, r in (("lora-xs", 2), ("lora", 1))),
          CellSpec("full", "grpo"), CellSpec("full", "sft"),
-         CellSpec("tinylora", "grpo", params=13, tying="structured"),
+         CellSpec("tinylora", "grpo", params=14, tying="structured"),  # 7 module types x 2; at 13 it would get 7
          CellSpec("tinylora", "grpo", params=13, rank=1), CellSpec("tinylora", "grpo", params=13, rank=4),
          CellSpec("tinylora", "grpo", params=13, reward="random")),
         {"grpo": "cpu", "sft": "cpu-arith"}, ("arith", "arith_twins"), eval_limit=128, eval_batch_size=128, seeds=3,
