@@ -1,6 +1,7 @@
 """The paper's five claims, checked at 135M: the `claims-cpu` matrix on the embedded model, claim by claim.
 
     python benchmarks/claims.py [--out runs/claims] [--workers 2] [--analyse-only]
+    python benchmarks/claims.py --seeds 2 --lr-sweep off --eval-limit 100 --out runs/claims-quick   # a smaller cut
 
 Runs `tinyeval train-and-eval --model smollm2-135m --preset claims-cpu --workers 2 --out runs/claims` (resumable:
 a re-run skips finished units), then reads its results.json alone and decides each claim with the rule written
@@ -255,7 +256,12 @@ def main() -> None:
     ap.add_argument("--out", default="runs/claims", help="train-and-eval output directory (resumed if present)")
     ap.add_argument("--workers", default="2")
     ap.add_argument("--analyse-only", action="store_true", help="only read --out/results.json")
+    ap.add_argument("--seeds", help="override the preset's 3 seeds (a smaller cut; recorded as such)")
+    ap.add_argument("--lr-sweep", help="override the preset's sweep: off, or 5e-3,2e-2 (recorded)")
+    ap.add_argument("--eval-limit", help="override the preset's 128 held-out items (recorded)")
     args = ap.parse_args()
+    cut = {k: v for k, v in (("--seeds", args.seeds), ("--lr-sweep", args.lr_sweep), ("--eval-limit", args.eval_limit))
+           if v is not None}
     machine = describe()
 
     from tinyeval.io import write_json
@@ -264,7 +270,7 @@ def main() -> None:
     out = ROOT / args.out
     wall = None
     cmd = ["tinyeval", "train-and-eval", "--model", "smollm2-135m", "--preset", "claims-cpu", "--workers",
-           args.workers, "--out", args.out]
+           args.workers, "--out", args.out, *(x for kv in cut.items() for x in kv)]
     if not args.analyse_only:
         start = time.perf_counter()
         subprocess.run([str(Path(sys.executable).parent / cmd[0]), *cmd[1:]], cwd=ROOT, check=True)
@@ -287,8 +293,12 @@ def main() -> None:
         "control": control(r),
         "table": table(r),
         "seeds": r.seeds,
+        "lr_sweep": r.lr_sweep,
+        "full_study": not cut,  # false: a smaller cut than the claims-cpu preset (see `cut`)
+        "cut": cut,
         "wall_s": wall,
-        "command": "python benchmarks/claims.py",
+        "command": "python benchmarks/claims.py" + "".join(f" {k} {v}" for k, v in cut.items()) + (
+            f" --out {args.out}" if args.out != "runs/claims" else ""),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine,
     }

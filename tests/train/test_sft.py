@@ -68,7 +68,7 @@ def test_empty_and_overlong_examples_are_skipped_with_counts(tokenizer, monkeypa
 
 def test_unknown_sft_task(tokenizer):
     with pytest.raises(TinyevalError, match="no gold solutions"):
-        sft.load_sft_examples("arith", tokenizer, "train", sft.SFTConfig())
+        sft.load_sft_examples("lsat_lr", tokenizer, "train", sft.SFTConfig())
 
 
 def _final_params(out):
