@@ -10,7 +10,8 @@ cpu preset's GRPO and SFT cells with `--steps`, `--seeds` and a short HF evaluat
 both runs must write the same results.json bytes (checked). Units per hour are counted over the scheduler's own
 wall time (run.json's `wall_s`: both rounds, worker start-up included; the CLI's import and report rendering,
 the same in both runs, are recorded beside it). The anchor is the 1-worker run; the issue's target is >= 1.8x.
-Writes benchmarks/results/matrix_scaling.json.
+`--backend vllm` times the same matrix with vLLM evaluation instead (one engine kept per worker, adapters switched
+by merged reload: `tinyeval.eval.engine_pool`). Writes benchmarks/results/matrix_scaling.json.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def run_matrix(out: Path, workers: int, args: argparse.Namespace) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "tinyeval.cli", "train-and-eval", "--model", args.model, "--preset", "cpu",
            "--methods", args.methods, "--tasks", "gsm8k", "--steps", str(args.steps), "--seeds", str(args.seeds),
-           "--eval-limit", str(args.eval_limit), "--max-gen-toks", str(args.max_gen_toks), "--backend", "hf",
+           "--eval-limit", str(args.eval_limit), "--max-gen-toks", str(args.max_gen_toks), "--backend", args.backend,
            "--workers", str(workers), "--out", str(out), "--json"]
     start = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
@@ -56,6 +57,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--eval-limit", type=int, default=8)
     ap.add_argument("--max-gen-toks", type=int, default=96)
+    ap.add_argument("--backend", default="hf", help="eval backend (vllm: one kept engine per worker)")
     ap.add_argument("--out", default="runs/matrix-scaling", help="parent of the two fresh run directories")
     ap.add_argument("--smoke", action="store_true", help="smallest settings (2 units), no record written")
     args = ap.parse_args()
@@ -70,7 +72,7 @@ def main() -> None:
     ratio = round(two["units_per_hour"] / one["units_per_hour"], 3)
     result = {
         "name": "matrix_scaling",
-        "metric": "train-and-eval units per hour, 2 local workers vs 1 (one thread per unit, HF eval)",
+        "metric": f"train-and-eval units per hour, 2 local workers vs 1 (one thread per unit, {args.backend} eval)",
         "unit": "units/h",
         "tinyeval": two["units_per_hour"],
         "anchor_name": "the same matrix on 1 worker",
@@ -78,9 +80,11 @@ def main() -> None:
         "ratio": ratio,
         "target": f">= {TARGET} (2 workers on this 2-core CPU), results.json byte-identical",
         "identical_results": identical,
-        "settings": {k: getattr(args, k) for k in ("model", "methods", "steps", "seeds", "eval_limit", "max_gen_toks")},
+        "settings": {k: getattr(args, k) for k in ("model", "methods", "steps", "seeds", "eval_limit", "max_gen_toks",
+                                                      "backend")},
         "runs": [one, two],
-        "command": "python benchmarks/matrix_scaling.py" + (" --smoke" if args.smoke else ""),
+        "command": "python benchmarks/matrix_scaling.py" + (" --smoke" if args.smoke else "")
+                   + (f" --backend {args.backend}" if args.backend != "hf" else ""),
         "machine": machine, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "loadavg_at_start": [round(x, 2) for x in load_before],
     }

@@ -99,13 +99,14 @@ def test_one_engine_serves_base_adapter_and_base_again(tiny_llama_dir, tiny_lora
     assert set(shipped) == linear  # the LoRA touches every linear layer; norms and embeddings are not shipped
     params = dict(merged.named_parameters())
     assert all(torch.equal(shipped[n], params[n]) for n in shipped)  # exactly the merged checkpoint's weights
-    assert llm.calls[-2][0] == "reset_prefix_cache"
+    assert [m for m, _ in llm.calls[-3:]] == ["tinyeval_load_merged", "reset_prefix_cache", "tinyeval_reseed"]
 
     engine_pool.acquire(_spec(tiny_llama_dir, tmp_path))  # the base unit after an adapted one: base weights again
     assert llm.loaded[-1] is None and _rpcs(llm, "tinyeval_load_merged")[-1][1] == str(tiny_llama_dir)
     assert engine_pool.serving().serving is None
     engine_pool.acquire(_spec(tiny_llama_dir, tmp_path))  # already the base model: nothing to reload
     assert len(llm.loaded) == 2 and len(fake_engines) == 1 and _rpcs(llm, "shutdown") == []
+    assert len(_rpcs(llm, "reset_prefix_cache")) == 4  # every evaluation starts without an earlier one's KV blocks
 
 
 def test_other_engine_settings_replace_the_engine_and_close_shuts_it_down(tiny_llama_dir, tmp_path, fake_engines):

@@ -16,12 +16,12 @@ match (`engine_key`: every engine argument but the seed), switching what it serv
          Between evaluations the engine sleeps (weights to host memory, KV cache dropped), so the unit's
          training gets the GPU back.
 
-Before each evaluation the worker is reseeded with the unit's seed (sampling draws from the engine's seed), the
-prefix cache is reset, and the switch is recorded in `serving()`, which a check of what the engine serves
-(log-probs of the live engine against the trainer's adapted model) can query. What a kept engine cannot serve
-falls back to a fresh one, the kept engine shut down first: data parallelism (lm-eval starts its engines per
-request batch), merged serving on GPUs or with tensor parallelism, a model not in a local directory, and an adapter
-that changes more than linear-layer weights (full fine-tuning: norms, embeddings).
+Before each evaluation the prefix cache is reset and the worker reseeded with the unit's seed (sampling draws
+from the engine's seed), so results do not depend on the units the worker served before; `serving()` says which
+adapter the live engine holds, for a check that queries it (log-probs of the served model against the trainer's).
+What a kept engine cannot serve falls back to a fresh one, the kept engine shut down first: data parallelism
+(lm-eval starts its engines per request batch), merged serving on GPUs or with tensor parallelism, a model not in
+a local directory, and an adapter that changes more than linear-layer weights (full fine-tuning: norms, embeddings).
 
 Used only when `EvalConfig(keep_engine=True)` (train-and-eval's local workers); `tinyeval eval` starts and stops
 its own engine as before. The engine is shut down when the process ends (a worker at the end of its round) or when
@@ -136,7 +136,6 @@ def _switch_merge(kept: Kept, spec: BackendSpec, base: Path, weights: dict | Non
             file = Path(tmp) / "merged.safetensors"
             save_file(weights, str(file))
             llm.collective_rpc("tinyeval_load_merged", args=(str(file), str(base)))
-    llm.reset_prefix_cache()  # its KV blocks were computed with the old weights
 
 
 def _switch_lora(kept: Kept, lora: Path | None) -> None:
@@ -178,6 +177,9 @@ def acquire(spec: BackendSpec):
     else:
         _switch_lora(kept, lora)
     kept.serving = spec.adapter
+    # As a fresh engine: no KV blocks of an earlier evaluation (computed with other weights, or changing how this
+    # one's prompts are prefilled), the random state of the unit's seed.
+    kept.lm.model.reset_prefix_cache()
     kept.lm.model.collective_rpc("tinyeval_reseed", args=(spec.seed,))
     if spec.loglikelihood and on_cpu():  # as `backends.build_vllm`: HF scores log-likelihoods on CPU
         from tinyeval.eval.backends import _split_lm, build_hf
