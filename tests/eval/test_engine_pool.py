@@ -95,7 +95,8 @@ def test_one_engine_serves_base_adapter_and_base_again(tiny_llama_dir, tiny_lora
     assert engine_pool.serving().serving == tiny_lora_dir and _rpcs(llm, "tinyeval_reseed")[-1] == (1,)
     shipped = llm.loaded[-1]
     merged = apply_adapter(load_model(str(tiny_llama_dir), dtype="float32")[0], tiny_lora_dir)
-    linear = {n + ".weight" for n, m in merged.named_modules() if isinstance(m, torch.nn.Linear) and "lm_head" not in n}
+    linear = {n + ".weight" for n, m in merged.named_modules()
+              if isinstance(m, torch.nn.Linear) and "lm_head" not in n}
     assert set(shipped) == linear  # the LoRA touches every linear layer; norms and embeddings are not shipped
     params = dict(merged.named_parameters())
     assert all(torch.equal(shipped[n], params[n]) for n in shipped)  # exactly the merged checkpoint's weights
@@ -152,3 +153,16 @@ def test_a_worker_shuts_its_engine_down_when_it_ends(tiny_llama_dir, tmp_path, m
     finally:
         pool.shutdown(wait=True)
     assert marker.read_text() == "shut down"
+
+
+def test_a_failed_switch_shuts_the_engine_down(tiny_llama_dir, tiny_lora_dir, tmp_path, fake_engines, monkeypatch):
+    engine_pool.acquire(_spec(tiny_llama_dir, tmp_path))
+    llm = fake_engines[0].model
+
+    def broken(method, args=()):
+        raise RuntimeError(f"{method} failed in the worker")
+
+    monkeypatch.setattr(llm, "collective_rpc", broken)
+    with pytest.raises(RuntimeError, match="tinyeval_load_merged failed"):
+        engine_pool.acquire(_spec(tiny_llama_dir, tmp_path, tiny_lora_dir))
+    assert engine_pool.serving() is None and len(_rpcs(llm, "shutdown")) == 1

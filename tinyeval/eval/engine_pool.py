@@ -172,15 +172,19 @@ def acquire(spec: BackendSpec):
         lora = vllm_inputs(spec)[1]
     args = _engine_args(spec, str(base), mode, lora)
     kept = _reuse(engine_key(args)) or _keep(Kept(engine_key(args), _start(args), mode))
-    if mode == "merge":
-        _switch_merge(kept, spec, base, weights)
-    else:
-        _switch_lora(kept, lora)
-    kept.serving = spec.adapter
-    # As a fresh engine: no KV blocks of an earlier evaluation (computed with other weights, or changing how this
-    # one's prompts are prefilled), the random state of the unit's seed.
-    kept.lm.model.reset_prefix_cache()
-    kept.lm.model.collective_rpc("tinyeval_reseed", args=(spec.seed,))
+    try:
+        if mode == "merge":
+            _switch_merge(kept, spec, base, weights)
+        else:
+            _switch_lora(kept, lora)
+        kept.serving = spec.adapter
+        # As a fresh engine: no KV blocks of an earlier evaluation (computed with other weights, or changing how
+        # this one's prompts are prefilled), the random state of the unit's seed.
+        kept.lm.model.reset_prefix_cache()
+        kept.lm.model.collective_rpc("tinyeval_reseed", args=(spec.seed,))
+    except BaseException:
+        close()  # half-switched weights: no later evaluation may trust this engine
+        raise
     if spec.loglikelihood and on_cpu():  # as `backends.build_vllm`: HF scores log-likelihoods on CPU
         from tinyeval.eval.backends import _split_lm, build_hf
 

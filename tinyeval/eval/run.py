@@ -43,7 +43,7 @@ class EvalConfig:
     tp: int = 1  # vllm: tensor_parallel_size (GPUs holding one copy of the model)
     dp: int = 1  # vllm: data_parallel_size (copies, each given a share of the requests; needs Ray)
     log_samples: bool = True
-    keep_engine: bool = False  # vllm: keep the engine for this process's next evaluation (`engine_pool`); not recorded
+    keep_engine: bool = False  # vllm: keep the engine for the process's next evaluation (engine_pool); unrecorded
     extra: dict = field(default_factory=dict)  # recorded in results.json as is (e.g. the training cell)
 
     def __post_init__(self) -> None:
