@@ -70,3 +70,42 @@ def test_vllm_serves_the_lora_like_hf_merges_it(vllm_model_dir, vllm_lora_dir, t
     lls = {n: _loglikelihoods(tmp_path / n, "boolq") for n in ("vllm-merged", "hf", "base")}
     assert lls["vllm-merged"] == pytest.approx(lls["hf"], abs=0.05)
     assert max(abs(a - b) for a, b in zip(lls["hf"], lls["base"])) > 0.2  # the adapter matters: the check has teeth
+
+
+def _lora(out, model_dir, seed):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LoraConfig(r=2, lora_alpha=16, init_lora_weights=False,
+                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), cfg).save_pretrained(out)
+    return out
+
+
+def test_a_kept_engine_switches_adapters_and_scores_like_fresh_runs(vllm_model_dir, vllm_lora_dir, tmp_path,
+                                                                    data_root):
+    """Three evaluations in one process on one kept engine (one engine start): adapter A, adapter B, the base model
+    (its weights restored). Per item, each generates what HF generates with that model in a fresh run (the test
+    above: a fresh vLLM engine on the merged checkpoint generates what HF does), and the three differ."""
+    from tinyeval.eval import engine_pool
+    from tinyeval.eval.run import EvalConfig, evaluate
+
+    other = _lora(tmp_path / "lora-b", vllm_model_dir, seed=2)
+    runs = {"a": vllm_lora_dir, "b": other, "base": None}
+    try:
+        for name, adapter in runs.items():
+            evaluate(EvalConfig(model=str(vllm_model_dir), adapter=adapter, backend="vllm", tasks=["gsm8k"],
+                                out=tmp_path / f"kept-{name}", keep_engine=True, seed=len(name), **TINY))
+            if name == "a":
+                engine = engine_pool.serving().lm
+        kept = engine_pool.serving()
+        assert kept.lm is engine and kept.uses == 3 and kept.serving is None and kept.mode == "merge"
+    finally:
+        engine_pool.close()
+    for name, adapter in runs.items():
+        evaluate(EvalConfig(model=str(vllm_model_dir), adapter=adapter, backend="hf", tasks=["gsm8k"],
+                            out=tmp_path / f"fresh-{name}", **TINY))
+        assert _completions(tmp_path / f"kept-{name}", "gsm8k") == _completions(tmp_path / f"fresh-{name}", "gsm8k")
+    assert len({tuple(_completions(tmp_path / f"kept-{n}", "gsm8k")) for n in runs}) == 3  # the switch has teeth

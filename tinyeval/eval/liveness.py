@@ -93,12 +93,12 @@ def tolerance(dtype: str) -> float:
 def merged_with_proof(model, tokenizer, adapter_dir, dtype: str, load: Callable) -> tuple[object, LivenessJson]:
     """(`model` with the adapter at `adapter_dir` merged into its weights, the proof that the merge serves it).
 
-    `load(model, adapter_dir)` attaches the adapter and returns a handle with `disabled()` and `merged_model()`
-    (`tinyeval.adapters.load_adapter`); the adapted and base log-probs come from that handle before it merges."""
+    `load(model, adapter_dir)` attaches the adapter (in place) and returns a handle with `.model` and `merged_model()`
+    (`tinyeval.adapters.load_adapter`); the base log-probs are taken before it loads, the adapted ones before it
+    merges."""
+    base = next_token_logprobs(model, tokenizer, list(PROBES))  # before `load`: full fine-tuning loads in place
     handle = load(model, adapter_dir)
     adapted = next_token_logprobs(handle.model, tokenizer, list(PROBES))
-    with handle.disabled():
-        base = next_token_logprobs(handle.model, tokenizer, list(PROBES))
     merged = handle.merged_model()
     served = next_token_logprobs(merged, tokenizer, list(PROBES))
     return merged, check(served, adapted, base, tolerance(dtype), "hf-merged")

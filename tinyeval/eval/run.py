@@ -20,6 +20,7 @@ from tinyeval.eval.liveness import LivenessJson
 from tinyeval.eval.results import GroupRow, TaskRow
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")  # auto: tinyeval.models.default_dtype()
+NOT_SETTINGS = ("extra", "out", "keep_engine")  # EvalConfig fields results.json does not list under `settings`
 
 
 @dataclass
@@ -44,6 +45,7 @@ class EvalConfig:
     dp: int = 1  # vllm: data_parallel_size (copies, each given a share of the requests; needs Ray)
     log_samples: bool = True
     clean_from: Path | None = None  # an audit directory: also score every task without the items it flags
+    keep_engine: bool = False  # vllm: keep the engine for the process's next evaluation (engine_pool); unrecorded
     extra: dict = field(default_factory=dict)  # recorded in results.json as is (e.g. the training cell)
 
     def __post_init__(self) -> None:
@@ -187,7 +189,7 @@ def _add_clean(tasks: dict, audit_dir: Path) -> None:
 def evaluate(cfg: EvalConfig) -> EvalRecord:
     """Run the evaluation and write `cfg.out`; returns the results.json content."""
     from tinyeval import data
-    from tinyeval.eval import backends, results
+    from tinyeval.eval import backends, engine_pool, results
     from tinyeval.eval.tasks import output_types, quiet_lm_eval
     from tinyeval.io import write_json, write_jsonl
     from tinyeval.models import default_dtype
@@ -204,13 +206,20 @@ def evaluate(cfg: EvalConfig) -> EvalRecord:
         loglikelihood = bool(output_types(cfg.tasks) - {"generate_until"})
         spec = backends.BackendSpec(cfg.model, cfg.adapter, dtype, cfg.batch_size, cfg.seed, cfg.merge,
                                     loglikelihood, Path(work), cfg.tp, cfg.dp)
-        lm = backends.BACKENDS[backend](spec)
+        kept = engine_pool.acquire(spec) if cfg.keep_engine and backend == "vllm" else None
+        lm = backends.BACKENDS[backend](spec) if kept is None else kept
         loglik_backend = getattr(lm, "loglikelihood_backend", backend)
         liveness = getattr(lm, "liveness", None) or spec.proof or None
         try:
             out = simple_evaluate(cfg, lm, chat, data_root)
+        except BaseException:
+            engine_pool.close()  # an engine that failed mid-evaluation is not trusted with the next one
+            raise
         finally:
-            _release(lm)
+            if kept is None:
+                _release(lm)
+            else:
+                engine_pool.release()
     settings = {"chat_template": chat, "fewshot_as_multiturn": chat}
     tasks = {name: results.summarize_task(name, out, settings) for name in out["results"]
              if name in out["configs"]}
@@ -221,7 +230,7 @@ def evaluate(cfg: EvalConfig) -> EvalRecord:
     adapter = str(cfg.adapter) if cfg.adapter else None
     record = EvalRecord(
         model=cfg.model, adapter=adapter, backend=backend,
-        settings=EvalSettings(**{k: v for k, v in asdict(cfg).items() if k not in ("extra", "out")} | settings | {
+        settings=EvalSettings(**{k: v for k, v in asdict(cfg).items() if k not in NOT_SETTINGS} | settings | {
             "backend": backend, "loglikelihood_backend": loglik_backend, "dtype": dtype, "adapter": adapter,
             "data_root": data_root, "clean_from": str(cfg.clean_from) if cfg.clean_from else None}),
         lm_eval_version=out.get("lm_eval_version"),

@@ -193,6 +193,14 @@ def curve(train_dir: Path) -> list[CurvePoint]:
             for r in read_jsonl(path, warn=lambda m: log(train_dir.parent, m)) if r]
 
 
+def _keeps_engines() -> bool:
+    """A local worker (or the CLI running the jobs itself) keeps its vLLM engine from unit to unit
+    (`tinyeval.eval.engine_pool`); a Ray task does not: Ray reuses or ends its worker processes at will."""
+    import sys
+
+    return "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
 def _test(job: Job, unit_dir: Path) -> None:
     from tinyeval.eval.run import EvalConfig, evaluate
 
@@ -203,7 +211,7 @@ def _test(job: Job, unit_dir: Path) -> None:
                                  adapter=None if unit.lr is None else unit_dir / "train" / "adapter",
                                  backend=s.backend, limit=s.eval_limit, max_gen_toks=s.max_gen_toks,
                                  batch_size=s.eval_batch_size, seed=unit.seed, data_root=s.data_root,
-                                 extra={"unit": unit.key}))
+                                 keep_engine=_keeps_engines(), extra={"unit": unit.key}))
     keep = TaskScoreJson.__annotations__
     scores = {task: {k: v for k, v in score.items() if k in keep} for task, score in record["tasks"].items()}
     write_json(unit_dir / "unit.json", UnitJson(seed=unit.seed, lr=unit.lr, scores=scores, curve=curve(
