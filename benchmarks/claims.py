@@ -259,8 +259,10 @@ def main() -> None:
     ap.add_argument("--seeds", help="override the preset's 3 seeds (a smaller cut; recorded as such)")
     ap.add_argument("--lr-sweep", help="override the preset's sweep: off, or 5e-3,2e-2 (recorded)")
     ap.add_argument("--eval-limit", help="override the preset's 128 held-out items (recorded)")
+    ap.add_argument("--methods", help="keep only these cells (train-and-eval --methods; recorded)")
     args = ap.parse_args()
-    cut = {k: v for k, v in (("--seeds", args.seeds), ("--lr-sweep", args.lr_sweep), ("--eval-limit", args.eval_limit))
+    cut = {k: v for k, v in (("--seeds", args.seeds), ("--lr-sweep", args.lr_sweep), ("--eval-limit", args.eval_limit),
+                                     ("--methods", args.methods))
            if v is not None}
     machine = describe()
 

@@ -68,6 +68,7 @@ class MatrixPreset:
     sweep_by_default: bool = False  # without `--lr-sweep`: sweep (the paper's protocol) or train at the preset's lr
     dev_items: int = 256  # dev items carved from each cell's training split to choose the learning rate on
     backend: str = "auto"  # eval backend unless --backend says (auto: vLLM where installed)
+    method_lr: dict[str, float] = field(default_factory=dict)  # method -> lr without a sweep (else the train preset's)
 
 
 _PAPER_CELLS = (
@@ -116,7 +117,9 @@ PRESETS: dict[str, MatrixPreset] = {
          CellSpec("tinylora", "grpo", params=13, rank=1), CellSpec("tinylora", "grpo", params=13, rank=4),
          CellSpec("tinylora", "grpo", params=13, reward="random")),
         {"grpo": "cpu", "sft": "cpu-arith"}, ("arith", "arith_twins"), eval_limit=128, eval_batch_size=128, seeds=3,
-        lr_sweep={"grpo": (5e-3, 2e-2), "sft": (5e-3, 2e-2)}, sweep_by_default=True, dev_items=48, backend="hf"),
+        lr_sweep={"grpo": (5e-3, 2e-2), "sft": (5e-3, 2e-2), **{f"{a}:{m}": lrs for a in ("grpo", "sft")
+                  for m, lrs in (("lora", (2e-4, 1e-3)), ("full", (2e-6, 1e-5)))}},
+        sweep_by_default=True, dev_items=48, backend="hf", method_lr={"lora": 1e-3, "full": 1e-5}),
 }
 
 
@@ -244,10 +247,12 @@ def resolve_sweep(preset: str, value: str | None) -> dict[str, tuple[float, ...]
 
 def learning_rates(model: str, preset: str, cell: CellSpec, sweep: dict[str, tuple[float, ...]] | None,
                    lr: float | None = None) -> tuple[float, ...]:
-    """The learning rates a trained cell is trained at: its algorithm's sweep, else `lr` or the train preset's."""
+    """The learning rates a trained cell is trained at: its sweep ("algo:method" before "algo": update sizes that
+    differ by orders of magnitude need their own range), else `lr`, the preset's lr for its method, or the train
+    preset's."""
     if sweep:
-        return sweep[cell.algo]
-    return (lr or train_configs(model, preset, cell)[0].lr,)
+        return sweep.get(f"{cell.algo}:{cell.method}", sweep[cell.algo])
+    return (lr or PRESETS[preset].method_lr.get(cell.method) or train_configs(model, preset, cell)[0].lr,)
 
 
 class PlanRow(TypedDict):

@@ -127,7 +127,7 @@ def run(cfg: RunConfig, plan_rows: dict[str, dict], done=lambda outcome: None, r
                   and outcomes[u.key].status in ("done", "cached")]
         outcomes.update(schedule(cfg, [job(u, ("test",)) for u in picked], heard))
 
-    swept = {a: list(v) for a, v in (cfg.lr_sweep or {}).items() if any(c.algo == a for c in cfg.cells)}
+    swept = {a: list(v) for a, v in (cfg.lr_sweep or {}).items() if any(c.algo == a.split(":")[0] for c in cfg.cells)}
     results = Results(model=cfg.model, preset=cfg.preset, tasks=list(cfg.tasks), seeds=list(cfg.seeds),
                       lr_sweep=swept if sweeping else None,
                       cells=[_cell(cfg, spec, plan_rows[spec.name], units[spec.name], chosen[spec.name], outcomes)
