@@ -63,3 +63,20 @@ def test_a_served_base_model_is_refused_and_the_right_one_accepted(tiny_llama_di
         check(adapted + 0.5, adapted, base, tolerance("float32"), "vllm-merged")  # some other model
     assert check(adapted + 1e-4, adapted, base, tolerance("float32"), "vllm-merged")["verdict"] == "live"
     assert tolerance("bfloat16") > tolerance("float32")
+
+
+def test_full_fine_tuning_is_proven_live_without_a_disabled_base(tiny_llama_dir, tmp_path):
+    """Full fine-tuning loads its weights into the model in place and cannot disable them: the base log-probs are
+    taken before it loads."""
+    from tinyeval.adapters import AdapterConfig, attach
+    from tinyeval.eval.backends import merge_with_proof
+    from tinyeval.models import load_model
+
+    model, _ = load_model(str(tiny_llama_dir), dtype="float32")
+    handle = attach(model, AdapterConfig(method="full"))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    adapter = handle.save(tmp_path / "full")
+    model, tok = load_model(str(tiny_llama_dir), dtype="float32")
+    assert merge_with_proof(model, tok, adapter, "float32")[1]["verdict"] == "live"
