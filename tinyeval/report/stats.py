@@ -87,6 +87,15 @@ class Delta(Interval):
         return f"{self.value * 100:+.1f} [{self.low * 100:+.1f}, {self.high * 100:+.1f}]"
 
 
+def paired_delta(d: list[float], z: float = Z95) -> Delta | None:
+    """The mean of per-item differences `d` with its CI mean ± z·sd(d)/√n (None below two items)."""
+    if len(d) < 2:
+        return None
+    mean = _mean(d)
+    half = z * _sd(d) / math.sqrt(len(d))
+    return Delta(mean, mean - half, mean + half, len(d), paired=True)
+
+
 def delta(score: TaskScore, base: TaskScore, z: float = Z95) -> Delta | None:
     """score - base, 95% CI: paired over items when both kept per-item results, else independent.
 
@@ -95,10 +104,7 @@ def delta(score: TaskScore, base: TaskScore, z: float = Z95) -> Delta | None:
     """
     diff = score.value - base.value
     if score.correct is not None and base.correct is not None and len(score.correct) == len(base.correct) > 1:
-        d = [a - b for a, b in zip(score.correct, base.correct)]
-        mean = _mean(d)
-        half = z * _sd(d) / math.sqrt(len(d))
-        return Delta(mean, mean - half, mean + half, len(d), paired=True)
+        return paired_delta([a - b for a, b in zip(score.correct, base.correct)], z)
     if score.stderr is None or base.stderr is None:
         return None
     half = z * math.sqrt(score.stderr**2 + base.stderr**2)

@@ -23,19 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tinyeval.report.results import TaskScore
-from tinyeval.report.stats import Z95, Delta
+from tinyeval.report.stats import Delta, paired_delta
 
 VERDICTS = ("no gain", "drops on twins", "holds on twins", "inconclusive", "no twins")
-
-
-def _interval(xs: list[float]) -> Delta | None:
-    import math
-
-    if len(xs) < 2:
-        return None
-    m = sum(xs) / len(xs)
-    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
-    return Delta(m, m - Z95 * sd / math.sqrt(len(xs)), m + Z95 * sd / math.sqrt(len(xs)), len(xs), paired=True)
 
 
 def _by_id(score: TaskScore | None, key: str) -> dict[str, float]:
@@ -71,7 +61,7 @@ def twin_check(cell_orig: TaskScore | None, base_orig: TaskScore | None, cell_tw
     ids = [i for i in maps[0] if all(i in m for m in maps[1:])]
     g = [maps[0][i] - maps[1][i] for i in ids]
     h = [maps[2][i] - maps[3][i] for i in ids]
-    orig, twins, diff = _interval(g), _interval(h), _interval([a - b for a, b in zip(g, h)])
+    orig, twins, diff = paired_delta(g), paired_delta(h), paired_delta([a - b for a, b in zip(g, h)])
     if orig is None or twins is None or diff is None:
         return TwinCheck(orig, twins, diff, len(ids), "no twins")
     if orig.low <= 0:
