@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -28,12 +27,11 @@ GRPO, CONTROL, TASK = "tinylora-210-grpo", "tinylora-210-grpo-random", "arith"
 
 
 def paired(a: list[float], b: list[float]) -> dict:
-    """mean(a - b) over items with its 95% normal interval (the report's paired Δ)."""
-    d = [x - y for x, y in zip(a, b)]
-    m = sum(d) / len(d)
-    sd = math.sqrt(sum((x - m) ** 2 for x in d) / (len(d) - 1))
-    half = 1.959964 * sd / math.sqrt(len(d))
-    return {"value": round(m, 4), "low": round(m - half, 4), "high": round(m + half, 4), "n": len(d)}
+    """mean(a - b) over items with its 95% interval (the report's paired Δ, `stats.paired_delta`)."""
+    from tinyeval.report.stats import paired_delta
+
+    d = paired_delta([x - y for x, y in zip(a, b)])
+    return {"value": round(d.value, 4), "low": round(d.low, 4), "high": round(d.high, 4), "n": d.k}
 
 
 def main() -> None:
