@@ -181,3 +181,29 @@ def shutdown(llm, timeout: float = ENGINE_SHUTDOWN_S) -> None:
     if engine is not None:
         engine.shutdown(timeout=timeout)
 
+
+
+def probe_sampling(k: int):
+    """One greedy token with the top `k` log-probs, for the adapter liveness check: greedy, so no sampler RNG is
+    drawn (a GRPO engine's seeded stream stays as it was), and the log-probs are of the raw logits."""
+    from vllm import SamplingParams
+
+    return SamplingParams(temperature=0.0, max_tokens=1, logprobs=k, detokenize=False)
+
+
+def outputs_logprobs(outputs) -> list[dict[int, float]]:
+    """{token: log p} of the first generated token of each `RequestOutput` (what `probe_sampling` asks for)."""
+    return [{t: lp.logprob for t, lp in o.outputs[0].logprobs[0].items()} for o in outputs]
+
+
+def probe_logprobs(llm, k: int, lora_request=None):
+    """The liveness check's view of a `vllm.LLM` (`tinyeval.eval.liveness.ServedLogProbs`): its top `k` next-token
+    log-probs after each prompt, under `lora_request` when the adapter is served as a LoRA."""
+    def served(ids: list[list[int]]) -> list[dict[int, float]]:
+        from vllm.inputs import TokensPrompt
+
+        outs = llm.generate([TokensPrompt(prompt_token_ids=list(i)) for i in ids], probe_sampling(k),
+                            lora_request=lora_request, use_tqdm=False)
+        return outputs_logprobs(outs)
+
+    return served

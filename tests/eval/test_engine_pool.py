@@ -4,6 +4,7 @@ evaluations share it, what it is told to serve (merged weights, the base model a
 from __future__ import annotations
 
 import sys
+import types
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
@@ -41,7 +42,25 @@ class FakeLLM:
 
 class FakeVLLM:
     def __init__(self, args, on_shutdown=None):
-        self.model, self.lora_request = FakeLLM(args, on_shutdown), None
+        self.model, self.lora_request, self.data_parallel_size = FakeLLM(args, on_shutdown), None, 1
+        self.deaf = False  # True: the engine ignores weight loads (serves what it served before)
+
+    def _model_generate(self, requests, generate=False, sampling_params=None):
+        """The liveness probes' answers: top-k next-token log-probs of what the engine serves, computed by HF (the
+        base checkpoint with the last merged weights loaded into it)."""
+        from types import SimpleNamespace
+
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from tinyeval.eval.liveness import hf_logprobs
+
+        model = AutoModelForCausalLM.from_pretrained(self.model.args["pretrained"], dtype=torch.float32)
+        if self.model.loaded and self.model.loaded[-1] is not None and not self.deaf:
+            model.load_state_dict(self.model.loaded[-1], strict=False)
+        return [SimpleNamespace(outputs=[SimpleNamespace(logprobs=[
+                    {t: SimpleNamespace(logprob=v) for t, v in got.items()}])])
+                for got in hf_logprobs(model, sampling_params.logprobs)(requests)]
 
 
 def work(model, workdir, marker):
@@ -101,10 +120,11 @@ def test_one_engine_serves_base_adapter_and_base_again(tiny_llama_dir, tiny_lora
     params = dict(merged.named_parameters())
     assert all(torch.equal(shipped[n], params[n]) for n in shipped)  # exactly the merged checkpoint's weights
     assert [m for m, _ in llm.calls[-3:]] == ["tinyeval_load_merged", "reset_prefix_cache", "tinyeval_reseed"]
+    assert adapted.liveness["served"] == "vllm-merged" and adapted.liveness["verdict"] == "live"  # asked the engine
 
     engine_pool.acquire(_spec(tiny_llama_dir, tmp_path))  # the base unit after an adapted one: base weights again
     assert llm.loaded[-1] is None and _rpcs(llm, "tinyeval_load_merged")[-1][1] == str(tiny_llama_dir)
-    assert engine_pool.serving().serving is None
+    assert engine_pool.serving().serving is None and base.liveness is None
     engine_pool.acquire(_spec(tiny_llama_dir, tmp_path))  # already the base model: nothing to reload
     assert len(llm.loaded) == 2 and len(fake_engines) == 1 and _rpcs(llm, "shutdown") == []
     assert len(_rpcs(llm, "reset_prefix_cache")) == 4  # every evaluation starts without an earlier one's KV blocks
@@ -136,8 +156,8 @@ def test_what_a_kept_engine_cannot_serve_falls_back_to_a_fresh_one(tiny_llama_di
             model.model.norm.weight.add_(1.0)
         return model
 
-    monkeypatch.setattr(backends, "merge_with_proof",
-                        lambda model, tok, adapter, dtype: (full_finetune(model, adapter), {"verdict": "live"}))
+    monkeypatch.setattr(backends, "_loader", lambda adapter: lambda model, adapter: types.SimpleNamespace(
+        model=model, merged_model=lambda: full_finetune(model, adapter)))
     assert engine_pool.acquire(_spec(tiny_llama_dir, tmp_path, tiny_lora_dir)) is None
     assert len(fake_engines) == 1
 
@@ -167,3 +187,15 @@ def test_a_failed_switch_shuts_the_engine_down(tiny_llama_dir, tiny_lora_dir, tm
     with pytest.raises(RuntimeError, match="tinyeval_load_merged failed"):
         engine_pool.acquire(_spec(tiny_llama_dir, tmp_path, tiny_lora_dir))
     assert engine_pool.serving() is None and len(_rpcs(llm, "shutdown")) == 1
+
+
+def test_a_switch_the_engine_did_not_take_is_refused(tiny_llama_dir, tiny_lora_dir, tmp_path, fake_engines):
+    """The kept engine is asked itself, after the switch: weights that never reached it (here an engine that
+    ignores the load) are refused before anything is scored, and the engine is shut down."""
+    from tinyeval.errors import TinyevalError
+
+    engine_pool.acquire(_spec(tiny_llama_dir, tmp_path))
+    fake_engines[0].deaf = True
+    with pytest.raises(TinyevalError, match=r"\(vllm-merged\): the served model ignores the adapter"):
+        engine_pool.acquire(_spec(tiny_llama_dir, tmp_path, tiny_lora_dir))
+    assert engine_pool.serving() is None and len(_rpcs(fake_engines[0].model, "shutdown")) == 1

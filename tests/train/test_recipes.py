@@ -180,3 +180,18 @@ def test_startup_line_names_every_phase():
     assert line == "start-up: load 3.1 s · attach 1.2 s (fingerprint 0.3 s, svd 0.8 s) · setup 0.4 s · first step 6.4 s"
     assert startup_line({"load_s": 1, "attach_s": 2, "attach_phases": {}, "setup_s": 0, "first_step_s": None}) \
         == "start-up: load 1.0 s · attach 2.0 s · setup 0.0 s"
+
+
+def test_a_calibrated_random_p_is_kept_for_resume(tiny_llama_dir, parity_task, tmp_path, monkeypatch):
+    """The random-reward control measures p once, before step 1; config.json keeps it, so `--resume` reuses it
+    rather than measuring again."""
+    from tinyeval.train import recipes
+
+    out, measured = tmp_path / "run", []
+    real = recipes._calibrate
+    monkeypatch.setattr(recipes, "_calibrate", lambda *a: measured.append(1) or real(*a))
+    first = run("grpo", *_grpo(tiny_llama_dir, reward="random", steps=1), out, progress=False)
+    p = json.loads((out / "config.json").read_text())["grpo"]["random_p"]
+    assert measured == [1] and isinstance(p, float) and 0 <= p <= 1 and first["random_p"] == p
+    again = run("grpo", *_grpo(tiny_llama_dir, reward="random", steps=2), out, resume=True, progress=False)
+    assert measured == [1] and again["random_p"] == p

@@ -172,11 +172,67 @@ def test_every_lora_sync_gets_a_new_request_id(tiny, monkeypatch, tmp_path):
     handle = attach(tiny[0], AdapterConfig(method="tinylora", params=3, rank=2))
     engine = VLLMEngine.__new__(VLLMEngine)  # the sync bookkeeping only: no engine is started
     engine.mode, engine._dir, engine._last, engine.syncs = "lora", tmp_path, None, 0
+    engine.liveness = {"verdict": "live"}  # already proven live: no further check (tested below)
     first = engine.sync(handle, 5).bytes, engine.lora
     again = engine.sync(handle, 5).bytes, engine.lora  # the same step synced twice (e.g. after a resume)
     assert first[1].lora_int_id == 1 and again[1].lora_int_id == 2 and first[1].lora_path != again[1].lora_path
     assert first[0] == again[0] < 100_000  # adapter-sized
     assert not Path(first[1].lora_path).exists() and Path(again[1].lora_path).is_dir()  # the old file is gone
+
+
+class _MergingEngine:
+    """A stand-in `vllm.LLM` with the merge sync: an HF copy of the base that the sync's LoRA file is merged into
+    (or, `broken`, a reload that silently keeps the base weights)."""
+
+    def __init__(self, base, broken: bool) -> None:
+        self.base, self.served, self.broken = base, base, broken
+
+    def collective_rpc(self, name, args):
+        import copy
+
+        from peft import PeftModel
+
+        if not self.broken:
+            self.served = PeftModel.from_pretrained(copy.deepcopy(self.base), args[0]).merge_and_unload()
+
+    def reset_prefix_cache(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_vllm_syncs_are_checked_until_the_adapter_is_live(tiny, tmp_path, monkeypatch, broken):
+    """At initialisation the adapter is the base (verdict no-op, nothing to prove); once it has moved, the next sync
+    proves the engine serves it, and a merge that silently kept the base weights stops the run. After one live
+    verdict the checks stop."""
+    import copy
+
+    import tinyeval.vllm
+    from tinyeval.adapters import AdapterConfig, attach
+    from tinyeval.eval.liveness import hf_logprobs
+    from tinyeval.errors import TinyevalError
+    from tinyeval.train.rollout.vllm import VLLMEngine
+
+    model, tok = tiny
+    base = copy.deepcopy(model)
+    handle = attach(model, AdapterConfig(method="tinylora", params=3, rank=2))
+    monkeypatch.setattr(tinyeval.vllm, "probe_logprobs", lambda llm, k, lora: hf_logprobs(llm.served, k))
+    engine = VLLMEngine.__new__(VLLMEngine)  # no engine is started: _MergingEngine stands in for it
+    engine.mode, engine._dir, engine._last, engine.syncs, engine.liveness = "merge", tmp_path, None, 0, None
+    engine.llm, engine.tokenizer, engine.dtype, engine.model_dir, engine.lora = _MergingEngine(base, broken), tok, \
+        "float32", "unused", None
+    engine.sync(handle, 0)
+    assert engine.liveness["verdict"] == "no-op" and engine.liveness["served"] == "vllm-merge-sync"
+    with torch.no_grad():
+        for p in handle.trainable_parameters():
+            p.normal_(0, 0.5)  # training moved the adapter
+    if broken:
+        with pytest.raises(TinyevalError, match=r"\(vllm-merge-sync\): the served model ignores the adapter"):
+            engine.sync(handle, 1)
+        return
+    engine.sync(handle, 1)
+    assert engine.liveness["verdict"] == "live"
+    monkeypatch.setattr(VLLMEngine, "check_live", lambda self, handle: pytest.fail("checked after a live verdict"))
+    engine.sync(handle, 2)
 
 
 @pytest.mark.slow
@@ -194,10 +250,43 @@ def test_vllm_engine_syncs_a_lora_each_step(tiny_llama_vllm_dir):
     try:
         sync = engine.sync(handle, 0)
         assert 0 < sync.bytes < 5_000_000  # adapter-sized, not the model
+        assert engine.liveness["verdict"] == "no-op"  # v = 0: the LoRA is exactly the base model
         ro = engine.generate(["a b c", "d"], max_new_tokens=4, temperature=1.0)
         assert ro.logprobs is not None and ro.logprobs.shape == ro.completion_mask.shape
         assert bool((ro.logprobs[ro.completion_mask] <= 0).all())
+        with torch.no_grad():
+            for p in handle.trainable_parameters():
+                p.normal_(0, 0.5)
         assert engine.sync(handle, 1).bytes == sync.bytes and engine.lora.lora_int_id == 2
+        assert engine.liveness["served"] == "vllm-lora" and engine.liveness["verdict"] == "live"
+    finally:
+        engine.close()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("vllm") is None,
+                    reason="needs a CUDA device and vllm")
+def test_a_lora_request_on_a_gpu_is_proven_live(tiny_llama_vllm_dir):
+    """The GPU default (`--vllm-sync auto` = lora): the trainer's bf16 policy on the GPU, the engine beside it
+    serving each sync as a LoRARequest, checked against it within the bf16 tolerance."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tinyeval.adapters import AdapterConfig, attach
+    from tinyeval.train.rollout.vllm import VLLMEngine
+    from tinyeval.vllm import colocated_utilization
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama_vllm_dir, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_vllm_dir, dtype=torch.bfloat16).to("cuda")
+    handle = attach(model, AdapterConfig(method="tinylora", params=3, rank=2))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in handle.trainable_parameters():
+            p.normal_(0, 8.0)  # moves the probes' log-probs by ~1.2 nats (HF, CPU): above bf16's tolerance of 0.5
+    engine = VLLMEngine(tiny_llama_vllm_dir, tok, rank=2, dtype="bfloat16", max_model_len=128, sync="auto",
+                        gpu_memory_utilization=colocated_utilization(model, 128, 4))
+    try:
+        engine.sync(handle, 0)
+        assert engine.mode == "lora" and engine.liveness["served"] == "vllm-lora"
+        assert engine.liveness["verdict"] == "live", engine.liveness
     finally:
         engine.close()
 

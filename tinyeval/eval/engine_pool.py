@@ -17,8 +17,9 @@ match (`engine_key`: every engine argument but the seed), switching what it serv
          training gets the GPU back.
 
 Before each evaluation the prefix cache is reset and the worker reseeded with the unit's seed (sampling draws
-from the engine's seed), so results do not depend on the units the worker served before; `serving()` says which
-adapter the live engine holds, for a check that queries it (log-probs of the served model against the trainer's).
+from the engine's seed), so results do not depend on the units the worker served before; and after each switch to
+an adapter the engine itself is asked for its next-token log-probs on the liveness probes (`tinyeval.eval.liveness`):
+a switch that did not reach it is refused before anything is scored. `serving()` says which adapter it holds.
 What a kept engine cannot serve falls back to a fresh one, the kept engine shut down first: data parallelism
 (lm-eval starts its engines per request batch), merged serving on GPUs or with tensor parallelism, a model not in
 a local directory, and an adapter that changes more than linear-layer weights (full fine-tuning: norms, embeddings).
@@ -97,17 +98,20 @@ def _engine_args(spec: BackendSpec, base: str, mode: str, lora: Path | None) -> 
     return args
 
 
-def merged_weights(spec: BackendSpec, base: Path) -> dict | None:
-    """{HF name: weight} of the linear layers the adapter changes, merged by `merge_with_proof` in `spec.dtype` as for a
-    merged checkpoint; None when it changes anything else (only a fresh engine can serve that)."""
+def merged_weights(spec: BackendSpec, base: Path):
+    """({HF name: weight} of the linear layers the adapter changes, merged in `spec.dtype` as for a merged
+    checkpoint, or None when it changes anything else: only a fresh engine can serve that; the adapter's
+    `liveness.Reference`, which the switched engine is checked against)."""
     import torch
     from safetensors import safe_open
 
-    from tinyeval.eval.backends import merge_with_proof
+    from tinyeval.eval.backends import _loader
+    from tinyeval.eval.liveness import attach
     from tinyeval.models import load_model
 
-    model, proof = merge_with_proof(*load_model(spec.model, dtype=spec.dtype), spec.adapter, spec.dtype)
-    spec.proof.update(proof, served="vllm-merged")  # the weights the kept engine loads, proven to be the adapter
+    model, tok = load_model(spec.model, dtype=spec.dtype)
+    handle, ref = attach(model, tok, spec.adapter, _loader(spec.adapter))
+    model = handle.merged_model()
     linear = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
     files = {}
     for file in sorted(base.glob("*.safetensors")):
@@ -120,9 +124,9 @@ def merged_weights(spec: BackendSpec, base: Path) -> dict | None:
                 if torch.equal(f.get_tensor(name).to(p.dtype), p.detach()):
                     continue
         if name not in linear:
-            return None
+            return None, ref
         changed[name] = p.detach().contiguous()
-    return changed
+    return changed, ref
 
 
 def _switch_merge(kept: Kept, spec: BackendSpec, base: Path, weights: dict | None) -> None:
@@ -163,14 +167,14 @@ def acquire(spec: BackendSpec):
     if spec.dp > 1 or (mode == "merge" and (not on_cpu() or spec.tp > 1 or not local)):
         close()
         return None
-    weights = lora = None
+    weights = lora = ref = None
     if spec.adapter is not None and mode == "merge":
-        weights = merged_weights(spec, base)
+        weights, ref = merged_weights(spec, base)
         if weights is None:
             close()
             return None
     elif spec.adapter is not None:
-        lora = vllm_inputs(spec)[1]
+        _, lora, ref = vllm_inputs(spec)
     args = _engine_args(spec, str(base), mode, lora)
     kept = _reuse(engine_key(args)) or _keep(Kept(engine_key(args), _start(args), mode))
     try:
@@ -182,6 +186,7 @@ def acquire(spec: BackendSpec):
         # As a fresh engine: no KV blocks of an earlier evaluation (computed with other weights, or changing how
         # this one's prompts are prefilled), the random state of the unit's seed.
         kept.lm.model.reset_prefix_cache()
+        kept.lm.liveness = None if ref is None else _check(kept, ref, spec.dtype)  # as a fresh engine's
         kept.lm.model.collective_rpc("tinyeval_reseed", args=(spec.seed,))
     except BaseException:
         close()  # half-switched weights: no later evaluation may trust this engine
@@ -191,6 +196,16 @@ def acquire(spec: BackendSpec):
 
         return _split_lm(kept.lm, build_hf(spec))
     return kept.lm
+
+
+def _check(kept: Kept, ref, dtype: str):
+    """The switched engine's liveness record (`tinyeval.eval.liveness`): it serves the adapter, not what it served
+    before. The probes are greedy: they draw nothing from the engine's random state."""
+    from tinyeval.eval.backends import lm_eval_logprobs
+    from tinyeval.eval.liveness import TOP_K, check, tolerance
+
+    return check(ref, lm_eval_logprobs(kept.lm, TOP_K), "vllm-lora" if kept.mode == "lora" else "vllm-merged",
+                 tolerance(dtype))
 
 
 def _reuse(key: tuple) -> Kept | None:

@@ -1,104 +1,193 @@
-"""Proof that the model being scored is the trained adapter, not the base model.
+"""Proof that the model being scored (or sampled from) is the trained adapter, not the base model.
 
 Users of other tools have silently scored the base model: lm-eval with a LoRA under data parallelism, verl's
-rollout engine never receiving the adapter. Before tinyeval scores an adapted model it compares next-token
-log-probabilities on a few fixed probe prompts, at the last prompt position, over the whole vocabulary:
+rollout engine never receiving the adapter. Every path that serves an adapted model through a second copy of the
+weights can fail that way: a merge that did not happen, a LoRARequest that did not reach a worker, a weight reload
+that kept the old weights. So before tinyeval scores an adapted model, and after each GRPO weight sync until the
+adapter is seen live, it asks the served model for its next-token log-probs at the end of a few fixed probe prompts
+and compares them with two references computed here in transformers:
 
-    served   the model that will be scored (the HF model with the adapter merged into its weights, a vLLM engine)
     adapted  the trainer's model: the adapter attached, unmerged, exactly as it trained
-    base     the same model with the adapter disabled
+    base     the same model without the adapter (taken before the adapter loads: full fine-tuning loads in place)
 
-Gaps are max |Δ log p| over each probe's `TOP_K` most likely next tokens under the adapted model (what generation
-draws from; far down the vocabulary, bf16 rounding alone moves log-probs by ~0.5). The served model must match the
-adapted one within `tolerance` (a merge in bf16 rounds every weight: measured on SmolLM2 with trained TinyLoRA
-adapters, merged vs unmerged 0.12-0.30 in bf16, exactly 0 in fp32, while the adapters moved the base by 1.0-2.8), be
-closer to it than to the base, and, wherever the adapted model differs from the base by more than the tolerance,
-differ from the base too. An adapter that changes nothing on the probes (TinyLoRA at v = 0, an untrained LoRA) is recorded
-as "no-op" rather than refused: nothing can tell its served model from the base, and nothing needs to.
+The served model answers through a callable (`ServedLogProbs`): its top `TOP_K` next-token log-probs per probe,
+so one rule serves every path: an HF model with the adapter merged (`hf_logprobs`), a vLLM engine with a
+LoRARequest or merged weights (`tinyeval.vllm.probe_logprobs`), lm-eval's vLLM wrapper with every data-parallel
+replica asked each probe (`tinyeval.eval.backends.lm_eval_logprobs`), a kept engine whose weights were switched.
+
+The rule, over the tokens the served model reports for each probe (the adapted model's most likely token must be
+among them, else the gap is infinite):
+  - served vs adapted: max |Δ log p| must be <= `tolerance(dtype)`, else one TinyevalError line (naming the base
+    model when the served model matches it instead);
+  - adapted vs base: above the tolerance the verdict is "live": a served base model would differ from the adapted
+    one by exactly that much and be refused. At or below it the adapter does not move these log-probs measurably
+    (TinyLoRA at v = 0, LoRA at B = 0, the start of every GRPO run) and the verdict is "no-op": nothing can tell
+    its served model from the base, and nothing needs to.
+
+Tolerances from measurement (SmolLM2-135M with trained TinyLoRA adapters that move the base by 1.0-4.2, AVX-512
+EPYC; DEVELOPERS.md "Adapter liveness"): fp32 HF merged vs unmerged exactly 0, vLLM-CPU on the merged checkpoint
+vs HF unmerged 2.7e-5; bf16 (8 mantissa bits: a logit near 20 is rounded to 1/16) 0.12-0.35 per probe. A false
+refusal stops a run, so the margins are wide.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypedDict
 
 from tinyeval.errors import TinyevalError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported where it is used: the results' schemas import this module
     import torch
 
-PROBES = (
+PROBES = (  # short, fixed, unlike any benchmark item; changing them changes every recorded check
     "Ava has 7 books and gets 5 more. How many books does Ava have now?",
     "Question: What is 12 times 3?\nAnswer:",
     "The capital of France is",
     "def add(a, b):\n    return",
 )
-TOLERANCE = {"float32": 2e-3, "bfloat16": 0.5, "float16": 0.2}  # max |Δ log p| over the probes' top tokens
-TOP_K = 10
+TOLERANCE = {"float32": 0.02, "float16": 0.2, "bfloat16": 0.5}  # max |Δ log p| (nats) on the served top tokens
+TOP_K = 20  # log-probs the served model reports per probe (vLLM's default `max_logprobs` is 20)
+SERVED = ("hf-merged", "vllm-merged", "vllm-lora", "vllm-merge-sync")  # `LivenessJson.served`; "+" joins two
+
+ServedLogProbs = Callable[[list[list[int]]], list[dict[int, float]]]
+"""Token ids of each probe -> the served model's top next-token log-probs {token: log p}, one dict per probe in
+order; several rounds of all probes when the model is served by several replicas (each must answer every probe)."""
+
 
 class LivenessJson(TypedDict):
-    """What the check measured, recorded with the scores (eval results.json `liveness`, the matrix's unit.json)."""
+    """What the check measured, recorded with the scores (eval results.json `liveness`, the matrix's unit.json,
+    GRPO's summary.json for a vLLM rollout engine)."""
 
-    served: str  # hf-merged | vllm-merged | vllm-lora
+    served: str  # how the adapted model was served: one of `SERVED`, or two joined by "+"
     probes: int
-    top_k: int  # gaps are over each probe's top_k next tokens under the adapted model
+    replicas: int  # copies of the served model that answered every probe (lm-eval data parallelism: one each)
+    top_k: int  # gaps are over the served model's top_k next tokens of each probe
     tolerance: float
-    served_vs_adapted: float  # max |log p_served - log p_adapted|
+    served_vs_adapted: float  # max |log p_served - log p_adapted| (inf in a refusal: adapted top-1 not served)
     served_vs_base: float
-    adapted_vs_base: float  # what the adapter changes on the probes
+    adapted_vs_base: float  # what the adapter changes on the probes: <= tolerance means "no-op"
     verdict: Literal["live", "no-op"]
 
 
-def next_token_logprobs(model, tokenizer, prompts: list[str]) -> torch.Tensor:
-    """[P, V] fp32 log-softmax at each prompt's last position (one prompt at a time: no padding to get wrong)."""
+@dataclass(frozen=True)
+class Reference:
+    """The adapted model and its base on the probes, computed in transformers: (P, V) float32 log-probs."""
+
+    ids: list[list[int]]
+    adapted: torch.Tensor
+    base: torch.Tensor
+
+
+def probe_ids(tokenizer) -> list[list[int]]:
+    """The probes as token ids (no special tokens): the same ids go to the references and to the served model."""
+    return [list(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in PROBES]
+
+
+def next_token_logprobs(model, ids: Sequence[Sequence[int]]) -> torch.Tensor:
+    """(P, V) float32 log-softmax at each probe's last position (one probe at a time: no padding to get wrong)."""
     import torch
 
     device = next(model.parameters()).device
-    rows = []
     with torch.no_grad():
-        for p in prompts:
-            ids = tokenizer(p, return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
-            rows.append(torch.log_softmax(model(input_ids=ids).logits[0, -1].float(), -1).cpu())
-    return torch.stack(rows)
+        rows = [model(input_ids=torch.tensor([list(i)], device=device)).logits[0, -1].float() for i in ids]
+    return torch.log_softmax(torch.stack(rows), -1).cpu()
 
 
-def _gap(a: torch.Tensor, b: torch.Tensor, top: torch.Tensor) -> float:
-    return float((a.gather(1, top) - b.gather(1, top)).abs().max())
+def hf_logprobs(model, k: int = TOP_K) -> ServedLogProbs:
+    """The served-log-probs callable of an HF model: its top `k` next-token log-probs per probe."""
+    def served(ids: list[list[int]]) -> list[dict[int, float]]:
+        values, tokens = next_token_logprobs(model, ids).topk(k, dim=-1)
+        return [dict(zip(t.tolist(), v.tolist())) for t, v in zip(tokens, values)]
+
+    return served
 
 
-def check(served: torch.Tensor, adapted: torch.Tensor, base: torch.Tensor, tolerance: float,
-          name: str) -> LivenessJson:
-    """The rule of the module docstring; a TinyevalError naming what went wrong when the served model fails it."""
-    top = adapted.topk(min(TOP_K, adapted.shape[-1]), -1).indices
-    record = LivenessJson(served=name, probes=int(adapted.shape[0]), top_k=int(top.shape[1]), tolerance=tolerance,
-                          served_vs_adapted=_gap(served, adapted, top), served_vs_base=_gap(served, base, top),
-                          adapted_vs_base=_gap(adapted, base, top), verdict="live")
-    live = record["adapted_vs_base"] > tolerance
-    closer = record["served_vs_adapted"] < record["served_vs_base"] or not live
-    if record["served_vs_adapted"] > tolerance or not closer or (live and record["served_vs_base"] <= tolerance):
-        looks = " (it serves the base model: the adapter never reached it)" if record["served_vs_base"] <= tolerance \
-            else ""
-        raise TinyevalError(f"adapter liveness check failed for {name}: the served model's next-token log-probs differ "
-                            f"from the trained adapter's by {record['served_vs_adapted']:.3g} (tolerance {tolerance:g})"
-                            f"{looks}; refusing to score it")
-    if not live:
-        record["verdict"] = "no-op"
-    return record
+def tolerance(*dtypes: str) -> float:
+    """The tolerance of a comparison between models in these dtypes: the loosest one's."""
+    names = [str(d).removeprefix("torch.") for d in dtypes]
+    unknown = [d for d in names if d not in TOLERANCE]
+    if unknown:
+        raise TinyevalError(f"no liveness tolerance for dtype {unknown[0]!r}; known: {', '.join(TOLERANCE)}")
+    return max(TOLERANCE[d] for d in names)
 
 
-def tolerance(dtype: str) -> float:
-    return TOLERANCE.get(str(dtype).removeprefix("torch."), TOLERANCE["bfloat16"])
+def _gaps(ref: Reference, p: int, got: dict[int, float]) -> tuple[float, float, float]:
+    """(served vs adapted, served vs base, adapted vs base) on the served tokens of probe `p`."""
+    import torch
+
+    tokens = torch.tensor(list(got))
+    values = torch.tensor(list(got.values()), dtype=torch.float32)
+    adapted, base = ref.adapted[p, tokens], ref.base[p, tokens]
+    missing = int(ref.adapted[p].argmax()) not in got
+    return (math.inf if missing else float((values - adapted).abs().max()), float((values - base).abs().max()),
+            float((adapted - base).abs().max()))
+
+
+def check(ref: Reference, served: ServedLogProbs, name: str, tol: float) -> LivenessJson:
+    """The rule of the module docstring: the record, or one TinyevalError line naming what the served model is."""
+    outs = served(ref.ids)
+    n = len(ref.ids)
+    if not outs or len(outs) % n:
+        raise TinyevalError(f"adapter liveness check ({name}): the served model answered {len(outs)} probes, "
+                            f"expected a multiple of {n}")
+    gaps = [_gaps(ref, j % n, got) for j, got in enumerate(outs)]
+    s_a, s_b, a_b = (max(g[i] for g in gaps) for i in range(3))
+    if s_a > tol:
+        worst = max(range(len(gaps)), key=lambda j: gaps[j][0])
+        w_a, w_b, w_ab = gaps[worst]
+        what = "ignores the adapter: it serves the base model" if w_b <= tol else "is not the adapted model"
+        copy = f", replica {worst // n + 1} of {len(outs) // n}" if len(outs) > n else ""
+        how = (f"the adapted model's most likely token is not in its top {len(outs[worst])}" if w_a == math.inf
+               else f"max |Δ log p| vs the adapted model {w_a:.3g} > tolerance {tol:g}")
+        raise TinyevalError(f"adapter liveness check ({name}): the served model {what} (after probe "
+                            f"{PROBES[worst % n]!r}{copy}: {how}; vs the base model {w_b:.3g}; the adapter moves "
+                            f"them by {w_ab:.3g}); refusing to use it")
+    return LivenessJson(served=name, probes=n, replicas=len(outs) // n, top_k=max(len(o) for o in outs),
+                        tolerance=tol, served_vs_adapted=round(s_a, 6), served_vs_base=round(s_b, 6),
+                        adapted_vs_base=round(a_b, 6), verdict="live" if a_b > tol else "no-op")
+
+
+def attach(model, tokenizer, adapter_dir, load: Callable):
+    """(`load(model, adapter_dir)`: the attached adapter's handle, its `Reference`): the base log-probs are taken
+    before it loads (full fine-tuning loads in place and keeps no base), the adapted ones before anything merges."""
+    ids = probe_ids(tokenizer)
+    base = next_token_logprobs(model, ids)
+    handle = load(model, adapter_dir)
+    return handle, Reference(ids, next_token_logprobs(handle.model, ids), base)
+
+
+def reference(handle, tokenizer) -> Reference:
+    """The reference of an adapter attached in training: the model as is, and under `handle.disabled()`."""
+    ids = probe_ids(tokenizer)
+    adapted = next_token_logprobs(handle.model, ids)
+    with handle.disabled() as model:
+        base = next_token_logprobs(model if model is not None else handle.model, ids)
+    return Reference(ids, adapted, base)
 
 
 def merged_with_proof(model, tokenizer, adapter_dir, dtype: str, load: Callable) -> tuple[object, LivenessJson]:
-    """(`model` with the adapter at `adapter_dir` merged into its weights, the proof that the merge serves it).
-
-    `load(model, adapter_dir)` attaches the adapter (in place) and returns a handle with `.model` and `merged_model()`
-    (`tinyeval.adapters.load_adapter`); the base log-probs are taken before it loads, the adapted ones before it
-    merges."""
-    base = next_token_logprobs(model, tokenizer, list(PROBES))  # before `load`: full fine-tuning loads in place
-    handle = load(model, adapter_dir)
-    adapted = next_token_logprobs(handle.model, tokenizer, list(PROBES))
+    """(`model` with the adapter at `adapter_dir` merged into its weights, the proof that the merge serves it)."""
+    handle, ref = attach(model, tokenizer, adapter_dir, load)
     merged = handle.merged_model()
-    served = next_token_logprobs(merged, tokenizer, list(PROBES))
-    return merged, check(served, adapted, base, tolerance(dtype), "hf-merged")
+    return merged, check(ref, hf_logprobs(merged), "hf-merged", tolerance(dtype))
+
+
+def combine(first: LivenessJson, second: LivenessJson) -> LivenessJson:
+    """One record for a suite served by two models (vLLM generates, HF scores log-likelihoods): the worst of both."""
+    worst = {k: max(first[k], second[k]) for k in ("replicas", "top_k", "tolerance", "served_vs_adapted",
+                                                   "served_vs_base", "adapted_vs_base")}
+    verdict = "live" if "live" in (first["verdict"], second["verdict"]) else "no-op"
+    return LivenessJson(served=f"{first['served']}+{second['served']}", probes=first["probes"], verdict=verdict,
+                        **worst)
+
+
+def describe(record: LivenessJson) -> str:
+    """One line for the terminal."""
+    what = ("the served model is the adapted one" if record["verdict"] == "live" else
+            "the adapter does not move these log-probs beyond the tolerance (a no-op here)")
+    return (f"adapter liveness ({record['served']}): {record['verdict']}: {what}; max |Δ log p| vs adapted "
+            f"{record['served_vs_adapted']:.2g} <= {record['tolerance']:g}, adapted vs base "
+            f"{record['adapted_vs_base']:.2g} ({record['probes']} probes x {record['replicas']})")

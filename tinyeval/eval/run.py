@@ -168,6 +168,11 @@ def _preflight(cfg: EvalConfig, data_root: str | None) -> bool:
 
     check_task_names(cfg.tasks)
     check_data(cfg.tasks, data_root)
+    if cfg.clean_from is not None:
+        from tinyeval.audit.clean import covered, flagged_items
+        from tinyeval.eval.tasks import TWINS
+
+        covered(flagged_items(cfg.clean_from), cfg.tasks, TWINS, cfg.clean_from)  # one line now, not after the run
     has_template = bool(getattr(load_tokenizer(cfg.model), "chat_template", None))
     check_weights(cfg.model)
     return has_template
@@ -209,7 +214,7 @@ def evaluate(cfg: EvalConfig) -> EvalRecord:
         kept = engine_pool.acquire(spec) if cfg.keep_engine and backend == "vllm" else None
         lm = backends.BACKENDS[backend](spec) if kept is None else kept
         loglik_backend = getattr(lm, "loglikelihood_backend", backend)
-        liveness = getattr(lm, "liveness", None) or spec.proof or None
+        liveness = getattr(lm, "liveness", None)
         try:
             out = simple_evaluate(cfg, lm, chat, data_root)
         except BaseException:

@@ -35,6 +35,7 @@ import torch
 from tinyeval import schema
 from tinyeval.adapters import AdapterConfig
 from tinyeval.errors import TinyevalError
+from tinyeval.eval.liveness import LivenessJson
 from tinyeval.io import write_json
 from tinyeval.train import distributed, fsdp
 from tinyeval.train.config import (
@@ -101,6 +102,7 @@ class Summary(TypedDict):
 class GRPOSummary(Summary):
     engine: str  # the rollout engine that ran (hf | vllm)
     random_p: float | None  # reward "random": the Bernoulli p its draws used (calibrated or given); else null
+    liveness: LivenessJson | None  # vllm: the rollout engine's last adapter liveness check; hf: null (no copy)
 
 
 class SFTSummary(Summary):
@@ -131,9 +133,12 @@ def _grpo(ctx: Context) -> Prepared:
                          ctx.loop.prompts_per_step * ctx.objective.group_size)
     cfg = ctx.objective
     if cfg.reward == "random" and cfg.random_p is None:
-        cfg = dataclasses.replace(cfg, random_p=_calibrate(engine, task, examples, cfg, ctx.loop.seed))
+        # Measured once, into the run's own settings: config.json is written after setup, so a resumed run reads
+        # the same p instead of measuring it again (on another machine or engine it might come out different).
+        cfg.random_p = _calibrate(engine, task, examples, cfg, ctx.loop.seed)
     objective = GRPO(ctx.handle, ctx.tokenizer, engine, task, cfg, ctx.loop.micro_batch, ctx.loop.seed)
-    return Prepared(objective, examples, lambda: {"engine": engine.name, "random_p": cfg.random_p}, engine.close)
+    return Prepared(objective, examples, lambda: {"engine": engine.name, "random_p": cfg.random_p,
+                                                  "liveness": getattr(engine, "liveness", None)}, engine.close)
 
 
 def _calibrate(engine, task, examples, cfg, seed: int) -> float:

@@ -12,6 +12,13 @@ corrects that.
 Sampling uses the engine's seed, not a per-request seed (per-request seeds crash CPU sampling), so a vLLM run is
 reproducible from its start but a `--resume` is not bit-for-bit (the engine's RNG state cannot be saved); HF
 generate's is. Which adapters can be served this way is decided in `engines.py`.
+
+Every sync is followed by the adapter liveness check (`tinyeval.eval.liveness`: the engine's next-token log-probs
+on a few probe prompts against the trainer's adapted model and its base), until the check first sees the adapter
+live; a sync that did not reach the engine stops the run with one line. The first sync happens when the engine is
+made, before any rollout: there the adapter is usually exactly the base model (TinyLoRA v = 0, LoRA B = 0: verdict
+"no-op"), so the syncs after the adapter has first moved are the ones that prove the weight path; a resumed run
+proves it before its first rollout. The probes are greedy: they draw nothing from the engine's seeded stream.
 """
 
 from __future__ import annotations
@@ -57,6 +64,8 @@ class VLLMEngine:
                             gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
                             logprobs_mode="processed_logprobs", **llm_kwargs)
         self.eos = {tokenizer.eos_token_id}
+        self.dtype = dtype
+        self.liveness = None  # the last liveness record (`LivenessJson`); no more checks once it is "live"
         self.lora = None
         self.syncs = 0  # LoRARequest ids: vLLM caches an adapter by its id, so every sync gets a new one
         self._dir = Path(tempfile.mkdtemp(prefix="tinyeval-lora-"))
@@ -101,7 +110,22 @@ class VLLMEngine:
         if self._last is not None:
             shutil.rmtree(self._last, ignore_errors=True)
         self._last = Path(path)
+        if self.liveness is None or self.liveness["verdict"] != "live":
+            self.check_live(handle)
         return SyncStats(size, time.perf_counter() - start)
+
+    def check_live(self, handle):
+        """The engine's served policy against the trainer's (`liveness.check`); raises if a sync did not reach it."""
+        from tinyeval.eval.liveness import TOP_K, check, reference, tolerance
+        from tinyeval.vllm import probe_logprobs
+
+        trainer_dtype = str(next(handle.model.parameters()).dtype).removeprefix("torch.")
+        self.liveness = check(reference(handle, self.tokenizer), probe_logprobs(self.llm, TOP_K, self.lora),
+                              "vllm-lora" if self.mode == "lora" else "vllm-merge-sync",
+                              tolerance(self.dtype, trainer_dtype))
+        if self.mode == "merge":
+            self.llm.reset_prefix_cache()
+        return self.liveness
 
     def close(self) -> None:
         from tinyeval.vllm import shutdown
