@@ -7,7 +7,8 @@ Runs `tinyeval train-and-eval --model smollm2-135m --preset claims-cpu --workers
 a re-run skips finished units), then reads its results.json alone and decides each claim with the rule written
 next to it in `CLAIMS`. A gain is a cell's held-out accuracy minus the base model's, lenient (the right number: the
 reward GRPO trains on) and strict (`#### N` format) reported side by side; its interval is the 95% Student-t
-interval across seeds of the per-seed gains. Two cells are compared by Welch's t interval of their per-seed means.
+interval across seeds of the per-seed gains. Two cells are compared by Welch's t interval of their per-seed means
+(both from `tinyeval.report.stats`).
 Writes benchmarks/results/claims.json and benchmarks/results/claims.png (the paper's Fig. 1/2 shape: accuracy
 vs trainable parameters, log x, GRPO and SFT as two series with seed intervals, base and the random-reward control
 as lines).
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import math
 import statistics
 import subprocess
 import sys
@@ -47,32 +47,24 @@ class Est:
     def __str__(self) -> str:
         return f"{self.mean * 100:+.1f} [{self.low * 100:+.1f}, {self.high * 100:+.1f}]"
 
-
-def _t(df: float) -> float:
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, df))
+    @classmethod
+    def of(cls, interval) -> Est | None:
+        """From a `tinyeval.report.stats.Interval` (None stays None)."""
+        return None if interval is None else cls(interval.value, interval.low, interval.high, interval.k)
 
 
 def t_interval(xs: list[float]) -> Est | None:
-    if len(xs) < 2:
-        return None
-    m, sd = statistics.fmean(xs), statistics.stdev(xs)
-    half = _t(len(xs) - 1) * sd / math.sqrt(len(xs))
-    return Est(m, m - half, m + half, len(xs))
+    """The mean of per-seed values with its 95% Student-t interval (`stats.t_interval`)."""
+    from tinyeval.report.stats import t_interval as interval
+
+    return Est.of(interval(xs))
 
 
 def welch(a: list[float], b: list[float]) -> Est | None:
-    """mean(a) - mean(b) with Welch's 95% interval (unequal variances, Welch-Satterthwaite df)."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    d = statistics.fmean(a) - statistics.fmean(b)
-    if va + vb == 0:
-        return Est(d, d, d, len(a) + len(b))
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = _t(df) * math.sqrt(va + vb)
-    return Est(d, d - half, d + half, len(a) + len(b))
+    """mean(a) - mean(b) with Welch's 95% interval (`stats.welch`)."""
+    from tinyeval.report.stats import welch as interval
+
+    return Est.of(interval(a, b))
 
 
 def seed_scores(results, cell: str, task: str = TASK, key: str = "lenient") -> list[float]:

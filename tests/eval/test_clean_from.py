@@ -7,11 +7,12 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from tinyeval.audit.clean import flagged_items
+from tinyeval.audit.clean import covered, flagged_items
 from tinyeval.cli import app
 from tinyeval.data import load
 from tinyeval.errors import TinyevalError
 from tinyeval.eval.results import clean_score
+from tinyeval.eval.run import EvalConfig, evaluate
 
 LEAKED = (0, 2)  # GSM8K test rows copied verbatim into the corpus below
 
@@ -34,6 +35,36 @@ def audit_dir(tmp_path_factory, data_root):
 def test_flagged_items_are_exactly_the_leaked_ones(audit_dir):
     assert flagged_items(audit_dir) == {"gsm8k": {f"gsm8k/test/{i}" for i in LEAKED}}
     assert flagged_items(audit_dir / "report.json") == flagged_items(audit_dir)
+
+
+def _report(path, name: str, flagged: dict[str, bool], id_source: str | None = None) -> None:
+    """A minimal audit report.json: the recipe's name (and id_source) and each item's id with its rule's verdict."""
+    path.mkdir(parents=True)
+    items = [{"id": i, "contaminated": c} for i, c in flagged.items()]
+    (path / "report.json").write_text(json.dumps({"recipe": {"name": name, "id_source": id_source}, "items": items}))
+
+
+def test_several_audits_and_a_full_math_audit_for_math500(audit_dir, tmp_path):
+    """A directory of audits: two of gsm8k (say, two corpora) flag the union; an audit of the full MATH test flags
+    MATH500's items by unique_id, so it counts for math500 too."""
+    import shutil
+
+    shutil.copytree(audit_dir, tmp_path / "all" / "gsm8k-web")
+    _report(tmp_path / "all" / "gsm8k-code", "gsm8k", {"gsm8k/test/5": True, "gsm8k/test/6": False})
+    _report(tmp_path / "all" / "math", "math", {"test/geometry/802.json": True, "math/test/4999": True},
+            id_source="math500")
+    flagged = flagged_items(tmp_path / "all")
+    assert flagged["gsm8k"] == {f"gsm8k/test/{i}" for i in (*LEAKED, 5)}
+    assert flagged["math"] == flagged["math500"] == {"test/geometry/802.json", "math/test/4999"}
+    covered(flagged, ["math500"], {}, "all")
+    covered(flagged, ["gsm8k_twins"], {"gsm8k_twins": "gsm8k"}, "all")  # a twin task counts as its original
+
+
+def test_an_audit_that_covers_none_of_the_tasks_is_refused(audit_dir, tiny_llama_dir, tmp_path):
+    with pytest.raises(TinyevalError, match="its audits cover gsm8k, none of the tasks arc_easy"):
+        covered(flagged_items(audit_dir), ["arc_easy"], {}, audit_dir)
+    with pytest.raises(TinyevalError, match="none of the tasks arc_easy"):  # before any model is loaded
+        evaluate(EvalConfig(model=str(tiny_llama_dir), tasks=["arc_easy"], out=tmp_path / "out", clean_from=audit_dir))
 
 
 def test_bad_audit_dirs_are_one_line_errors(tmp_path):

@@ -23,8 +23,9 @@ def _spec(**kw) -> backends.BackendSpec:
 def test_tp_and_dp_reach_lm_evals_vllm_model_args(monkeypatch, tmp_path):
     (tmp_path / "adapter_config.json").write_text('{"r": 2}')
     seen = {}
-    monkeypatch.setattr(backends, "_import_lm_eval_vllm", lambda: types.SimpleNamespace(VLLM=seen.update))
-    monkeypatch.setattr(backends, "vllm_inputs", lambda spec: ("/models/base", tmp_path))
+    monkeypatch.setattr(backends, "_import_lm_eval_vllm",
+                        lambda: types.SimpleNamespace(VLLM=lambda **kw: seen.update(kw) or types.SimpleNamespace()))
+    monkeypatch.setattr(backends, "vllm_inputs", lambda spec: ("/models/base", tmp_path, None))  # no reference
     backends._build_vllm(_spec(tp=4, dp=2))
     assert seen["tensor_parallel_size"] == 4 and seen["data_parallel_size"] == 2
     assert seen["pretrained"] == "/models/base" and seen["lora_local_path"] == str(tmp_path)

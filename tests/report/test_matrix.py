@@ -21,6 +21,10 @@ def test_paper_matrix_for_qwen7b_from_config_only(data_root):
     assert rows["tinylora-13-grpo"]["bytes_bf16"] == 26
     assert rows["lora-r1-grpo"]["trainable"] == 2_523_136  # the paper's "LoRA r1 (2.52M)"
     assert rows["lora-xs-r2-grpo"]["trainable"] == 196 * 4
+    controls = [c for c in cells if c.reward]  # the random-reward and format-only controls of TinyLoRA-13
+    assert [c.name for c in controls] == ["tinylora-13-grpo-random", "tinylora-13-grpo-format"]
+    assert all(rows[c.name] == rows["tinylora-13-grpo"] for c in controls)  # same adapter and budget
+    assert "gsm8k_twins" in matrix.PRESETS["paper"].tasks
 
 
 def test_dry_run_rows_and_cli(data_root):
@@ -32,6 +36,10 @@ def test_dry_run_rows_and_cli(data_root):
     assert grpo["steps"] == 351  # ceil(3 epochs x 7,473 prompts / 64 per step)
     assert grpo["gen_tokens"] > rows["base"]["gen_tokens"] > 0
     assert rows["base"]["gpu_hours"] < grpo["gpu_hours"]
+    calibration = 8 * 4 * 300  # the random control's p: 8 prompts x group 4 x ~300 tokens before step 1, per unit
+    random = rows["tinylora-13-grpo-random"]
+    assert random["gen_tokens"] == grpo["gen_tokens"] + calibration * random["units"]
+    assert rows["tinylora-13-grpo-format"]["gen_tokens"] == grpo["gen_tokens"]
 
 
 def test_methods_filter_and_unknown_preset():
@@ -253,15 +261,15 @@ def test_dry_run_lists_units_gpu_hours_and_wall_clock(data_root):
     on_8 = json.loads(plan("--json", "--gpus", "8"))
     check(on_8, matrix.PlanJson)
     total = on_8["total"]
-    assert total["units"] == 1 + 10 * 7 * 3 and total["seeds"] == 3 and len(total["learning_rates"]["grpo"]) == 7
+    assert total["units"] == 1 + 12 * 7 * 3 and total["seeds"] == 3 and len(total["learning_rates"]["grpo"]) == 7
     assert {r["units"] for r in on_8["cells"] if r["algo"] != "–"} == {21}
-    assert total["gpu_hours"] / 8 <= total["wall_hours"] <= total["gpu_hours"] / 7  # 211 units pack 8 GPUs well
+    assert total["gpu_hours"] / 8 <= total["wall_hours"] <= total["gpu_hours"] / 7  # 253 units pack 8 GPUs well
     on_1 = json.loads(plan("--json", "--gpus", "1"))["total"]
     assert on_1["wall_hours"] == pytest.approx(on_1["gpu_hours"], abs=0.2)
     single = json.loads(plan("--json", "--seeds", "1", "--lr-sweep", "off"))
-    assert single["total"]["units"] == 11 and single["total"]["gpu_hours"] < total["gpu_hours"] / 15
+    assert single["total"]["units"] == 13 and single["total"]["gpu_hours"] < total["gpu_hours"] / 15
     text = " ".join(plan("--gpus", "8").split())
-    assert "211 units" in text and "hours wall-clock on 8 GPU(s)" in text
+    assert "253 units" in text and "hours wall-clock on 8 GPU(s)" in text
 
 
 def test_lr_sweep_option():

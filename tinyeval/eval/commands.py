@@ -34,8 +34,9 @@ def evaluate(
     tp: Annotated[int, typer.Option("--tp", help="vllm: tensor_parallel_size, GPUs per model copy.")] = 1,
     dp: Annotated[int, typer.Option("--dp", help="vllm: data_parallel_size, model copies (needs Ray).")] = 1,
     clean_from: Annotated[Optional[Path], typer.Option(
-        "--clean-from", help="An audit directory (`tinyeval audit BENCH --out DIR`): also score each task it covers "
-                             "without the items it flags (results.json tasks.<name>.clean).")] = None,
+        "--clean-from", help="An audit directory (`tinyeval audit BENCH --out DIR`), or a directory of them: also "
+                             "score each task they cover without the items they flag (results.json "
+                             "tasks.<name>.clean); a full-MATH audit covers math500.")] = None,
     data_root: DataRoot = None,
     verbose: Verbose = False,
     as_json: JsonFlag = False,
@@ -67,3 +68,8 @@ def evaluate(
             from tinyeval.console import console
 
             console.print(emit_line)
+    if record.get("liveness") and not as_json:
+        from tinyeval.console import console
+        from tinyeval.eval.liveness import describe
+
+        console.print(describe(record["liveness"]), highlight=False)

@@ -6,7 +6,7 @@ core; this module keeps the engine of the last evaluation and hands it to the ne
 match (`engine_key`: every engine argument but the seed), switching what it serves:
 
   merge  (CPU, the default there; `tinyeval.eval.backends` serves merged checkpoints on CPU) the adapter is merged
-         on this side exactly as for a merged checkpoint (`apply_adapter`), and the linear-layer weights it changed
+         on this side exactly as for a merged checkpoint (`backends._loader` + `merged_model`), and the linear-layer weights it changed
          are written into the live engine by the worker extension the GRPO merge sync uses
          (`tinyeval.train.rollout.vllm_merge.MergeLoRA.tinyeval_load_merged`); every layer rewritten for an
          earlier unit goes back to base, so the base model (no adapter) is served from the base weights again.

@@ -95,8 +95,8 @@ def train_and_eval(
     fail_if_drop: Annotated[bool, typer.Option("--fail-if-drop", help="CI gate: exit 1 if any cell's gain drops on "
                                                "twins (tinyeval/report/verdict.py).")] = False,
     clean_from: Annotated[Optional[Path], typer.Option("--clean-from", help="An audit directory (`tinyeval audit BENCH "
-                                                       "--out DIR`): add each cell's Δ on the items it does not "
-                                                       "flag.")] = None,
+                                                       "--out DIR`), or a directory of them: add each cell's Δ "
+                                                       "on the items they do not flag.")] = None,
     data_root: Annotated[Optional[str], typer.Option("--data-root", help="Data root (default: $TINYEVAL_DATA).")] = None,
     verbose: Verbose = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
@@ -123,9 +123,10 @@ def train_and_eval(
     for gate in fail_under or []:
         render.parse_threshold(gate)  # a malformed gate fails now, not after hours of training
     if clean_from is not None:
-        from tinyeval.audit.clean import flagged_items
+        from tinyeval.audit.clean import covered, flagged_items
+        from tinyeval.eval.tasks import TWINS
 
-        flagged_items(clean_from)  # a missing or broken audit fails now too
+        covered(flagged_items(clean_from), suite, TWINS, clean_from)  # a missing, broken or unrelated audit fails now
     if dry_run:
         plan = matrix.dry_run(model, preset, cells, suite, limit, data_root, max_gen_toks=gen_toks, seeds=n_seeds,
                               sweep=sweep, dev_items=dev_items or spec.dev_items, gpus=gpus,

@@ -68,7 +68,7 @@ def accuracy_vs_params(results: Results, task: str, path: Path) -> Path | None:
     if base is not None:
         ax.axhline(_y(means[base.name]), color="gray", ls="--", label="base")
     for c in results.cells:  # controls: a reference line each, not a point of the budget series
-        if c.name.endswith(("-random", "-format")) and c.name in means:
+        if c.is_control and c.name in means:
             ax.axhline(_y(means[c.name]), color="tab:red", ls=":", lw=1, label=f"control {c.name}")
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (log)")

@@ -139,7 +139,7 @@ def note(results: Results) -> str:
                "verdict)." if twin_pairs(results) else "")
             + (" Cells ending -random / -format are controls (GRPO on random rewards / on the answer format only, "
                "same adapter and budget): a gain they share is not learning." if any(
-                   c.name.endswith(("-random", "-format")) for c in results.cells) else ""))
+                   c.is_control for c in results.cells) else ""))
 
 
 def table(results: Results) -> Table:
@@ -219,7 +219,9 @@ def gate(results: Results, thresholds: list[Threshold], fail_if_drop: bool = Fal
     for th in thresholds:
         if th.task not in results.tasks:
             raise TinyevalError(f"--fail-under names task '{th.task}', not in this run ({', '.join(results.tasks)})")
-        cells: list[Cell] = [results.cell(th.cell)] if th.cell else [c for c in results.cells if c.method != "base"]
+        # Without a cell named: every trained cell but the controls, which are meant to score low
+        cells: list[Cell] = [results.cell(th.cell)] if th.cell else [
+            c for c in results.cells if c.method != "base" and not c.is_control]
         for cell in cells:
             score = mean_score(cell.seeds, th.task)
             if score is None or score.value < th.value:

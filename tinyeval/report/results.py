@@ -174,6 +174,11 @@ class Cell:
         return "base" if self.algo is None else self.algo.upper()
 
     @property
+    def is_control(self) -> bool:
+        """GRPO on a reward that cannot teach the task (matrix.CONTROL_REWARDS: names end -random / -format)."""
+        return self.name.endswith(("-random", "-format"))
+
+    @property
     def done_seeds(self) -> list[SeedRun]:
         return [s for s in self.seeds if s.status == "done"]
 

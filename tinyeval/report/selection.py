@@ -82,20 +82,21 @@ def dev_rows(split: DevSplit, root: str | None) -> list[tuple[str, object]]:
 
 
 def score(split: DevSplit, model: str, adapter: Path, dtype: str, max_new_tokens: int, root: str | None,
-          batch_size: int = 32) -> list[int]:
-    """Per dev item, 1 if the adapted model's greedy answer is right (lenient), else 0."""
-    from tinyeval.eval.backends import apply_adapter
+          batch_size: int = 32) -> tuple[list[int], dict]:
+    """(per dev item, 1 if the adapted model's greedy answer is right (lenient), else 0; the liveness record of the
+    merged model that answered: `tinyeval.eval.liveness`, the learning rate is chosen on the adapter, proven)."""
+    from tinyeval.eval.backends import merge_with_proof
     from tinyeval.generation import chat_prompt, generate
     from tinyeval.models import default_device, load_model
     from tinyeval.train.tasks import get_task
 
     rows = dev_rows(split, root)
     base, tokenizer = load_model(model, dtype=dtype, device=default_device())
-    merged = apply_adapter(base, adapter)
+    merged, proof = merge_with_proof(base, tokenizer, adapter, dtype)
     prompts = [chat_prompt(tokenizer, user) for user, _ in rows]
     completions = generate(merged, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
     grade = get_task(split.task).grade
-    return [int(grade(text, gold).lenient) for text, (_, gold) in zip(completions, rows)]
+    return [int(grade(text, gold).lenient) for text, (_, gold) in zip(completions, rows)], proof
 
 
 def choose(per_seed: dict[float, dict[int, float]]) -> float | None:

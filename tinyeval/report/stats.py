@@ -64,20 +64,38 @@ class Interval:
         return f"[{self.low * 100:.1f}, {self.high * 100:.1f}]"
 
 
-def t_quantile(df: int, p: float = 0.975) -> float:
+def t_quantile(df: float, p: float = 0.975) -> float:
     """Student's t quantile (scipy): 12.71 for df 1, 4.30 for df 2, 2.78 for df 4."""
     from scipy.stats import t
 
     return float(t.ppf(p, df))
 
 
-def seed_interval(seeds: list[SeedRun], task: str) -> Interval | None:
-    """95% Student-t interval of the primary metric across the finished seeds; None with fewer than two."""
-    values = [s.scores[task].value for s in seeds if s.status == "done" and task in s.scores]
+def t_interval(values: list[float]) -> Interval | None:
+    """The mean of `values` with its 95% Student-t interval; None with fewer than two."""
     if len(values) < 2:
         return None
     m, half = _mean(values), t_quantile(len(values) - 1) * _sd(values) / math.sqrt(len(values))
     return Interval(m, m - half, m + half, len(values))
+
+
+def welch(a: list[float], b: list[float]) -> Interval | None:
+    """mean(a) - mean(b) with Welch's 95% interval (unequal variances, Welch-Satterthwaite df); None when either
+    has fewer than two values."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = _sd(a) ** 2 / len(a), _sd(b) ** 2 / len(b)
+    d = _mean(a) - _mean(b)
+    if va + vb == 0:
+        return Interval(d, d, d, len(a) + len(b))
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = t_quantile(df) * math.sqrt(va + vb)
+    return Interval(d, d - half, d + half, len(a) + len(b))
+
+
+def seed_interval(seeds: list[SeedRun], task: str) -> Interval | None:
+    """95% Student-t interval of the primary metric across the finished seeds; None with fewer than two."""
+    return t_interval([s.scores[task].value for s in seeds if s.status == "done" and task in s.scores])
 
 
 class Delta(Interval):

@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 from tinyeval import quiet
 from tinyeval.eval.liveness import LivenessJson
@@ -102,6 +102,7 @@ class DevJson(TypedDict):
     seed: int
     correct: list[int]  # per dev item, in `DevSplit.rows` order
     accuracy: float
+    liveness: NotRequired[LivenessJson]  # the merged model that answered was proven to be the adapter
 
 
 class UnitJson(TypedDict):
@@ -177,10 +178,10 @@ def _dev(job: Job, unit_dir: Path) -> None:
         return
     loop, objective = train_settings(job)
     max_new = getattr(objective, "max_new_tokens", None) or job.settings.max_gen_toks or 512
-    correct = selection.score(job.dev, job.settings.model, unit_dir / "train" / "adapter", loop.dtype, max_new,
-                              job.settings.data_root)
+    correct, proof = selection.score(job.dev, job.settings.model, unit_dir / "train" / "adapter", loop.dtype,
+                                     max_new, job.settings.data_root)
     write_json(unit_dir / "dev.json", DevJson(lr=job.unit.lr, seed=job.unit.seed, correct=correct,
-                                              accuracy=sum(correct) / len(correct)))
+                                              accuracy=sum(correct) / len(correct), liveness=proof))
     log(unit_dir, f"dev accuracy {sum(correct)}/{len(correct)}")
 
 

@@ -11,8 +11,10 @@ by item. Per paired item i (correctness averaged over the cell's seeds; the base
 Δ orig, Δ twins and their difference are means over the paired items with 95% intervals mean ± 1.96·sd/√n.
 The verdict, on lenient correctness (the right value: what a memorised answer would give), in this order:
 
-    no gain         Δ orig's interval reaches 0 or below: nothing to explain
     drops on twins  d's interval lies above 0: the gain on originals exceeds the gain on twins beyond the interval
+                    (also without a gain on originals: a cell that loses more on twins than on originals has
+                    learnt something about those exact items)
+    no gain         Δ orig's interval reaches 0 or below: nothing to explain
     holds on twins  Δ twins' interval lies above 0 (and d's does not)
     inconclusive    otherwise: a gain on originals, but the twins cannot tell (too few items, too much noise)
     no twins        the run has no twin task of this task, or its items carry no ids
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from tinyeval.report.results import TaskScore
 from tinyeval.report.stats import Delta, paired_delta
 
-VERDICTS = ("no gain", "drops on twins", "holds on twins", "inconclusive", "no twins")
+VERDICTS = ("drops on twins", "no gain", "holds on twins", "inconclusive", "no twins")
 
 
 def _by_id(score: TaskScore | None, key: str) -> dict[str, float]:
@@ -64,10 +66,10 @@ def twin_check(cell_orig: TaskScore | None, base_orig: TaskScore | None, cell_tw
     orig, twins, diff = paired_delta(g), paired_delta(h), paired_delta([a - b for a, b in zip(g, h)])
     if orig is None or twins is None or diff is None:
         return TwinCheck(orig, twins, diff, len(ids), "no twins")
-    if orig.low <= 0:
-        verdict = "no gain"
-    elif diff.low > 0:
+    if diff.low > 0:
         verdict = "drops on twins"
+    elif orig.low <= 0:
+        verdict = "no gain"
     elif twins.low > 0:
         verdict = "holds on twins"
     else:

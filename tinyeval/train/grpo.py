@@ -92,11 +92,15 @@ class GRPO:
         self.inner_epochs = cfg.inner_epochs
         self.loss_cfg = LossConfig(cfg.eps_low, cfg.eps_high, cfg.aggregation, cfg.kl_coef, cfg.tis_cap,
                                    cfg.max_new_tokens)
+        self.synced = False  # the engine has this process's policy: synced before the first rollout, then per step
 
     def prepare(self, examples: Sequence[Example]) -> tuple[list[Micro], dict]:
         cfg, model = self.cfg, self.handle.model
         prompts = [e.prompt for e in examples for _ in range(cfg.group_size)]
         golds = [e.gold for e in examples for _ in range(cfg.group_size)]
+        if not self.synced:  # here, not at setup: a resumed run loads its checkpoint after setup
+            self.engine.sync(self.handle, 0)
+            self.synced = True
         ro = self.engine.generate(prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_p)
         draws = random_rewards(len(prompts), cfg.random_p, self.seed, prompts) if cfg.reward == "random" else None
         scored = score(ro.texts, golds, self.task.grade, cfg.reward, cfg.format_weight, draws=draws)
@@ -142,6 +146,7 @@ class GRPO:
 
     def after_update(self, step: int) -> dict:
         sync = self.engine.sync(self.handle, step)
+        self.synced = True
         return {"sync_bytes": sync.bytes, "sync_s": sync.seconds}
 
 

@@ -132,11 +132,15 @@ def _grpo(ctx: Context) -> Prepared:
     engine = make_engine(ctx.objective, ctx.handle, ctx.tokenizer, ctx.loop.model,
                          ctx.loop.prompts_per_step * ctx.objective.group_size)
     cfg = ctx.objective
-    if cfg.reward == "random" and cfg.random_p is None:
-        # Measured once, into the run's own settings: config.json is written after setup, so a resumed run reads
-        # the same p instead of measuring it again (on another machine or engine it might come out different).
-        cfg.random_p = _calibrate(engine, task, examples, cfg, ctx.loop.seed)
-    objective = GRPO(ctx.handle, ctx.tokenizer, engine, task, cfg, ctx.loop.micro_batch, ctx.loop.seed)
+    try:
+        if cfg.reward == "random" and cfg.random_p is None:
+            # Measured once, into the run's own settings: config.json is written after setup, so a resumed run reads
+            # the same p instead of measuring it again (on another machine or engine it might come out different).
+            cfg.random_p = _calibrate(engine, task, examples, cfg, ctx.loop.seed)
+        objective = GRPO(ctx.handle, ctx.tokenizer, engine, task, cfg, ctx.loop.micro_batch, ctx.loop.seed)
+    except BaseException:
+        engine.close()  # a vLLM engine left running would outlive the run (orphan engine-core processes)
+        raise
     return Prepared(objective, examples, lambda: {"engine": engine.name, "random_p": cfg.random_p,
                                                   "liveness": getattr(engine, "liveness", None)}, engine.close)
 

@@ -51,8 +51,7 @@ def _vllm(cfg: GRPOConfig, handle, tokenizer, model_name: str, rollouts: int) ->
     share = None if on_cpu() else colocated_utilization(handle.model, max_len, rollouts)
     engine = VLLMEngine(model_dir(model_name), tokenizer, rank, dtype=default_dtype(), max_model_len=max_len,
                         sync=cfg.vllm_sync, gpu_memory_utilization=share)
-    engine.sync(handle, 0)
-    return engine
+    return engine  # it serves the base weights until GRPO's first rollout syncs the policy (and checks it live)
 
 
 ENGINES: dict[str, Callable[[GRPOConfig, object, object, str, int], RolloutEngine]] = {"hf": _hf, "vllm": _vllm}

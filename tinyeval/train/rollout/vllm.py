@@ -15,10 +15,12 @@ generate's is. Which adapters can be served this way is decided in `engines.py`.
 
 Every sync is followed by the adapter liveness check (`tinyeval.eval.liveness`: the engine's next-token log-probs
 on a few probe prompts against the trainer's adapted model and its base), until the check first sees the adapter
-live; a sync that did not reach the engine stops the run with one line. The first sync happens when the engine is
-made, before any rollout: there the adapter is usually exactly the base model (TinyLoRA v = 0, LoRA B = 0: verdict
-"no-op"), so the syncs after the adapter has first moved are the ones that prove the weight path; a resumed run
-proves it before its first rollout. The probes are greedy: they draw nothing from the engine's seeded stream.
+live; a sync that did not reach the engine stops the run with one line. The engine starts on the base weights (what
+the random-reward control's calibration samples); GRPO syncs the policy before its first rollout (after a resumed
+run has loaded its checkpoint, so a resumed run's policy is proven before it samples) and after every update. At
+the start of a fresh run the adapter is usually exactly the base model (TinyLoRA v = 0, LoRA B = 0: verdict
+"no-op"), so the syncs after it has first moved are the ones that prove the weight path. The probes are greedy:
+they draw nothing from the engine's seeded stream.
 """
 
 from __future__ import annotations
