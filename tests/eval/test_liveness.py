@@ -17,10 +17,11 @@ def _adapter(tiny_llama_dir, tmp_path, method: str, trained: bool):
     model, _ = load_model(str(tiny_llama_dir), dtype="float32")
     handle = attach(model, AdapterConfig(method=method, params=8, rank=2 if method == "tinylora" else 1))
     if trained:
+        gen = torch.Generator().manual_seed(0)  # a fixed draw: the tests must not depend on the global RNG's state
         with torch.no_grad():
             for p in handle.parameters() if hasattr(handle, "parameters") else model.parameters():
                 if p.requires_grad:
-                    p.add_(torch.randn_like(p) * 0.5)
+                    p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.5)
     return handle.save(tmp_path / method)
 
 
