@@ -48,9 +48,16 @@ def flagged_items(audit_dir: str | Path) -> dict[str, set[str]]:
     return flagged
 
 
+def flags_for(flagged: dict, task: str, twins: dict[str, str]) -> set[str] | None:
+    """The ids `flagged` (benchmark -> ids) holds for `task`, or for its original when `task` is a twin task
+    (`twins`: task -> original); None when the audits cover neither."""
+    ids = flagged.get(task, flagged.get(twins.get(task, ""), None))
+    return None if ids is None else set(ids)
+
+
 def covered(flagged: dict[str, set[str]], tasks: list[str], twins: dict[str, str], audit_dir: str | Path) -> None:
-    """Refuse, before anything runs, a `--clean-from` whose audits cover none of `tasks` (a twin task counts as its
-    original, `twins`: task -> original): its clean column would be silently empty."""
-    if not any(t in flagged or twins.get(t) in flagged for t in tasks):
+    """Refuse, before anything runs, a `--clean-from` whose audits cover none of `tasks` (`flags_for`): its clean
+    column would be silently empty."""
+    if all(flags_for(flagged, t, twins) is None for t in tasks):
         raise TinyevalError(f"--clean-from {audit_dir}: its audits cover {', '.join(sorted(flagged)) or 'nothing'}, "
                             f"none of the tasks {', '.join(tasks)}")

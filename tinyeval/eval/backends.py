@@ -55,17 +55,7 @@ def _check_adapter(adapter: Path) -> None:
 
 def apply_adapter(model, adapter: Path):
     """`model` with the adapter folded into its weights (same HF causal-LM interface, no wrapper left)."""
-    _check_adapter(adapter)
-    if is_peft_lora(adapter):
-        from peft import PeftModel
-
-        try:
-            return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-        except (ValueError, RuntimeError, KeyError) as e:
-            raise TinyevalError(f"adapter {adapter} does not fit this model: {str(e).splitlines()[0]}") from None
-    from tinyeval.adapters import load_adapter
-
-    return load_adapter(model, adapter).merged_model()
+    return _loader(adapter)(model, adapter).merged_model()
 
 
 class _PeftHandle:
@@ -289,13 +279,18 @@ def _build_vllm(spec: BackendSpec):
     return lm
 
 
-def check_served(lm, ref, name: str, dtype: str) -> None:
-    """`lm.liveness` = the liveness record of lm-eval's `VLLM` `lm` against `ref`; on a refusal its engine is shut
-    down and the TinyevalError raised."""
+def served_record(lm, ref, name: str, dtype: str):
+    """The liveness record of lm-eval's `VLLM` `lm` (its engine(s), asked through its own dispatch) against `ref`;
+    a TinyevalError when it does not serve the adapter."""
     from tinyeval.eval.liveness import TOP_K, check, tolerance
 
+    return check(ref, lm_eval_logprobs(lm, TOP_K), name, tolerance(dtype))
+
+
+def check_served(lm, ref, name: str, dtype: str) -> None:
+    """`lm.liveness` = `served_record(...)`; on a refusal the engine is shut down and the TinyevalError raised."""
     try:
-        lm.liveness = check(ref, lm_eval_logprobs(lm, TOP_K), name, tolerance(dtype))
+        lm.liveness = served_record(lm, ref, name, dtype)
     except BaseException:
         from tinyeval.vllm import shutdown
 

@@ -156,7 +156,7 @@ def _switch_lora(kept: Kept, lora: Path | None) -> None:
 def acquire(spec: BackendSpec):
     """lm-eval's VLLM model serving `spec`'s adapter on the kept engine (started or replaced as needed); None when
     a kept engine cannot serve `spec` (see the module docstring): the caller builds a fresh one."""
-    from tinyeval.eval.backends import _check_adapter, vllm_inputs
+    from tinyeval.eval.backends import _check_adapter, served_record, vllm_inputs
     from tinyeval.models import model_dir
     from tinyeval.vllm import on_cpu
 
@@ -186,7 +186,11 @@ def acquire(spec: BackendSpec):
         # As a fresh engine: no KV blocks of an earlier evaluation (computed with other weights, or changing how
         # this one's prompts are prefilled), the random state of the unit's seed.
         kept.lm.model.reset_prefix_cache()
-        kept.lm.liveness = None if ref is None else _check(kept, ref, spec.dtype)  # as a fresh engine's
+        if ref is not None:  # the switched engine itself is asked, as a fresh engine is (a refusal closes it)
+            kept.lm.liveness = served_record(kept.lm, ref, "vllm-lora" if mode == "lora" else "vllm-merged",
+                                             spec.dtype)
+        else:
+            kept.lm.liveness = None
         kept.lm.model.collective_rpc("tinyeval_reseed", args=(spec.seed,))
     except BaseException:
         close()  # half-switched weights: no later evaluation may trust this engine
@@ -196,16 +200,6 @@ def acquire(spec: BackendSpec):
 
         return _split_lm(kept.lm, build_hf(spec))
     return kept.lm
-
-
-def _check(kept: Kept, ref, dtype: str):
-    """The switched engine's liveness record (`tinyeval.eval.liveness`): it serves the adapter, not what it served
-    before. The probes are greedy: they draw nothing from the engine's random state."""
-    from tinyeval.eval.backends import lm_eval_logprobs
-    from tinyeval.eval.liveness import TOP_K, check, tolerance
-
-    return check(ref, lm_eval_logprobs(kept.lm, TOP_K), "vllm-lora" if kept.mode == "lora" else "vllm-merged",
-                 tolerance(dtype))
 
 
 def _reuse(key: tuple) -> Kept | None:

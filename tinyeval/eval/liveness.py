@@ -50,7 +50,6 @@ PROBES = (  # short, fixed, unlike any benchmark item; changing them changes eve
 )
 TOLERANCE = {"float32": 0.02, "float16": 0.2, "bfloat16": 0.5}  # max |Δ log p| (nats) on the served top tokens
 TOP_K = 20  # log-probs the served model reports per probe (vLLM's default `max_logprobs` is 20)
-SERVED = ("hf-merged", "vllm-merged", "vllm-lora", "vllm-merge-sync")  # `LivenessJson.served`; "+" joins two
 
 ServedLogProbs = Callable[[list[list[int]]], list[dict[int, float]]]
 """Token ids of each probe -> the served model's top next-token log-probs {token: log p}, one dict per probe in
@@ -61,7 +60,7 @@ class LivenessJson(TypedDict):
     """What the check measured, recorded with the scores (eval results.json `liveness`, the matrix's unit.json,
     GRPO's summary.json for a vLLM rollout engine)."""
 
-    served: str  # how the adapted model was served: one of `SERVED`, or two joined by "+"
+    served: str  # hf-merged | vllm-merged | vllm-lora | vllm-merge-sync, or two joined by "+"
     probes: int
     replicas: int  # copies of the served model that answered every probe (lm-eval data parallelism: one each)
     top_k: int  # gaps are over the served model's top_k next tokens of each probe

@@ -180,13 +180,13 @@ def _preflight(cfg: EvalConfig, data_root: str | None) -> bool:
 
 def _add_clean(tasks: dict, audit_dir: Path) -> None:
     """Each task the audit covers (or whose original it covers, for a twin task) gets its clean-subset score."""
-    from tinyeval.audit.clean import flagged_items
+    from tinyeval.audit.clean import flagged_items, flags_for
     from tinyeval.eval.results import clean_score
     from tinyeval.eval.tasks import TWINS
 
     flagged = flagged_items(audit_dir)
     for name, row in tasks.items():
-        ids = flagged.get(name, flagged.get(TWINS.get(name, ""), None))
+        ids = flags_for(flagged, name, TWINS)
         if ids is not None:
             row["clean"] = clean_score(row, ids, str(audit_dir))
 

@@ -27,11 +27,10 @@ def twin_pairs(results: Results) -> dict[str, str]:
 
 def flagged_of(results: Results, task: str) -> set[str] | None:
     """The ids `--clean-from`'s audit flags for `task` (a twin task: its original's); None when it covers neither."""
+    from tinyeval.audit.clean import flags_for
     from tinyeval.eval.tasks import TWINS
 
-    flagged = (results.clean_from or {}).get("flagged", {})
-    ids = flagged.get(task, flagged.get(TWINS.get(task, ""), None))
-    return None if ids is None else set(ids)
+    return flags_for((results.clean_from or {}).get("flagged", {}), task, TWINS)
 
 
 def _without(score: TaskScore | None, flagged: set[str]) -> TaskScore | None:
