@@ -182,7 +182,6 @@ def shutdown(llm, timeout: float = ENGINE_SHUTDOWN_S) -> None:
         engine.shutdown(timeout=timeout)
 
 
-
 def probe_sampling(k: int):
     """One greedy token with the top `k` log-probs, for the adapter liveness check: greedy, so no sampler RNG is
     drawn (a GRPO engine's seeded stream stays as it was), and the log-probs are of the raw logits."""

@@ -121,7 +121,7 @@ class VLLMEngine:
         from tinyeval.eval.liveness import TOP_K, check, reference, tolerance
         from tinyeval.vllm import probe_logprobs
 
-        trainer_dtype = str(next(handle.model.parameters()).dtype).removeprefix("torch.")
+        trainer_dtype = next(handle.model.parameters()).dtype  # `tolerance` reads torch dtypes too
         self.liveness = check(reference(handle, self.tokenizer), probe_logprobs(self.llm, TOP_K, self.lora),
                               "vllm-lora" if self.mode == "lora" else "vllm-merge-sync",
                               tolerance(self.dtype, trainer_dtype))
