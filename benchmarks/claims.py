@@ -2,6 +2,7 @@
 
     python benchmarks/claims.py [--out runs/claims] [--workers 2] [--analyse-only]
     python benchmarks/claims.py --seeds 2 --lr-sweep off --eval-limit 100 --out runs/claims-quick   # a smaller cut
+    python benchmarks/claims.py --out runs/claims-rerun --compare-with benchmarks/results/claims.json  # run it again
 
 Runs `tinyeval train-and-eval --model smollm2-135m --preset claims-cpu --workers 2 --out runs/claims` (resumable:
 a re-run skips finished units), then reads its results.json alone and decides each claim with the rule written
@@ -11,13 +12,14 @@ interval across seeds of the per-seed gains. Two cells are compared by Welch's t
 (both from `tinyeval.report.stats`).
 Writes benchmarks/results/claims.json and benchmarks/results/claims.png (the paper's Fig. 1/2 shape: accuracy
 vs trainable parameters, log x, GRPO and SFT as two series with seed intervals, base and the random-reward control
-as lines).
+as lines). With --compare-with, the record gains `reproduction`: this run against an earlier record, cell by cell.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import statistics
 import subprocess
 import sys
@@ -29,6 +31,7 @@ from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = "arith"  # held-out items the model learns under GRPO; "arith_twins" is scored beside it
+RUN_FILE = "claims-run.json"  # beside results.json: the study's measured wall time, kept for --analyse-only
 PAPER_RECOVERED = (90.7 - 75.6) / (97.0 - 75.6)  # Fig. 1: TinyLoRA-13's share of full fine-tuning's gain (0.71)
 
 
@@ -69,9 +72,11 @@ def welch(a: list[float], b: list[float]) -> Est | None:
 
 def seed_scores(results, cell: str, task: str = TASK, key: str = "lenient") -> list[float]:
     """Each finished seed's score of `cell` on `task` (`key`: lenient | strict)."""
+    from tinyeval.errors import TinyevalError
+
     try:
         c = results.cell(cell)
-    except Exception:
+    except TinyevalError:  # the cell is not in this run
         return []
     return [getattr(s.scores[task], key) for s in c.done_seeds if task in s.scores
             and getattr(s.scores[task], key) is not None]
@@ -195,10 +200,57 @@ def table(r) -> list[dict]:
             for key in ("lenient", "strict"):
                 xs = seed_scores(r, c.name, task, key)
                 est = t_interval(xs)
-                row[f"{task}_{key}"] = (est.as_dict() if est else
-                                        {"mean": round(xs[0], 4), "k": 1} if xs else None)
+                row[f"{task}_{key}"] = (None if not xs else {**(est.as_dict() if est else {"mean": round(xs[0], 4),
+                                        "k": 1}), "values": [round(x, 4) for x in xs]})
         rows.append(row)
     return rows
+
+
+def reproduction(first: dict, table_rows: list[dict], claims: dict) -> dict:
+    """This run against an earlier claims record `first` (the same preset and seeds, run again): does the command
+    reproduce its numbers within seed noise? Per cell, task (held-out and twins) and key (lenient, strict), the
+    difference of the two runs' seed means with Welch's 95% interval from the two seed intervals
+    (`stats.welch_of`: the first record may keep only mean, interval and k). A single evaluation (the base model:
+    greedy decoding, no seed) has no seed interval: it must come out identical. Rule: reproduced within seed noise
+    when every claim's verdict is the same and no lenient held-out difference (the number the claims read) has an
+    interval excluding 0; the strict and twin comparisons are counted beside it."""
+    from tinyeval.report.stats import Interval, welch_of
+
+    def interval(e: dict) -> Interval:
+        return Interval(e["mean"], e.get("low", e["mean"]), e.get("high", e["mean"]), e["k"])
+
+    before = {row["cell"]: row for row in first.get("table", [])}
+    rows, outside = [], []
+    for row in table_rows:
+        old = before.get(row["cell"])
+        for task in (TASK, f"{TASK}_twins"):
+            for key in ("lenient", "strict"):
+                a, b = row.get(f"{task}_{key}"), old and old.get(f"{task}_{key}")
+                if not a or not b:
+                    continue
+                d = welch_of(interval(a), interval(b))
+                diff = (Est.of(d).as_dict() if d else {"mean": round(a["mean"] - b["mean"], 4), "k": 1})
+                within = d.low <= 0 <= d.high if d else a["mean"] == b["mean"]
+                rows.append({"cell": row["cell"], "task": task, "key": key, "first": b["mean"], "second": a["mean"],
+                             "second_minus_first": diff, "within_noise": within})
+                if not within:
+                    outside.append(f"{row['cell']} {task} {key}")
+    verdicts = {name: [first.get("claims", {}).get(name, {}).get("verdict"), c["verdict"]]
+                for name, c in claims.items()}
+    same = all(a == b for a, b in verdicts.values())
+    headline = [x for x in rows if x["task"] == TASK and x["key"] == "lenient"]
+    missing = sorted(set(before) ^ {row["cell"] for row in table_rows})
+    return {
+        "first": {k: first.get(k) for k in ("date", "command", "wall_s", "machine")},
+        "verdicts": verdicts,
+        "verdicts_same": same,
+        "compared": len(rows),
+        "outside_noise": outside,
+        "identical": all(x["first"] == x["second"] for x in rows),
+        "cells_in_one_run_only": missing,
+        "reproduced": same and not missing and bool(headline) and all(x["within_noise"] for x in headline),
+        "rows": rows,
+    }
 
 
 def plot(r, path: Path) -> None:
@@ -211,7 +263,7 @@ def plot(r, path: Path) -> None:
     from tinyeval.io import atomic_path
 
     fig, ax = plt.subplots(figsize=(7, 4.4))
-    for algo, style in (("grpo", dict(marker="o", color="tab:blue")), ("sft", dict(marker="s", color="tab:orange"))):
+    for algo, style in (("grpo", {"marker": "o", "color": "tab:blue"}), ("sft", {"marker": "s", "color": "tab:orange"})):
         pts = []
         for c in r.cells:
             xs = seed_scores(r, c.name)
@@ -243,6 +295,10 @@ def plot(r, path: Path) -> None:
     plt.close(fig)
 
 
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="runs/claims", help="train-and-eval output directory (resumed if present)")
@@ -252,6 +308,8 @@ def main() -> None:
     ap.add_argument("--lr-sweep", help="override the preset's sweep: off, or 5e-3,2e-2 (recorded)")
     ap.add_argument("--eval-limit", help="override the preset's 128 held-out items (recorded)")
     ap.add_argument("--methods", help="keep only these cells (train-and-eval --methods; recorded)")
+    ap.add_argument("--compare-with", metavar="RECORD", help="an earlier claims record (e.g. the committed "
+                    "benchmarks/results/claims.json): this run is checked against it (`reproduction`)")
     args = ap.parse_args()
     cut = {k: v for k, v in (("--seeds", args.seeds), ("--lr-sweep", args.lr_sweep), ("--eval-limit", args.eval_limit),
                                      ("--methods", args.methods))
@@ -262,6 +320,14 @@ def main() -> None:
     from tinyeval.report.results import load
 
     out = ROOT / args.out
+    first = None
+    if args.compare_with:
+        try:
+            first = json.loads(Path(args.compare_with).read_text())
+        except (OSError, ValueError) as e:
+            sys.exit(f"claims: --compare-with {args.compare_with}: cannot read it ({e})")
+        if not isinstance(first, dict) or first.get("name") != "claims" or not {"table", "claims"} <= first.keys():
+            sys.exit(f"claims: --compare-with {args.compare_with}: not a claims record (no name 'claims', table, claims)")
     wall = None
     cmd = ["tinyeval", "train-and-eval", "--model", "smollm2-135m", "--preset", "claims-cpu", "--workers",
            args.workers, "--out", args.out, *(x for kv in cut.items() for x in kv)]
@@ -269,9 +335,13 @@ def main() -> None:
         start = time.perf_counter()
         subprocess.run([str(Path(sys.executable).parent / cmd[0]), *cmd[1:]], cwd=ROOT, check=True)
         wall = round(time.perf_counter() - start, 1)
+        write_json(out / RUN_FILE, {"wall_s": wall, "finished": _now()})
+    elif (out / RUN_FILE).exists():  # re-analysing a finished run keeps its measured wall time
+        wall = json.loads((out / RUN_FILE).read_text())["wall_s"]
     r = load(out / "results.json")
     claims = {name: fn(r) for name, fn in CLAIMS.items()}
     rec = claims["1 TinyLoRA-13 GRPO recovers most of full FT's gain"].get("recovered")
+    rows = table(r)
     plot(r, ROOT / "benchmarks" / "results" / "claims.png")
     result = {
         "name": "claims",
@@ -285,20 +355,28 @@ def main() -> None:
         "target": "each claim decided by its rule (reproduced / not reproduced / inconclusive); see `claims`",
         "claims": claims,
         "control": control(r),
-        "table": table(r),
+        "table": rows,
         "seeds": r.seeds,
         "lr_sweep": r.lr_sweep,
         "full_study": not cut,  # false: a smaller cut than the claims-cpu preset (see `cut`)
         "cut": cut,
         "wall_s": wall,
         "command": "python benchmarks/claims.py" + "".join(f" {k} {v}" for k, v in cut.items()) + (
-            f" --out {args.out}" if args.out != "runs/claims" else ""),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            f" --out {args.out}" if args.out != "runs/claims" else "") + (
+            f" --compare-with {args.compare_with}" if args.compare_with else ""),
+        "date": _now(),
         "machine": machine,
     }
+    if first is not None:
+        result["reproduction"] = reproduction(first, rows, claims)
     write_json(ROOT / "benchmarks" / "results" / "claims.json", result)
     for name, c in claims.items():
         print(f"{name}: {c['verdict']} ({c.get('why', '')})")
+    if first is not None:
+        rp = result["reproduction"]
+        print(f"reproduction of {rp['first']['date']}: {'reproduced' if rp['reproduced'] else 'NOT reproduced'} "
+              f"within seed noise (verdicts same: {rp['verdicts_same']}, identical: {rp['identical']}, "
+              f"outside noise: {', '.join(rp['outside_noise']) or 'none'})")
 
 
 if __name__ == "__main__":

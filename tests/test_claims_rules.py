@@ -51,8 +51,61 @@ def test_tying_rank_and_missing_cells():
 
 
 def test_scaling_claim_reads_the_trend_over_budgets():
-    budgets = dict(tinylora_1_grpo=("grpo", 1, [0.41, 0.42, 0.40]), tinylora_13_grpo=("grpo", 13, [0.45, 0.46, 0.44]),
-                   tinylora_210_grpo=("grpo", 210, [0.50, 0.52, 0.51]), full_grpo=("grpo", 10**8, [0.60, 0.61, 0.62]))
+    budgets = {"tinylora_1_grpo": ("grpo", 1, [0.41, 0.42, 0.40]), "tinylora_13_grpo": ("grpo", 13, [0.45, 0.46, 0.44]),
+                   "tinylora_210_grpo": ("grpo", 210, [0.50, 0.52, 0.51]), "full_grpo": ("grpo", 10**8, [0.60, 0.61, 0.62])}
     assert claims.claim_scaling(_run(base=(None, 0, [0.40]), **budgets))["verdict"] == "reproduced"
     flipped = {k: (a, t, [1 - x for x in v]) for k, (a, t, v) in budgets.items()}
     assert claims.claim_scaling(_run(base=(None, 0, [0.40]), **flipped))["verdict"] == "not reproduced"
+
+
+def _study(shift: float = 0.0, tiny: list[float] | None = None) -> Results:
+    return _run(base=(None, 0, [0.40]), tinylora_13_grpo=("grpo", 13, tiny or [0.44, 0.47, 0.50]),
+                full_grpo=("grpo", 10**8, [0.60 + shift, 0.62 + shift, 0.61 + shift]),
+                tinylora_13_sft=("sft", 13, [0.41, 0.39, 0.40]))
+
+
+def _record(r: Results) -> dict:
+    return {"name": "claims", "date": "d", "command": "c", "wall_s": 1.0, "machine": {},
+            "table": claims.table(r), "claims": {n: fn(r) for n, fn in claims.CLAIMS.items()}}
+
+
+def _reproduction(first: Results, second: Results) -> dict:
+    rec = _record(second)
+    return claims.reproduction(_record(first), rec["table"], rec["claims"])
+
+
+def test_a_second_run_is_compared_cell_by_cell_with_the_record():
+    same = _reproduction(_study(), _study())
+    assert same["reproduced"] and same["identical"] and same["verdicts_same"] and same["outside_noise"] == []
+    assert same["compared"] == 8  # four cells x (lenient, strict) held-out (no twins in this run)
+    moved = _reproduction(_study(), _study(shift=0.005))  # full FT moves by far less than its seed spread
+    assert moved["reproduced"] and not moved["identical"]
+    row = next(x for x in moved["rows"] if x["cell"] == "full-grpo" and x["key"] == "lenient")
+    assert row["second_minus_first"]["mean"] == pytest.approx(0.005) and row["within_noise"] is True
+    far = _reproduction(_study(), _study(shift=0.2))  # beyond seed noise (and it flips claim 1)
+    assert not far["reproduced"] and "full-grpo arith lenient" in far["outside_noise"]
+
+
+def test_a_changed_verdict_a_moved_base_or_a_missing_cell_is_not_a_reproduction():
+    flipped = _reproduction(_study(), _study(tiny=[0.60, 0.62, 0.61]))  # claim 1 turns reproduced
+    assert not flipped["verdicts_same"] and not flipped["reproduced"]
+    base = _study()
+    base.cells[0].seeds[0].scores["arith"] = TaskScore("exact_match", 0.41, None, 100, 0.0, 0.41)
+    moved = _reproduction(_study(), base)  # one greedy evaluation, no seed interval: it must be identical
+    assert "base arith lenient" in moved["outside_noise"] and not moved["reproduced"]
+    fewer = _study()
+    fewer.cells.pop()
+    assert _reproduction(_study(), fewer)["cells_in_one_run_only"] == ["tinylora-13-sft"]
+
+
+def test_compare_with_a_file_that_is_not_a_claims_record_is_one_line(tmp_path):
+    import subprocess
+
+    bad = tmp_path / "x.json"
+    bad.write_text('{"name": "other"}')
+    script = Path(claims.__file__)
+    for path in (bad, tmp_path / "missing.json"):
+        p = subprocess.run([sys.executable, str(script), "--analyse-only", "--out", str(tmp_path / "nothing"),
+                            "--compare-with", str(path)], capture_output=True, text=True, check=False)
+        assert p.returncode != 0 and p.stderr.strip().startswith("claims: --compare-with")
+        assert len(p.stderr.strip().splitlines()) == 1

@@ -143,6 +143,18 @@ def test_welch_interval_matches_a_hand_computation():
     assert welch([0.5], [0.2, 0.3]) is None
 
 
+def test_welch_from_two_recorded_intervals_is_welch_on_the_values():
+    from tinyeval.report.stats import t_interval, welch, welch_of
+
+    a, b = [0.5, 0.6, 0.7], [0.2, 0.2, 0.5, 0.3]
+    d, e = welch(a, b), welch_of(t_interval(a), t_interval(b))
+    assert (e.value, e.low, e.high, e.k) == (pytest.approx(d.value), pytest.approx(d.low), pytest.approx(d.high), 7)
+    flat = t_interval([0.4, 0.4, 0.4])
+    same = welch_of(flat, flat)  # no spread on either side: the difference itself
+    assert (same.low, same.high) == (pytest.approx(0, abs=1e-12), pytest.approx(0, abs=1e-12))
+    assert welch_of(t_interval(a), type(flat)(0.4, 0.4, 0.4, 1)) is None  # one value: no seed interval
+
+
 def test_mean_over_seeds_pairs_items_with_the_base():
     """Each item's correctness is averaged over seeds, then paired with the base's items."""
     seeds = [SeedRun(i, 1e-5, scores={"gsm8k": TaskScore("acc", sum(c) / 4, 0.2, 4, correct=c)})
