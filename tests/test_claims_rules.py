@@ -52,7 +52,8 @@ def test_tying_rank_and_missing_cells():
 
 def test_scaling_claim_reads_the_trend_over_budgets():
     budgets = {"tinylora_1_grpo": ("grpo", 1, [0.41, 0.42, 0.40]), "tinylora_13_grpo": ("grpo", 13, [0.45, 0.46, 0.44]),
-                   "tinylora_210_grpo": ("grpo", 210, [0.50, 0.52, 0.51]), "full_grpo": ("grpo", 10**8, [0.60, 0.61, 0.62])}
+               "tinylora_210_grpo": ("grpo", 210, [0.50, 0.52, 0.51]),
+               "full_grpo": ("grpo", 10**8, [0.60, 0.61, 0.62])}
     assert claims.claim_scaling(_run(base=(None, 0, [0.40]), **budgets))["verdict"] == "reproduced"
     flipped = {k: (a, t, [1 - x for x in v]) for k, (a, t, v) in budgets.items()}
     assert claims.claim_scaling(_run(base=(None, 0, [0.40]), **flipped))["verdict"] == "not reproduced"
